@@ -1,0 +1,118 @@
+"""Settings: one object filled from defaults, ``SEARCHAPP_*`` variables and CLI flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import platformdirs
+
+from searchapp.errors import ConfigError
+
+DEFAULT_MODEL = "MobileCLIP-S2"
+DEFAULT_WEIGHTS = ""  # the model's standard tag (MobileCLIP-S2: datacompdr)
+RANDOM_WEIGHTS = "random"
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory (``~/.local/share/searchapp`` on Linux)."""
+    return Path(platformdirs.user_data_dir("searchapp", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs to know; immutable, pass it around."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    model: str = DEFAULT_MODEL
+    weights: str = DEFAULT_WEIGHTS
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int = 32
+    decode_workers: int = 0  # 0: choose from the CPU count
+    torch_threads: int = 0  # 0: torch's default (all cores)
+    reconcile_interval_s: float = 3600.0
+    max_upload_mb: int = 20
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "library.sqlite3"
+
+    @property
+    def index_path(self) -> Path:
+        return self.data_dir / "vectors.faiss"
+
+    @property
+    def thumbs_dir(self) -> Path:
+        return self.data_dir / "thumbs"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.data_dir / "writer.lock"
+
+    @property
+    def random_weights(self) -> bool:
+        return self.weights == RANDOM_WEIGHTS
+
+    def with_overrides(self, **values: object) -> Settings:
+        """Return a copy with the non-None values applied and checked."""
+        known = {f.name for f in fields(self)}
+        clean = {k: v for k, v in values.items() if v is not None and k in known}
+        if "data_dir" in clean:
+            clean["data_dir"] = Path(str(clean["data_dir"])).expanduser().resolve()
+        return validate_settings(replace(self, **clean))
+
+
+_ENV = {
+    "data_dir": "SEARCHAPP_DATA_DIR",
+    "model": "SEARCHAPP_MODEL",
+    "weights": "SEARCHAPP_WEIGHTS",
+    "device": "SEARCHAPP_DEVICE",
+    "precision": "SEARCHAPP_PRECISION",
+    "batch_size": "SEARCHAPP_BATCH_SIZE",
+    "decode_workers": "SEARCHAPP_DECODE_WORKERS",
+    "torch_threads": "SEARCHAPP_TORCH_THREADS",
+    "reconcile_interval_s": "SEARCHAPP_RECONCILE_INTERVAL",
+    "max_upload_mb": "SEARCHAPP_MAX_UPLOAD_MB",
+}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Defaults, then environment variables, then explicit overrides (CLI flags)."""
+    base = Settings()
+    from_env: dict[str, object] = {}
+    types = {f.name: f.type for f in fields(Settings)}
+    for name, var in _ENV.items():
+        raw = os.environ.get(var)
+        if raw is None or raw == "":
+            continue
+        from_env[name] = _parse(raw, types[name], var)
+    return base.with_overrides(**from_env).with_overrides(**overrides)
+
+
+def _parse(raw: str, type_name: object, var: str) -> object:
+    try:
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not a number; unset it or give a number.") from None
+    return raw
+
+
+def validate_settings(s: Settings) -> Settings:
+    """Reject values that would only fail later, with a message naming the fix."""
+    if s.batch_size < 1 or s.batch_size > 1024:
+        raise ConfigError(f"batch size {s.batch_size} is out of range; use 1 to 1024.")
+    if s.precision not in PRECISIONS:
+        raise ConfigError(f"precision {s.precision!r} is unknown; use one of {', '.join(PRECISIONS)}.")
+    if s.device not in ("auto", "cpu", "cuda", "mps") and not s.device.startswith("cuda:"):
+        raise ConfigError(f"device {s.device!r} is unknown; use auto, cpu, cuda, cuda:N or mps.")
+    if s.decode_workers < 0 or s.torch_threads < 0:
+        raise ConfigError("worker and thread counts must be 0 (automatic) or more.")
+    if s.reconcile_interval_s <= 0:
+        raise ConfigError("the reconcile interval must be a positive number of seconds.")
+    return s

@@ -1,0 +1,57 @@
+"""One error hierarchy; every message is meant for the person at the keyboard."""
+
+from __future__ import annotations
+
+
+class SearchAppError(Exception):
+    """Base class: ``str(err)`` is a one-line message that names the fix."""
+
+    exit_code = 1
+
+
+class ConfigError(SearchAppError):
+    """A setting, flag or environment variable has a bad value."""
+
+
+class WeightsUnavailableError(SearchAppError):
+    """Model weights cannot be found locally nor downloaded."""
+
+
+class UnknownModelError(SearchAppError):
+    """The model name is not one open_clip knows."""
+
+
+class SchemaTooNewError(SearchAppError):
+    """The database was written by a newer version of the app."""
+
+
+class StoreError(SearchAppError):
+    """The database cannot be opened or written."""
+
+
+class DiskFullError(StoreError):
+    """The data directory's disk is full."""
+
+
+class RootError(SearchAppError):
+    """A photo folder is missing, not a folder, or not registered."""
+
+
+class QueryError(SearchAppError):
+    """A search query cannot be understood or has nothing to search."""
+
+
+class PhotoNotFoundError(QueryError):
+    """A photo id or path is not in the index."""
+
+
+class ImageDecodeError(SearchAppError):
+    """A file is not a readable image; the message is the stored reason."""
+
+
+class AccessDeniedError(SearchAppError):
+    """A path outside the indexed folders was requested."""
+
+
+class WriterBusyError(SearchAppError):
+    """Another process holds the writer lock on this data directory."""

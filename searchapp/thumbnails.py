@@ -1,0 +1,52 @@
+"""Thumbnail cache keyed by content hash, written from the already-decoded small image."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from PIL import Image
+
+THUMB_SIZE = 384
+THUMB_QUALITY = 82
+
+
+def thumbnail_path(thumbs_dir: Path, content_hash: str) -> Path:
+    return thumbs_dir / content_hash[:2] / f"{content_hash}.jpg"
+
+
+def write_thumbnail(thumbs_dir: Path, content_hash: str, image: Image.Image) -> Path:
+    """Write (atomically, once) a JPEG thumbnail whose long side is at most THUMB_SIZE."""
+    target = thumbnail_path(thumbs_dir, content_hash)
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    thumb = image.copy()
+    thumb.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BILINEAR)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".jpg")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            thumb.convert("RGB").save(f, "JPEG", quality=THUMB_QUALITY)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def remove_orphan_thumbnails(thumbs_dir: Path, keep: Iterable[str]) -> int:
+    """Delete thumbnails (and stale temp files) whose hash no photo references."""
+    keep_set = set(keep)
+    removed = 0
+    if not thumbs_dir.is_dir():
+        return 0
+    for sub in thumbs_dir.iterdir():
+        if not sub.is_dir():
+            continue
+        for f in sub.iterdir():
+            if f.name.startswith(".tmp-") or f.stem not in keep_set:
+                f.unlink(missing_ok=True)
+                removed += 1
+    return removed
