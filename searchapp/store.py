@@ -404,6 +404,18 @@ class Store:
                 found.update(s.scalars(q))
         return found
 
+    def vectors_for_hashes(self, hashes: Sequence[str], model_id: str) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        with self._session() as s:
+            for i in range(0, len(hashes), 500):
+                q = select(EmbeddingRow.content_hash, EmbeddingRow.vector).where(
+                    EmbeddingRow.model_id == model_id,
+                    EmbeddingRow.content_hash.in_(list(hashes[i : i + 500])),
+                )
+                for h, blob in s.execute(q):
+                    out[h] = np.frombuffer(blob, dtype=np.float32).copy()
+        return out
+
     def get_photos(self, ids: Sequence[int]) -> dict[int, PhotoRecord]:
         out: dict[int, PhotoRecord] = {}
         with self._session() as s:

@@ -1,0 +1,1 @@
+"""Scanning photo folders and keeping the index in step with them."""

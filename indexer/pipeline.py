@@ -1,0 +1,290 @@
+"""One indexing run: scan roots, diff against the store, decode, embed, write in batches.
+
+Decoding (read, hash, draft-decode, resize, thumbnail) runs in worker threads while the
+model embeds the previous batch. Each batch is one SQLite transaction, so a run killed
+at any instant resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from indexer.scanner import ScannedFile, scan_root
+from searchapp.config import Settings
+from searchapp.decoder import decode_photo, hash_bytes, read_file
+from searchapp.embedder import ImageEncoder
+from searchapp.errors import ImageDecodeError
+from searchapp.store import (
+    STATUS_INDEXED,
+    BatchWrite,
+    FailureWrite,
+    KnownFile,
+    MoveWrite,
+    PhotoWrite,
+    Store,
+)
+from searchapp.thumbnails import remove_orphan_thumbnails, write_thumbnail
+from searchapp.vectors import VectorIndex
+
+SAVE_EVERY_S = 60.0
+
+
+@dataclass
+class IndexStats:
+    """Counts of one run; ``embedded`` counts model calls (images sent to the model)."""
+
+    added: int = 0
+    updated: int = 0
+    moved: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    embedded: int = 0
+    offline_roots: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"added {self.added}, updated {self.updated}, moved {self.moved}, "
+            f"removed {self.removed}, unchanged {self.unchanged}, failed {self.failed}"
+        )
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a progress bar needs: files done of total, and the rate."""
+
+    done: int
+    total: int
+    images_per_s: float
+    stats: IndexStats
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class _Work:
+    root_id: int
+    file: ScannedFile
+    known: KnownFile | None
+
+
+@dataclass
+class _Decoded:
+    work: _Work
+    content_hash: str | None = None
+    pixels: np.ndarray | None = None
+    photo: PhotoWrite | None = None
+    failure: str | None = None
+
+
+@dataclass
+class _Plan:
+    work: list[_Work] = field(default_factory=list)
+    missing: dict[int, KnownFile] = field(default_factory=dict)  # photo id -> gone file
+    unchanged: int = 0
+
+
+class IndexRun:
+    """Indexes every root of a store with one embedder and keeps the FAISS index in step."""
+
+    def __init__(
+        self, settings: Settings, store: Store, embedder: ImageEncoder, index: VectorIndex
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.embedder = embedder
+        self.index = index
+        self.model_id = embedder.model_id
+        self.min_side = embedder.preprocess_config.image_size
+
+    def run(self, progress: ProgressCallback | None = None, paths: list[str] | None = None) -> IndexStats:
+        """Index all roots (``paths`` limits the scan to files/folders below a root)."""
+        started = time.monotonic()
+        stats = IndexStats()
+        run_id = self.store.start_run("index")
+        try:
+            plan = self._plan(stats, paths)
+            self._process(plan, stats, progress, run_id, started)
+            self._finish(stats)
+        except BaseException as err:
+            stats.seconds = time.monotonic() - started
+            state = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+            try:
+                self.index.save(self.settings.index_path, self.store.generation())
+                self.store.finish_run(run_id, state, stats.as_dict(), str(err)[:300])
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
+            raise
+        stats.seconds = time.monotonic() - started
+        self.store.finish_run(run_id, "done", stats.as_dict())
+        return stats
+
+    # ------------------------------------------------------------ planning
+    def _plan(self, stats: IndexStats, paths: list[str] | None) -> _Plan:
+        plan = _Plan()
+        for root in self.store.list_roots():
+            if not os.path.isdir(root.path):
+                # unmounted drive: keep its photos, never read absence as deletion
+                self.store.set_root_online(root.id, False)
+                stats.offline_roots += 1
+                continue
+            if not root.online:
+                self.store.set_root_online(root.id, True)
+            known = self.store.known_files(root.id, self.model_id)
+            seen: set[str] = set()
+            for f in scan_root(root.path):
+                if paths and not _under_any(f.path, paths):
+                    continue
+                seen.add(f.path)
+                k = known.get(f.path)
+                if k and k.size == f.size and k.mtime_ns == f.mtime_ns and (
+                    k.status != STATUS_INDEXED or k.embedded
+                ):
+                    plan.unchanged += 1
+                else:
+                    plan.work.append(_Work(root.id, f, k))
+            for path, k in known.items():
+                if path not in seen and (not paths or _under_any(path, paths)):
+                    plan.missing[k.id] = k
+        stats.unchanged = plan.unchanged
+        return plan
+
+    # ------------------------------------------------------------ processing
+    def _process(
+        self, plan: _Plan, stats: IndexStats, progress: ProgressCallback | None,
+        run_id: int, started: float,
+    ) -> None:
+        moved_from = {k.content_hash: k for k in plan.missing.values()
+                      if k.content_hash and k.status == STATUS_INDEXED}
+        total = len(plan.work)
+        done = 0
+        last_save = time.monotonic()
+        for chunk in self._decoded(plan.work, moved_from):
+            batch = BatchWrite(model_id=self.model_id)
+            to_embed: list[_Decoded] = []
+            for d in chunk:
+                self._classify(d, batch, to_embed, moved_from, plan, stats)
+            if to_embed:
+                vecs = self.embedder.encode_prepared(np.stack([d.pixels for d in to_embed]))
+                stats.embedded += len(to_embed)
+                for d, v in zip(to_embed, vecs, strict=True):
+                    batch.vectors[d.content_hash] = v
+            self._write(batch)
+            done += len(chunk)
+            rate = done / max(time.monotonic() - started, 1e-6)
+            self.store.update_run(run_id, total=total, done=done, stats=stats.as_dict())
+            if progress:
+                progress(Progress(done, total, rate, stats))
+            if time.monotonic() - last_save > SAVE_EVERY_S:
+                self.index.save(self.settings.index_path, self.store.generation())
+                last_save = time.monotonic()
+        gone = list(plan.missing)
+        if gone:
+            batch = BatchWrite(model_id=self.model_id, removed_ids=gone)
+            self._write(batch)
+            stats.removed += len(gone)
+        if progress and total == 0:
+            progress(Progress(0, 0, 0.0, stats))
+
+    def _decoded(self, work: list[_Work], moved_from: dict) -> Iterator[list[_Decoded]]:
+        """Decode in worker threads, in order, a bounded window ahead of the model."""
+        workers = self.settings.decode_workers or max(2, (os.cpu_count() or 2))
+        size = self.settings.batch_size
+        with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
+            pending = []
+            for i in range(0, len(work), size):
+                pending.append([pool.submit(self._decode_one, w, moved_from)
+                                for w in work[i : i + size]])
+                if len(pending) > 2:
+                    yield [f.result() for f in pending.pop(0)]
+            for futures in pending:
+                yield [f.result() for f in futures]
+
+    def _decode_one(self, w: _Work, moved_from: dict) -> _Decoded:
+        try:
+            data = read_file(w.file.path)
+            chash = hash_bytes(data)
+            if chash in moved_from or (w.known and w.known.content_hash == chash and w.known.embedded):
+                return _Decoded(w, content_hash=chash)  # no decode needed: same content
+            photo = decode_photo(data, self.min_side)
+            write_thumbnail(self.settings.thumbs_dir, chash, photo.image)
+            pixels = self.embedder.prepare(photo.image)
+        except ImageDecodeError as err:
+            return _Decoded(w, failure=str(err))
+        return _Decoded(
+            w, content_hash=chash, pixels=pixels,
+            photo=PhotoWrite(
+                w.root_id, w.file.path, len(data), w.file.mtime_ns, chash, photo.width,
+                photo.height, photo.format, photo.taken_at, photo.camera,
+            ),
+        )
+
+    def _classify(
+        self, d: _Decoded, batch: BatchWrite, to_embed: list[_Decoded], moved_from: dict,
+        plan: _Plan, stats: IndexStats,
+    ) -> None:
+        w = d.work
+        if d.failure is not None:
+            batch.failed.append(FailureWrite(w.root_id, w.file.path, w.file.size, w.file.mtime_ns, d.failure))
+            stats.failed += 1
+            return
+        if d.photo is None and w.known and w.known.content_hash == d.content_hash:
+            batch.touched.append((w.known.id, w.file.size, w.file.mtime_ns))
+            stats.unchanged += 1
+            return
+        if d.photo is None and d.content_hash in moved_from and w.known is None:
+            old = moved_from.pop(d.content_hash)
+            plan.missing.pop(old.id, None)
+            batch.moved.append(MoveWrite(old.id, w.root_id, w.file.path, w.file.size, w.file.mtime_ns))
+            stats.moved += 1
+            return
+        if d.photo is None:  # hash matched a move target that another file took: decode now
+            d = self._decode_one(_Work(w.root_id, w.file, None), {})
+            if d.failure is not None or d.photo is None:
+                self._classify(d, batch, to_embed, {}, plan, stats)
+                return
+        batch.indexed.append(d.photo)
+        if w.known is None:
+            stats.added += 1
+        else:
+            stats.updated += 1
+        if d.content_hash not in batch.vectors and not self.store.embedded_hashes(
+            [d.content_hash], self.model_id
+        ) and all(x.content_hash != d.content_hash for x in to_embed):
+            to_embed.append(d)
+
+    def _write(self, batch: BatchWrite) -> None:
+        if not batch:
+            return
+        result = self.store.write_batch(batch)
+        if result.removed:
+            self.index.remove(np.asarray(result.removed, dtype=np.int64))
+        if result.upserted:
+            ids = np.fromiter(result.upserted, dtype=np.int64)
+            vecs = self._vectors_for([result.upserted[i] for i in ids], batch.vectors)
+            self.index.add(ids, vecs)
+
+    def _vectors_for(self, hashes: list[str], fresh: dict[str, np.ndarray]) -> np.ndarray:
+        missing = [h for h in set(hashes) if h not in fresh]
+        stored = self.store.vectors_for_hashes(missing, self.model_id) if missing else {}
+        return np.stack([fresh[h] if h in fresh else stored[h] for h in hashes])
+
+    def _finish(self, stats: IndexStats) -> None:
+        self.store.delete_orphan_embeddings()
+        remove_orphan_thumbnails(self.settings.thumbs_dir, self.store.referenced_hashes())
+        self.index.save(self.settings.index_path, self.store.generation())
+
+
+def _under_any(path: str, prefixes: list[str]) -> bool:
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)

@@ -1,0 +1,249 @@
+"""The ``searchapp`` command: index folders, search them, show status, manage roots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from searchapp import __version__
+from searchapp.config import Settings, load_settings
+from searchapp.errors import SearchAppError, WriterBusyError
+
+EXAMPLES = """\
+examples:
+  searchapp index ~/Pictures          add a folder and index it
+  searchapp search "red kayak"        find photos by text
+  searchapp search --image query.jpg  find photos like an image file
+  searchapp search --like 42          more like indexed photo 42
+  searchapp status                    what is indexed, what failed and why
+
+Weights: the default MobileCLIP-S2 'datacompdr' weights download once from the Hugging Face
+hub to its cache and are used offline after. --weights PATH loads a local checkpoint;
+--weights random builds the model with random weights (results carry no meaning).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="searchapp",
+        description="Local semantic photo search with MobileCLIP, FAISS and SQLite.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"searchapp {__version__}")
+    p.add_argument("--data-dir", help="where the library lives (env SEARCHAPP_DATA_DIR)")
+    p.add_argument("--model", help="MobileCLIP architecture (default MobileCLIP-S2)")
+    p.add_argument("--weights", help="pretrained tag, checkpoint file, hf-hub:REPO, "
+                   "local-dir:FOLDER, or 'random' (env SEARCHAPP_WEIGHTS)")
+    p.add_argument("--device", help="auto, cpu, cuda or mps")
+    p.add_argument("--precision", help="auto, fp32 (reference), bf16 or fp16")
+    p.add_argument("--batch-size", type=int, help="images per model batch (default 32)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ix = sub.add_parser("index", help="add folders (optional) and index every root")
+    ix.add_argument("paths", nargs="*", help="photo folders to add as roots first")
+    ix.add_argument("--retry-failed", action="store_true", help="try failed files again")
+
+    se = sub.add_parser("search", help="search by text, image file or indexed photo")
+    se.add_argument("text", nargs="?", help="text query; 'a + 2:b - c' weights parts")
+    se.add_argument("--image", help="find photos like this image file")
+    se.add_argument("--like", help="more like this indexed photo (id or path)")
+    se.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    se.add_argument("--folder", help="only photos in or below this folder")
+    se.add_argument("--json", action="store_true", help="print JSON")
+
+    st = sub.add_parser("status", help="roots, counts, failures, model in use")
+    st.add_argument("--json", action="store_true", help="print JSON")
+
+    ro = sub.add_parser("roots", help="list, add or remove photo folders")
+    ro.add_argument("action", choices=["list", "add", "remove"])
+    ro.add_argument("paths", nargs="*")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(message)s")
+    try:
+        settings = load_settings(
+            data_dir=args.data_dir, model=args.model, weights=args.weights,
+            device=args.device, precision=args.precision, batch_size=args.batch_size,
+        )
+        return COMMANDS[args.command](settings, args)
+    except SearchAppError as err:
+        print(f"searchapp: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("searchapp: interrupted; everything committed so far is kept.", file=sys.stderr)
+        return 130
+
+
+def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
+    from filelock import FileLock, Timeout
+
+    from indexer.pipeline import IndexRun
+    from searchapp.embedder import load_embedder
+    from searchapp.store import Store
+    from searchapp.vectors import open_index
+
+    store = Store(settings.db_path)
+    for path in args.paths:
+        store.add_root(path)
+    if not store.list_roots():
+        print("searchapp: no photo folders yet; run: searchapp index PATH", file=sys.stderr)
+        return 1
+    if args.retry_failed:
+        store.clear_failures()
+    lock = FileLock(str(settings.lock_path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print("another searchapp process is indexing this library; waiting for it...",
+              file=sys.stderr)
+        try:
+            lock.acquire(timeout=3600)
+        except Timeout:
+            raise WriterBusyError("another process kept the library busy for an hour; "
+                                  "stop it or try later.") from None
+    try:
+        embedder = load_embedder(settings)
+        index = open_index(settings.index_path, store, embedder.model_id, embedder.dim)
+        with _progress_bar() as on_progress:
+            stats = IndexRun(settings, store, embedder, index).run(on_progress)
+    finally:
+        lock.release()
+    print(f"{stats.summary()} ({stats.seconds:.1f} s)")
+    if stats.offline_roots:
+        print(f"{stats.offline_roots} folder(s) are offline; their photos are kept.",
+              file=sys.stderr)
+    return 0
+
+
+class _progress_bar:
+    """tqdm on a terminal, silent when piped."""
+
+    def __enter__(self):  # noqa: ANN204
+        self.bar = None
+        return self.update
+
+    def update(self, p) -> None:  # noqa: ANN001
+        if not sys.stderr.isatty() or p.total == 0:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=p.total, unit="photo", desc="indexing", file=sys.stderr)
+        self.bar.n = p.done
+        self.bar.set_postfix_str(f"{p.images_per_s:.1f} img/s", refresh=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
+    from searchapp.errors import QueryError
+    from searchapp.search import SearchService
+    from searchapp.store import PhotoFilter
+
+    chosen = [x for x in (args.text, args.image, args.like) if x]
+    if len(chosen) != 1:
+        raise QueryError("give exactly one of: TEXT, --image PATH, --like PHOTO")
+    if args.k < 1:
+        raise QueryError("-k must be at least 1.")
+    service = SearchService(settings)
+    flt = PhotoFilter(folder=str(Path(args.folder).resolve())) if args.folder else None
+    if args.text:
+        results = service.search_text(args.text, args.k, flt)
+    elif args.image:
+        results = service.search_image(args.image, args.k, flt)
+    else:
+        results = service.search_like(args.like, args.k, flt)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        for r in results:
+            print(f"{r.rank:3d}  {r.score:.3f}  [{r.photo_id}]  {r.path}")
+        if not results:
+            print("no results")
+    return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from searchapp.embedder import RANDOM_WARNING, model_id_for
+    from searchapp.store import Store
+    from searchapp.vectors import IndexFileError, VectorIndex
+
+    store = Store(settings.db_path)
+    model_id = model_id_for(settings)
+    counts = store.counts()
+    try:
+        size = VectorIndex.load(settings.index_path, model_id).ntotal
+    except IndexFileError:
+        size = 0
+    runs = store.recent_runs(1)
+    info = {
+        "roots": [{"path": r.path, "online": r.online} for r in store.list_roots()],
+        "photos": counts["photos"],
+        "failed": counts["failed"],
+        "failures": [{"path": f.path, "reason": f.failure_reason} for f in store.failures()],
+        "model": settings.model,
+        "weights": settings.weights or "default",
+        "model_id": model_id,
+        "random_weights": settings.random_weights,
+        "index": {"type": "faiss IndexIDMap2(IndexFlatIP)", "vectors": size,
+                  "path": str(settings.index_path)},
+        "data_dir": str(settings.data_dir),
+        "last_run": runs[0].__dict__ if runs else None,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    if settings.random_weights:
+        print(RANDOM_WARNING)
+    print(f"library: {settings.data_dir}")
+    print(f"model:   {settings.model} weights {info['weights']}")
+    print(f"index:   {size} vectors ({info['index']['type']})")
+    print(f"photos:  {counts['photos']} indexed, {counts['failed']} failed")
+    for r in info["roots"]:
+        print(f"root:    {r['path']}{'' if r['online'] else '  (offline)'}")
+    for f in info["failures"]:
+        print(f"failed:  {f['path']}: {f['reason']}")
+    return 0
+
+
+def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
+    from searchapp.store import Store
+    from searchapp.vectors import IndexFileError, VectorIndex
+
+    store = Store(settings.db_path)
+    if args.action == "list":
+        for r in store.list_roots():
+            print(r.path + ("" if r.online else "  (offline)"))
+        return 0
+    if not args.paths:
+        print(f"searchapp: roots {args.action} needs at least one PATH", file=sys.stderr)
+        return 2
+    for path in args.paths:
+        if args.action == "add":
+            print(f"added {store.add_root(path).path}; run: searchapp index")
+            continue
+        root, ids = store.remove_root(path)
+        try:
+            from searchapp.embedder import model_id_for
+
+            index = VectorIndex.load(settings.index_path, model_id_for(settings))
+            index.remove(ids)
+            index.save(settings.index_path, store.generation())
+        except IndexFileError:
+            pass  # rebuilt from the store on next open
+        print(f"removed {root.path} and its {len(ids)} photos from the index")
+    return 0
+
+
+COMMANDS = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "roots": cmd_roots}
