@@ -309,6 +309,7 @@ class ClipEmbedder:
             print(RANDOM_WARNING, file=sys.stderr)
             torch.manual_seed(RANDOM_SEED)
             model = _quiet_create(open_clip, name, None, kwargs)
+            _spread_random_init(model)
         elif self.source.kind == "schema":
             model = self._create_checked(open_clip, self.source.value, None, kwargs)
             name = self.source.value
@@ -382,6 +383,24 @@ class ClipEmbedder:
         if self.precision == "fp16" and self.device != "cpu":
             return fn(x.half()).float()
         return fn(x).float()
+
+
+def _spread_random_init(model) -> None:  # noqa: ANN001
+    """Re-draw the image tower's conv/linear weights with variance-preserving init.
+
+    open_clip's default init (tiny layer scales, BN at identity) maps every image to
+    nearly the same vector, so random-weight runs could not tell two photos apart. With
+    fan-in scaled weights, identical and resized copies stay close while different photos
+    differ, which is what the tests need; it is still random and still meaningless.
+    """
+    import torch
+
+    with torch.no_grad():
+        for module in model.visual.modules():
+            if isinstance(module, torch.nn.Conv2d | torch.nn.Linear):
+                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="linear")
+                if module.bias is not None:
+                    module.bias.zero_()
 
 
 def _quiet_create(open_clip, name: str, pretrained: str | None, kwargs: dict):  # noqa: ANN001, ANN202
