@@ -1,0 +1,68 @@
+"""The CLI end to end, through a subprocess, with --json."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from PIL import Image
+
+
+def run(data_dir, *args, check=True):  # noqa: ANN001, ANN002
+    env = dict(os.environ, SEARCHAPP_WEIGHTS="random", SEARCHAPP_PRECISION="fp32",
+               HF_HUB_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-m", "searchapp", "--data-dir", str(data_dir), *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_cli_index_search_status_roots(tmp_path, photos):
+    lib = tmp_path / "lib"
+    bad = photos / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    out = run(lib, "index", str(photos))
+    assert "added 16" in out.stdout and "failed 1" in out.stdout
+    assert "random model weights" in out.stderr
+
+    query = tmp_path / "query.jpg"
+    Image.open(photos / "cat_chelsea.png").convert("RGB").resize((300, 200)).save(query)
+    results = json.loads(run(lib, "search", "--image", str(query), "-k", "3", "--json").stdout)
+    assert results[0]["path"].endswith("cat_chelsea.png")
+    assert {"rank", "score", "path", "photo_id"} <= set(results[0])
+
+    text = json.loads(run(lib, "search", "a cat", "-k", "5", "--json").stdout)
+    assert len(text) == 5 and [r["rank"] for r in text] == [1, 2, 3, 4, 5]
+
+    like = json.loads(run(lib, "search", "--like", str(results[0]["photo_id"]), "--json").stdout)
+    assert results[0]["photo_id"] not in [r["photo_id"] for r in like]
+
+    status = json.loads(run(lib, "status", "--json").stdout)
+    assert status["photos"] == 16 and status["failed"] == 1
+    assert status["failures"][0]["path"].endswith("broken.jpg")
+    assert status["weights"] == "random" and status["model"] == "MobileCLIP-S2"
+
+    run(lib, "roots", "remove", str(photos))
+    assert json.loads(run(lib, "status", "--json").stdout)["photos"] == 0
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    proc = run(tmp_path / "lib", "search", "--like", "99", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0 or "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert run(tmp_path / "lib", "bogus", check=False).returncode == 2
+
+
+def test_missing_weights_message(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    env.pop("SEARCHAPP_WEIGHTS", None)
+    d = tmp_path / "p"
+    d.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "searchapp", "--data-dir", str(tmp_path / "l"),
+                           "index", str(d)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1
+    assert "--weights" in proc.stderr and "Traceback" not in proc.stderr

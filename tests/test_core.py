@@ -1,0 +1,161 @@
+"""Foundation: indexing, incremental runs, restart and rebuild, bad files, fidelity."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from searchapp.store import Store
+from tests.helpers import index_once, service
+
+
+def test_resized_copy_found_at_rank_1(settings, embedder, photos, tmp_path):
+    index_once(settings, embedder, photos)
+    svc = service(settings, embedder)
+    checked = 0
+    for name in ("coffee.png", "cat_chelsea.png", "rocket.jpg", "astronaut.jpg"):
+        query = tmp_path / f"q-{name}.jpg"
+        img = Image.open(photos / name).convert("RGB")
+        img.resize((img.width * 2 // 3, img.height * 2 // 3)).save(query, quality=80)
+        results = svc.search_image(query, k=3)
+        assert Path(results[0].path).name == name, results
+        checked += 1
+    assert checked == 4
+
+
+def test_incremental_runs_count_model_calls(settings, embedder, photos):
+    first = index_once(settings, embedder, photos)
+    assert first.added == 16 and first.embedded == 16 and first.failed == 0
+
+    second = index_once(settings, embedder)
+    assert (second.unchanged, second.embedded, second.added) == (16, 0, 0)
+
+    # modified: new content -> re-embedded, same photo id kept
+    store = Store(settings.db_path)
+    before = store.find_photo_by_path(photos / "coffee.png").id
+    Image.open(photos / "coffee.png").rotate(90).save(photos / "coffee.png")
+    third = index_once(settings, embedder)
+    assert (third.updated, third.embedded) == (1, 1)
+    assert store.find_photo_by_path(photos / "coffee.png").id == before
+
+    # renamed and moved into a new folder: vector reused, id kept, no model call
+    (photos / "sub").mkdir()
+    os.rename(photos / "rocket.jpg", photos / "sub" / "rocket renamed.jpg")
+    rid = None
+    fourth = index_once(settings, embedder)
+    assert (fourth.moved, fourth.embedded, fourth.removed) == (1, 0, 0)
+    rid = store.find_photo_by_path(photos / "sub" / "rocket renamed.jpg").id
+    assert rid is not None
+
+    # duplicate: a second path with the same bytes reuses the vector
+    shutil.copy(photos / "grass.png", photos / "grass copy.png")
+    fifth = index_once(settings, embedder)
+    assert (fifth.added, fifth.embedded) == (1, 0)
+
+    # deleted: leaves the index
+    (photos / "coins.png").unlink()
+    sixth = index_once(settings, embedder)
+    assert (sixth.removed, sixth.embedded) == (1, 0)
+    assert store.find_photo_by_path(photos / "coins.png") is None
+    assert store.counts()["photos"] == 16
+
+    svc = service(settings, embedder)
+    assert sorted(svc.index.ids().tolist()) == sorted(
+        p.id for p in store.get_photos(list(range(1, 100))).values() if p.status == "indexed"
+    )
+
+
+def test_restart_and_rebuild_give_same_results(settings, embedder, photos):
+    index_once(settings, embedder, photos)
+    query = photos / "cat_chelsea.png"
+    first = [(r.photo_id, r.score) for r in service(settings, embedder).search_image(query, k=5)]
+
+    again = index_once(settings, embedder)
+    assert again.embedded == 0
+    assert [(r.photo_id, r.score) for r in service(settings, embedder).search_image(query, k=5)] == first
+
+    settings.index_path.unlink()
+    calls = embedder.images_encoded
+    rebuilt = [(r.photo_id, r.score) for r in service(settings, embedder).search_image(query, k=5)]
+    assert embedder.images_encoded == calls + 1  # only the query image
+    assert [p for p, _ in rebuilt] == [p for p, _ in first]
+    assert np.allclose([s for _, s in rebuilt], [s for _, s in first], atol=1e-5)
+
+
+def test_bad_files_fail_with_reasons_and_good_ones_index(settings, embedder, photos):
+    bad = photos / "bad"
+    bad.mkdir()
+    (bad / "empty.jpg").write_bytes(b"")
+    data = (photos / "rocket.jpg").read_bytes()
+    (bad / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (bad / "random.jpg").write_bytes(os.urandom(5000))
+    (bad / "text.jpg").write_text("hello, I am not a photo\n")
+    bomb = Image.new("1", (20000, 20000))  # 400 MP, a few KB as PNG
+    bomb.save(bad / "bomb.png")
+    stats = index_once(settings, embedder, photos)
+    assert stats.added == 16 and stats.failed == 5
+    reasons = {Path(f.path).name: f.failure_reason for f in Store(settings.db_path).failures()}
+    assert reasons["empty.jpg"] == "empty file"
+    assert "truncated" in reasons["truncated.jpg"]
+    assert "not an image" in reasons["random.jpg"]
+    assert "not an image" in reasons["text.jpg"]
+    assert "decompression bomb" in reasons["bomb.png"]
+    # unchanged failures are not retried on the next run
+    assert index_once(settings, embedder).failed == 0
+
+
+def test_exif_orientation_applied(settings, embedder, tmp_path):
+    folder = tmp_path / "rot"
+    folder.mkdir()
+    img = Image.new("RGB", (400, 200), "red")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x0110] = "TestCam"
+    img.save(folder / "rotated.jpg", exif=exif.tobytes())
+    index_once(settings, embedder, folder)
+    rec = Store(settings.db_path).find_photo_by_path(folder / "rotated.jpg")
+    assert (rec.width, rec.height) == (200, 400)
+
+
+def test_fp32_embedder_matches_open_clip_reference(embedder):
+    import open_clip
+    import torch
+
+    cfg = embedder.preprocess_config
+    torch.manual_seed(0)
+    _, _, preprocess = open_clip.create_model_and_transforms(
+        "MobileCLIP-S2", pretrained=None, image_mean=cfg.mean, image_std=cfg.std,
+        image_interpolation=cfg.interpolation, image_resize_mode=cfg.resize_mode,
+    )
+    from tests.conftest import DATA
+
+    for name in ("coffee.png", "rocket.jpg", "grace_hopper.jpg"):
+        img = Image.open(DATA / name).convert("RGB")
+        with torch.inference_mode():
+            ref = embedder.model.encode_image(preprocess(img).unsqueeze(0)).float()
+        ref = torch.nn.functional.normalize(ref, dim=-1).numpy()[0]
+        ours = embedder.encode_images([img])[0]
+        assert float(ours @ ref) > 1 - 1e-5
+
+
+def test_newer_schema_refused(settings, embedder, photos):
+    from searchapp.errors import SchemaTooNewError
+
+    index_once(settings, embedder, photos)
+    import sqlite3
+
+    con = sqlite3.connect(settings.db_path)
+    con.execute("UPDATE alembic_version SET version_num='9999'")
+    con.commit()
+    con.close()
+    before = settings.db_path.read_bytes()
+    with pytest.raises(SchemaTooNewError):
+        Store(settings.db_path)
+    time.sleep(0.01)
+    assert settings.db_path.read_bytes() == before
