@@ -108,7 +108,9 @@ class IndexRun:
         self.model_id = embedder.model_id
         self.min_side = embedder.preprocess_config.image_size
 
-    def run(self, progress: ProgressCallback | None = None, paths: list[str] | None = None) -> IndexStats:
+    def run(
+        self, progress: ProgressCallback | None = None, paths: list[str] | None = None
+    ) -> IndexStats:
         """Index all roots (``paths`` limits the scan to files/folders below a root)."""
         started = time.monotonic()
         stats = IndexStats()
@@ -148,8 +150,11 @@ class IndexRun:
                     continue
                 seen.add(f.path)
                 k = known.get(f.path)
-                if k and k.size == f.size and k.mtime_ns == f.mtime_ns and (
-                    k.status != STATUS_INDEXED or k.embedded
+                if (
+                    k
+                    and k.size == f.size
+                    and k.mtime_ns == f.mtime_ns
+                    and (k.status != STATUS_INDEXED or k.embedded)
                 ):
                     plan.unchanged += 1
                 else:
@@ -162,11 +167,18 @@ class IndexRun:
 
     # ------------------------------------------------------------ processing
     def _process(
-        self, plan: _Plan, stats: IndexStats, progress: ProgressCallback | None,
-        run_id: int, started: float,
+        self,
+        plan: _Plan,
+        stats: IndexStats,
+        progress: ProgressCallback | None,
+        run_id: int,
+        started: float,
     ) -> None:
-        moved_from = {k.content_hash: k for k in plan.missing.values()
-                      if k.content_hash and k.status == STATUS_INDEXED}
+        moved_from = {
+            k.content_hash: k
+            for k in plan.missing.values()
+            if k.content_hash and k.status == STATUS_INDEXED
+        }
         total = len(plan.work)
         done = 0
         last_save = time.monotonic()
@@ -204,8 +216,9 @@ class IndexRun:
         with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
             pending = []
             for i in range(0, len(work), size):
-                pending.append([pool.submit(self._decode_one, w, moved_from)
-                                for w in work[i : i + size]])
+                pending.append(
+                    [pool.submit(self._decode_one, w, moved_from) for w in work[i : i + size]]
+                )
                 if len(pending) > 2:
                     yield [f.result() for f in pending.pop(0)]
             for futures in pending:
@@ -215,7 +228,9 @@ class IndexRun:
         try:
             data = read_file(w.file.path)
             chash = hash_bytes(data)
-            if chash in moved_from or (w.known and w.known.content_hash == chash and w.known.embedded):
+            if chash in moved_from or (
+                w.known and w.known.content_hash == chash and w.known.embedded
+            ):
                 return _Decoded(w, content_hash=chash)  # no decode needed: same content
             photo = decode_photo(data, self.min_side)
             write_thumbnail(self.settings.thumbs_dir, chash, photo.image)
@@ -223,20 +238,37 @@ class IndexRun:
         except ImageDecodeError as err:
             return _Decoded(w, failure=str(err))
         return _Decoded(
-            w, content_hash=chash, pixels=pixels,
+            w,
+            content_hash=chash,
+            pixels=pixels,
             photo=PhotoWrite(
-                w.root_id, w.file.path, len(data), w.file.mtime_ns, chash, photo.width,
-                photo.height, photo.format, photo.taken_at, photo.camera,
+                w.root_id,
+                w.file.path,
+                len(data),
+                w.file.mtime_ns,
+                chash,
+                photo.width,
+                photo.height,
+                photo.format,
+                photo.taken_at,
+                photo.camera,
             ),
         )
 
     def _classify(
-        self, d: _Decoded, batch: BatchWrite, to_embed: list[_Decoded], moved_from: dict,
-        plan: _Plan, stats: IndexStats,
+        self,
+        d: _Decoded,
+        batch: BatchWrite,
+        to_embed: list[_Decoded],
+        moved_from: dict,
+        plan: _Plan,
+        stats: IndexStats,
     ) -> None:
         w = d.work
         if d.failure is not None:
-            batch.failed.append(FailureWrite(w.root_id, w.file.path, w.file.size, w.file.mtime_ns, d.failure))
+            batch.failed.append(
+                FailureWrite(w.root_id, w.file.path, w.file.size, w.file.mtime_ns, d.failure)
+            )
             stats.failed += 1
             return
         if d.photo is None and w.known and w.known.content_hash == d.content_hash:
@@ -246,7 +278,9 @@ class IndexRun:
         if d.photo is None and d.content_hash in moved_from and w.known is None:
             old = moved_from.pop(d.content_hash)
             plan.missing.pop(old.id, None)
-            batch.moved.append(MoveWrite(old.id, w.root_id, w.file.path, w.file.size, w.file.mtime_ns))
+            batch.moved.append(
+                MoveWrite(old.id, w.root_id, w.file.path, w.file.size, w.file.mtime_ns)
+            )
             stats.moved += 1
             return
         if d.photo is None:  # hash matched a move target that another file took: decode now
@@ -259,9 +293,11 @@ class IndexRun:
             stats.added += 1
         else:
             stats.updated += 1
-        if d.content_hash not in batch.vectors and not self.store.embedded_hashes(
-            [d.content_hash], self.model_id
-        ) and all(x.content_hash != d.content_hash for x in to_embed):
+        if (
+            d.content_hash not in batch.vectors
+            and not self.store.embedded_hashes([d.content_hash], self.model_id)
+            and all(x.content_hash != d.content_hash for x in to_embed)
+        ):
             to_embed.append(d)
 
     def _write(self, batch: BatchWrite) -> None:

@@ -36,8 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"searchapp {__version__}")
     p.add_argument("--data-dir", help="where the library lives (env SEARCHAPP_DATA_DIR)")
     p.add_argument("--model", help="MobileCLIP architecture (default MobileCLIP-S2)")
-    p.add_argument("--weights", help="pretrained tag, checkpoint file, hf-hub:REPO, "
-                   "local-dir:FOLDER, or 'random' (env SEARCHAPP_WEIGHTS)")
+    p.add_argument(
+        "--weights",
+        help="pretrained tag, checkpoint file, hf-hub:REPO, "
+        "local-dir:FOLDER, or 'random' (env SEARCHAPP_WEIGHTS)",
+    )
     p.add_argument("--device", help="auto, cpu, cuda or mps")
     p.add_argument("--precision", help="auto, fp32 (reference), bf16 or fp16")
     p.add_argument("--batch-size", type=int, help="images per model batch (default 32)")
@@ -67,12 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
     try:
         settings = load_settings(
-            data_dir=args.data_dir, model=args.model, weights=args.weights,
-            device=args.device, precision=args.precision, batch_size=args.batch_size,
+            data_dir=args.data_dir,
+            model=args.model,
+            weights=args.weights,
+            device=args.device,
+            precision=args.precision,
+            batch_size=args.batch_size,
         )
         return COMMANDS[args.command](settings, args)
     except SearchAppError as err:
@@ -103,13 +111,15 @@ def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        print("another searchapp process is indexing this library; waiting for it...",
-              file=sys.stderr)
+        print(
+            "another searchapp process is indexing this library; waiting for it...", file=sys.stderr
+        )
         try:
             lock.acquire(timeout=3600)
         except Timeout:
-            raise WriterBusyError("another process kept the library busy for an hour; "
-                                  "stop it or try later.") from None
+            raise WriterBusyError(
+                "another process kept the library busy for an hour; stop it or try later."
+            ) from None
     try:
         embedder = load_embedder(settings)
         index = open_index(settings.index_path, store, embedder.model_id, embedder.dim)
@@ -119,8 +129,9 @@ def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
         lock.release()
     print(f"{stats.summary()} ({stats.seconds:.1f} s)")
     if stats.offline_roots:
-        print(f"{stats.offline_roots} folder(s) are offline; their photos are kept.",
-              file=sys.stderr)
+        print(
+            f"{stats.offline_roots} folder(s) are offline; their photos are kept.", file=sys.stderr
+        )
     return 0
 
 
@@ -196,8 +207,11 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         "weights": settings.weights or "default",
         "model_id": model_id,
         "random_weights": settings.random_weights,
-        "index": {"type": "faiss IndexIDMap2(IndexFlatIP)", "vectors": size,
-                  "path": str(settings.index_path)},
+        "index": {
+            "type": "faiss IndexIDMap2(IndexFlatIP)",
+            "vectors": size,
+            "path": str(settings.index_path),
+        },
         "data_dir": str(settings.data_dir),
         "last_run": runs[0].__dict__ if runs else None,
     }

@@ -108,7 +108,9 @@ def validate_settings(s: Settings) -> Settings:
     if s.batch_size < 1 or s.batch_size > 1024:
         raise ConfigError(f"batch size {s.batch_size} is out of range; use 1 to 1024.")
     if s.precision not in PRECISIONS:
-        raise ConfigError(f"precision {s.precision!r} is unknown; use one of {', '.join(PRECISIONS)}.")
+        raise ConfigError(
+            f"precision {s.precision!r} is unknown; use one of {', '.join(PRECISIONS)}."
+        )
     if s.device not in ("auto", "cpu", "cuda", "mps") and not s.device.startswith("cuda:"):
         raise ConfigError(f"device {s.device!r} is unknown; use auto, cpu, cuda, cuda:N or mps.")
     if s.decode_workers < 0 or s.torch_threads < 0:

@@ -109,7 +109,9 @@ def decode_photo(data: bytes, min_side: int) -> DecodedPhoto:
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageDecodeError(f"image too large, refused as a possible decompression bomb ({err})"[:300]) from None
+        raise ImageDecodeError(
+            f"image too large, refused as a possible decompression bomb ({err})"[:300]
+        ) from None
     except UnidentifiedImageError:
         raise ImageDecodeError("not an image, or a format Pillow cannot read") from None
     except MemoryError:
@@ -158,7 +160,9 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         return background
     if im.mode.startswith("I;16") or im.mode in ("I", "F"):
         # Pillow's 16-bit -> L conversion clips at 255; stretch the used range instead.
-        im = ImageOps.autocontrast(im.convert("F").convert("I").point(_scale_to_byte(im)).convert("L"))
+        im = ImageOps.autocontrast(
+            im.convert("F").convert("I").point(_scale_to_byte(im)).convert("L")
+        )
     return im.convert("RGB") if im.mode != "RGB" else im
 
 

@@ -96,7 +96,9 @@ def preprocess_config_for(model: str, tag: str | None) -> PreprocessConfig:
 
     model_cfg = open_clip.get_model_config(model)
     if model_cfg is None:
-        raise UnknownModelError(f"unknown model {model!r}; choose one of: {', '.join(list_models())}")
+        raise UnknownModelError(
+            f"unknown model {model!r}; choose one of: {', '.join(list_models())}"
+        )
     size = model_cfg["vision_cfg"].get("image_size", 224)
     if isinstance(size, list | tuple):
         size = size[0]
@@ -301,7 +303,9 @@ class ClipEmbedder:
 
         cfg = self.preprocess_config
         kwargs = dict(
-            image_mean=cfg.mean, image_std=cfg.std, image_interpolation=cfg.interpolation,
+            image_mean=cfg.mean,
+            image_std=cfg.std,
+            image_interpolation=cfg.interpolation,
             image_resize_mode=cfg.resize_mode,
         )
         name = self.settings.model
@@ -331,7 +335,9 @@ class ClipEmbedder:
         try:
             return _quiet_create(open_clip, name, pretrained, kwargs)
         except Exception as err:  # open_clip and the hub raise many types; all mean "no weights"
-            reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            reason = (
+                str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            )
             raise WeightsUnavailableError(
                 f"cannot load {self.settings.model} weights {self.settings.weights or pretrained!r}"
                 f" ({reason}). Connect to the internet once so they download to the Hugging Face"
@@ -429,8 +435,13 @@ _cache_lock = threading.Lock()
 
 def load_embedder(settings: Settings) -> ClipEmbedder:
     """Load (once per process and configuration) the embedder for these settings."""
-    key = (settings.model, settings.weights, settings.device, settings.precision,
-           settings.torch_threads)
+    key = (
+        settings.model,
+        settings.weights,
+        settings.device,
+        settings.precision,
+        settings.torch_threads,
+    )
     with _cache_lock:
         if key not in _cache:
             _cache[key] = ClipEmbedder(settings)

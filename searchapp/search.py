@@ -88,30 +88,38 @@ class SearchService:
             generation = self.store.generation()
             if self._index is None or self._index.generation != generation:
                 self._index = open_index(
-                    self.settings.index_path, self.store, self.embedder.model_id,
-                    self.embedder.dim, save=False,
+                    self.settings.index_path,
+                    self.store,
+                    self.embedder.model_id,
+                    self.embedder.dim,
+                    save=False,
                 )
             self._checked = now
         return self._index
 
     # ------------------------------------------------------------ queries
-    def search_text(self, text: str, k: int = 20, flt: PhotoFilter | None = None) -> list[SearchResult]:
+    def search_text(
+        self, text: str, k: int = 20, flt: PhotoFilter | None = None
+    ) -> list[SearchResult]:
         return self.search(parse_query(text), k, flt)
 
-    def search_image(self, image: str | Path | bytes, k: int = 20,
-                     flt: PhotoFilter | None = None) -> list[SearchResult]:
+    def search_image(
+        self, image: str | Path | bytes, k: int = 20, flt: PhotoFilter | None = None
+    ) -> list[SearchResult]:
         value = image if isinstance(image, bytes) else str(image)
         return self.search([QueryPart("image", value)], k, flt)
 
-    def search_like(self, photo: int | str, k: int = 20,
-                    flt: PhotoFilter | None = None) -> list[SearchResult]:
+    def search_like(
+        self, photo: int | str, k: int = 20, flt: PhotoFilter | None = None
+    ) -> list[SearchResult]:
         """More like an indexed photo (by id or path); the photo itself is left out."""
         pid = self.resolve_photo(photo)
         results = self.search([QueryPart("photo", pid)], k + 1, flt)
         return _rerank([r for r in results if r.photo_id != pid][:k])
 
-    def search(self, parts: list[QueryPart], k: int = 20,
-               flt: PhotoFilter | None = None) -> list[SearchResult]:
+    def search(
+        self, parts: list[QueryPart], k: int = 20, flt: PhotoFilter | None = None
+    ) -> list[SearchResult]:
         """Combined query: weighted sum of part vectors, re-normalized."""
         if not parts:
             raise QueryError("nothing to search for.")
@@ -168,8 +176,9 @@ class SearchService:
 
 
 def _result(rank: int, score: float, p: PhotoRecord) -> SearchResult:
-    return SearchResult(rank, round(float(score), 6), p.id, p.path, p.taken_at, p.size,
-                        p.width, p.height, p.format)
+    return SearchResult(
+        rank, round(float(score), 6), p.id, p.path, p.taken_at, p.size, p.width, p.height, p.format
+    )
 
 
 def _rerank(results: list[SearchResult]) -> list[SearchResult]:

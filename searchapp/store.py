@@ -200,9 +200,7 @@ class BatchWrite:
     touched: list[tuple[int, int, int]] = field(default_factory=list)  # (id, size, mtime_ns)
 
     def __bool__(self) -> bool:
-        return bool(
-            self.indexed or self.failed or self.moved or self.removed_ids or self.touched
-        )
+        return bool(self.indexed or self.failed or self.moved or self.removed_ids or self.touched)
 
 
 @dataclass(frozen=True)
@@ -260,8 +258,10 @@ def _set_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
 
 def _is_disk_full(err: BaseException) -> bool:
     text = str(err).lower()
-    return "database or disk is full" in text or "no space left" in text or (
-        isinstance(err, OSError) and err.errno == errno.ENOSPC
+    return (
+        "database or disk is full" in text
+        or "no space left" in text
+        or (isinstance(err, OSError) and err.errno == errno.ENOSPC)
     )
 
 
@@ -595,7 +595,12 @@ class Store:
         if row is None:
             row = PhotoRow(path=path, status=STATUS_FAILED)
             s.add(row)
-        row.root_id, row.folder, row.size, row.mtime_ns = root_id, _path_folder(path), size, mtime_ns
+        row.root_id, row.folder, row.size, row.mtime_ns = (
+            root_id,
+            _path_folder(path),
+            size,
+            mtime_ns,
+        )
         return row
 
     def clear_failures(self, paths: Sequence[str] | None = None) -> int:
@@ -618,8 +623,14 @@ class Store:
         now = time.time()
         with self._session() as s:
             row = RunRow(
-                started_at=now, heartbeat_at=now, pid=os.getpid(), kind=kind,
-                state="running", total=total, done=0, stats="{}",
+                started_at=now,
+                heartbeat_at=now,
+                pid=os.getpid(),
+                kind=kind,
+                state="running",
+                total=total,
+                done=0,
+                stats="{}",
             )
             s.add(row)
             s.flush()
@@ -648,8 +659,17 @@ class Store:
         with self._session() as s:
             return [
                 RunRecord(
-                    r.id, r.kind, r.state, r.pid, r.started_at, r.finished_at, r.heartbeat_at,
-                    r.total, r.done, json.loads(r.stats or "{}"), r.message,
+                    r.id,
+                    r.kind,
+                    r.state,
+                    r.pid,
+                    r.started_at,
+                    r.finished_at,
+                    r.heartbeat_at,
+                    r.total,
+                    r.done,
+                    json.loads(r.stats or "{}"),
+                    r.message,
                 )
                 for r in s.scalars(q)
             ]
@@ -696,9 +716,7 @@ def prepare_schema(engine: Engine, db_path: Path) -> None:
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
         has_tables = bool(
-            conn.exec_driver_sql(
-                "SELECT count(*) FROM sqlite_master WHERE type='table'"
-            ).scalar()
+            conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE type='table'").scalar()
         )
     if current == head:
         return
@@ -727,13 +745,37 @@ def prepare_schema(engine: Engine, db_path: Path) -> None:
 
 def _record(r: PhotoRow) -> PhotoRecord:
     return PhotoRecord(
-        r.id, r.root_id, r.path, r.folder, r.size, r.mtime_ns, r.content_hash, r.width,
-        r.height, r.format, r.taken_at, r.camera, r.status, r.failure_reason, r.indexed_at,
+        r.id,
+        r.root_id,
+        r.path,
+        r.folder,
+        r.size,
+        r.mtime_ns,
+        r.content_hash,
+        r.width,
+        r.height,
+        r.format,
+        r.taken_at,
+        r.camera,
+        r.status,
+        r.failure_reason,
+        r.indexed_at,
     )
 
 
 __all__ = [
-    "BatchResult", "BatchWrite", "FailureWrite", "KnownFile", "MoveWrite", "PhotoFilter",
-    "PhotoRecord", "PhotoWrite", "RootRecord", "RunRecord", "Store", "STATUS_FAILED",
-    "STATUS_INDEXED", "SchemaTooNewError",
+    "BatchResult",
+    "BatchWrite",
+    "FailureWrite",
+    "KnownFile",
+    "MoveWrite",
+    "PhotoFilter",
+    "PhotoRecord",
+    "PhotoWrite",
+    "RootRecord",
+    "RunRecord",
+    "Store",
+    "STATUS_FAILED",
+    "STATUS_INDEXED",
+    "SchemaTooNewError",
 ]

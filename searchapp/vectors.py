@@ -91,8 +91,13 @@ class VectorIndex:
         """Write atomically (temp file, fsync, rename) and record the store generation."""
         self.generation = generation
         header = json.dumps(
-            {"model_id": self.model_id, "generation": generation, "count": self.ntotal,
-             "dim": self.dim, "kind": "flat"}
+            {
+                "model_id": self.model_id,
+                "generation": generation,
+                "count": self.ntotal,
+                "dim": self.dim,
+                "kind": "flat",
+            }
         ).encode()
         body = faiss.serialize_index(self.index).tobytes()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +153,9 @@ class VectorIndex:
         return out
 
 
-def open_index(path: Path, store: Store, model_id: str, dim: int, *, save: bool = True) -> VectorIndex:
+def open_index(
+    path: Path, store: Store, model_id: str, dim: int, *, save: bool = True
+) -> VectorIndex:
     """The index matching the store's current generation: loaded if fresh, else rebuilt.
 
     A missing, damaged, stale or other-model file is rebuilt from stored embeddings and,

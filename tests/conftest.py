@@ -28,8 +28,9 @@ def embedder() -> ClipEmbedder:
 
 @pytest.fixture()
 def settings(tmp_path: Path) -> Settings:
-    return load_settings(data_dir=tmp_path / "lib", weights="random", precision="fp32",
-                         batch_size=8)
+    return load_settings(
+        data_dir=tmp_path / "lib", weights="random", precision="fp32", batch_size=8
+    )
 
 
 @pytest.fixture()

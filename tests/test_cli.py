@@ -11,10 +11,16 @@ from PIL import Image
 
 
 def run(data_dir, *args, check=True):  # noqa: ANN001, ANN002
-    env = dict(os.environ, SEARCHAPP_WEIGHTS="random", SEARCHAPP_PRECISION="fp32",
-               HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-m", "searchapp", "--data-dir", str(data_dir), *args],
-                          capture_output=True, text=True, env=env, timeout=300)
+    env = dict(
+        os.environ, SEARCHAPP_WEIGHTS="random", SEARCHAPP_PRECISION="fp32", HF_HUB_OFFLINE="1"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "searchapp", "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -62,7 +68,12 @@ def test_missing_weights_message(tmp_path):
     env.pop("SEARCHAPP_WEIGHTS", None)
     d = tmp_path / "p"
     d.mkdir()
-    proc = subprocess.run([sys.executable, "-m", "searchapp", "--data-dir", str(tmp_path / "l"),
-                           "index", str(d)], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "searchapp", "--data-dir", str(tmp_path / "l"), "index", str(d)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 1
     assert "--weights" in proc.stderr and "Traceback" not in proc.stderr

@@ -78,7 +78,9 @@ def test_restart_and_rebuild_give_same_results(settings, embedder, photos):
 
     again = index_once(settings, embedder)
     assert again.embedded == 0
-    assert [(r.photo_id, r.score) for r in service(settings, embedder).search_image(query, k=5)] == first
+    assert [
+        (r.photo_id, r.score) for r in service(settings, embedder).search_image(query, k=5)
+    ] == first
 
     settings.index_path.unlink()
     calls = embedder.images_encoded
@@ -130,8 +132,12 @@ def test_fp32_embedder_matches_open_clip_reference(embedder):
     cfg = embedder.preprocess_config
     torch.manual_seed(0)
     _, _, preprocess = open_clip.create_model_and_transforms(
-        "MobileCLIP-S2", pretrained=None, image_mean=cfg.mean, image_std=cfg.std,
-        image_interpolation=cfg.interpolation, image_resize_mode=cfg.resize_mode,
+        "MobileCLIP-S2",
+        pretrained=None,
+        image_mean=cfg.mean,
+        image_std=cfg.std,
+        image_interpolation=cfg.interpolation,
+        image_resize_mode=cfg.resize_mode,
     )
     from tests.conftest import DATA
 

@@ -1,0 +1,33 @@
+# Two entry points on a fresh machine:
+#   make run [PHOTOS=~/Pictures] [WEIGHTS=random]   set up, index the photos, search them
+#   make test                                       set up and run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PHOTOS ?= data
+QUERY ?= a photo of a cat
+PY := $(VENV)/bin/python
+WEIGHTS_FLAG := $(if $(WEIGHTS),--weights $(WEIGHTS),)
+
+.PHONY: run test setup lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(VENV)/bin/searchapp $(WEIGHTS_FLAG) index $(PHOTOS)
+	$(VENV)/bin/searchapp $(WEIGHTS_FLAG) search "$(QUERY)" -k 5
+
+test: setup
+	$(VENV)/bin/ruff check .
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info
