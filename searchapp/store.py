@@ -533,11 +533,6 @@ class Store:
         with self._session() as s:
             return set(s.scalars(q))
 
-    def model_ids(self) -> list[str]:
-        q = select(EmbeddingRow.model_id).distinct()
-        with self._session() as s:
-            return list(s.scalars(q))
-
     # ------------------------------------------------------------ writing photos
     def write_batch(self, batch: BatchWrite) -> BatchResult:
         """Apply one batch atomically: all of it is committed, or none of it."""
@@ -678,16 +673,6 @@ class Store:
     def integrity_check(self) -> str:
         with self.engine.connect() as conn:
             return str(conn.exec_driver_sql("PRAGMA integrity_check").scalar())
-
-    def backup_to(self, target: Path) -> None:
-        """Consistent online copy of the database (SQLite's backup API)."""
-        src = sqlite3.connect(self.db_path)
-        dst = sqlite3.connect(target)
-        try:
-            src.backup(dst)
-        finally:
-            dst.close()
-            src.close()
 
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
