@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     ro = sub.add_parser("roots", help="list, add or remove photo folders")
     ro.add_argument("action", choices=["list", "add", "remove"])
     ro.add_argument("paths", nargs="*")
+
+    wa = sub.add_parser("watch", help="index every root, then keep indexing changes until stopped")
+    wa.add_argument("paths", nargs="*", help="photo folders to add as roots first")
+
+    ui = sub.add_parser("ui", help="open the search page in a browser (Streamlit)")
+    ui.add_argument("--port", type=int, default=8501, help="port to listen on (default 8501)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     return p
 
 
@@ -260,4 +267,73 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "roots": cmd_roots}
+def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from indexer.watcher import run_watch
+    from searchapp.store import Store
+
+    store = Store(settings.db_path)
+    for path in args.paths:
+        store.add_root(path)
+    has_roots = bool(store.list_roots())
+    store.close()
+    if not has_roots:
+        print("searchapp: no photo folders yet; run: searchapp watch PATH", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        logging.getLogger("indexer.watcher").info("watch: stopping (signal %d)", signum)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    logging.getLogger("indexer.watcher").setLevel(logging.INFO)
+    print("watching; Ctrl-C or SIGTERM stops after the current run", file=sys.stderr)
+    run_watch(settings, stop)
+    return 0
+
+
+def cmd_ui(settings: Settings, args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+
+    app = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+    if not app.exists():
+        print(f"searchapp: the web page is missing ({app}); reinstall searchapp", file=sys.stderr)
+        return 1
+    env = dict(os.environ)
+    env.update(
+        {
+            "SEARCHAPP_DATA_DIR": str(settings.data_dir),
+            "SEARCHAPP_MODEL": settings.model,
+            "SEARCHAPP_WEIGHTS": settings.weights,
+            "SEARCHAPP_DEVICE": settings.device,
+            "SEARCHAPP_PRECISION": settings.precision,
+            "SEARCHAPP_BATCH_SIZE": str(settings.batch_size),
+        }
+    )
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", str(app),
+        "--server.address", args.host,
+        "--server.port", str(args.port),
+        "--browser.gatherUsageStats", "false",
+        "--server.maxUploadSize", str(settings.max_upload_mb),
+    ]  # fmt: skip
+    print(f"searchapp: serving http://{args.host}:{args.port} (Ctrl+C to stop)", file=sys.stderr)
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+COMMANDS = {
+    "index": cmd_index,
+    "search": cmd_search,
+    "status": cmd_status,
+    "roots": cmd_roots,
+    "watch": cmd_watch,
+    "ui": cmd_ui,
+}

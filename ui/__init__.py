@@ -1,0 +1,1 @@
+"""The Streamlit web page (``searchapp ui``); it talks only to ``SearchService``."""
