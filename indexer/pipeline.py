@@ -107,6 +107,7 @@ class IndexRun:
         self.index = index
         self.model_id = embedder.model_id
         self.min_side = embedder.preprocess_config.image_size
+        self._stored: set[str] = set()
 
     def run(
         self, progress: ProgressCallback | None = None, paths: list[str] | None = None
@@ -185,6 +186,10 @@ class IndexRun:
         for chunk in self._decoded(plan.work, moved_from):
             batch = BatchWrite(model_id=self.model_id)
             to_embed: list[_Decoded] = []
+            # one query per chunk, not per photo: which contents already have a vector
+            self._stored = self.store.embedded_hashes(
+                [d.content_hash for d in chunk if d.content_hash], self.model_id
+            )
             for d in chunk:
                 self._classify(d, batch, to_embed, moved_from, plan, stats)
             if to_embed:
@@ -293,11 +298,8 @@ class IndexRun:
             stats.added += 1
         else:
             stats.updated += 1
-        if (
-            d.content_hash not in batch.vectors
-            and not self.store.embedded_hashes([d.content_hash], self.model_id)
-            and all(x.content_hash != d.content_hash for x in to_embed)
-        ):
+        if d.content_hash not in self._stored:
+            self._stored.add(d.content_hash)  # a duplicate later in the chunk reuses it
             to_embed.append(d)
 
     def _write(self, batch: BatchWrite) -> None:
