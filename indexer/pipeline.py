@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from indexer.scanner import ScannedFile, scan_root
+from indexer.scanner import ScannedFile, is_under, scan_root
 from searchapp.config import Settings
 from searchapp.decoder import decode_photo, hash_bytes, read_file
 from searchapp.embedder import ImageEncoder
@@ -324,5 +324,5 @@ class IndexRun:
         self.index.save(self.settings.index_path, self.store.generation())
 
 
-def _under_any(path: str, prefixes: list[str]) -> bool:
-    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
+def _under_any(path: str, folders: list[str]) -> bool:
+    return any(is_under(path, f) for f in folders)

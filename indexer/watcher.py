@@ -22,6 +22,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from indexer.pipeline import IndexRun
+from indexer.scanner import is_under
 from searchapp.config import Settings
 from searchapp.decoder import is_photo_name
 from searchapp.embedder import ImageEncoder, load_embedder
@@ -81,7 +82,7 @@ class _Collector(FileSystemEventHandler):
     def _wanted(self, path: str, is_dir: bool) -> bool:
         with self._lock:
             roots = list(self.roots)
-        root = next((r for r in roots if path == r or path.startswith(r.rstrip("/") + "/")), None)
+        root = next((r for r in roots if is_under(path, r)), None)
         if root is None or path == root:
             return False
         parts = os.path.relpath(path, root).split(os.sep)
@@ -120,11 +121,11 @@ class _Collector(FileSystemEventHandler):
             else:
                 settled.append(path)
         # a folder is ready only when nothing pending below it is still changing
+        signatures = {path: p.signature for path, p in items}
         settled = [
             s
             for s in settled
-            if _signature_is_dir(s) is False
-            or not any(u.startswith(s.rstrip("/") + "/") for u in unsettled)
+            if signatures[s] != _DIR or not any(is_under(u, s) for u in unsettled)
         ]
         if gone and unsettled:
             # hold everything so a move's old and new side land in one run (keeps the id)
@@ -155,10 +156,6 @@ def _signature(path: str) -> tuple:
     if os.path.isdir(path):
         return _DIR
     return (st.st_size, st.st_mtime_ns)
-
-
-def _signature_is_dir(path: str) -> bool:
-    return os.path.isdir(path)
 
 
 class _Watches:
