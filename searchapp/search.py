@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ class SearchResult:
     width: int | None
     height: int | None
     format: str | None
+    content_hash: str | None = None  # names the cached thumbnail
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -177,9 +178,18 @@ class SearchService:
 
 def _result(rank: int, score: float, p: PhotoRecord) -> SearchResult:
     return SearchResult(
-        rank, round(float(score), 6), p.id, p.path, p.taken_at, p.size, p.width, p.height, p.format
+        rank,
+        round(float(score), 6),
+        p.id,
+        p.path,
+        p.taken_at,
+        p.size,
+        p.width,
+        p.height,
+        p.format,
+        p.content_hash,
     )
 
 
 def _rerank(results: list[SearchResult]) -> list[SearchResult]:
-    return [SearchResult(i + 1, *list(r.__dict__.values())[1:]) for i, r in enumerate(results)]
+    return [replace(r, rank=i + 1) for i, r in enumerate(results)]

@@ -63,11 +63,8 @@ def _show_results(service: SearchService, settings: Settings, results: list[Sear
         cols = st.columns(COLUMNS)
         for col, r in zip(cols, results[start : start + COLUMNS], strict=False):
             with col:
-                photo = service.get_photo(r.photo_id)
                 thumb = (
-                    thumbnail_path(settings.thumbs_dir, photo.content_hash)
-                    if photo is not None and photo.content_hash
-                    else None
+                    thumbnail_path(settings.thumbs_dir, r.content_hash) if r.content_hash else None
                 )
                 if thumb is not None and thumb.exists():
                     st.image(str(thumb), width="stretch")
