@@ -15,11 +15,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from indexer.scanner import ScannedFile, is_under, scan_root
+from indexer.scanner import ScannedFile, scan_root
 from searchapp.config import Settings
 from searchapp.decoder import decode_photo, hash_bytes, read_file
 from searchapp.embedder import ImageEncoder
 from searchapp.errors import ImageDecodeError
+from searchapp.paths import is_under
 from searchapp.store import (
     STATUS_INDEXED,
     BatchWrite,

@@ -16,11 +16,6 @@ class ScannedFile:
     mtime_ns: int
 
 
-def is_under(path: str, folder: str) -> bool:
-    """True when ``path`` is ``folder`` itself or anything below it."""
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
-
-
 def scan_root(root: str) -> Iterator[ScannedFile]:
     """Yield photo files below ``root``; symlinked folders are not followed (no loops)."""
     stack = [root]

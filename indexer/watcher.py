@@ -17,16 +17,16 @@ import threading
 import time
 from dataclasses import dataclass
 
-from filelock import FileLock, Timeout
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from indexer.lock import WriterLock
 from indexer.pipeline import IndexRun
-from indexer.scanner import is_under
 from searchapp.config import Settings
 from searchapp.decoder import is_photo_name
 from searchapp.embedder import ImageEncoder, load_embedder
 from searchapp.errors import StoreError, WriterBusyError
+from searchapp.paths import is_under
 from searchapp.store import Store
 from searchapp.vectors import open_index
 
@@ -187,15 +187,7 @@ def run_watch(
     Raises ``WriterBusyError`` at once when another process holds the writer lock.
     """
     stop_event = stop_event or threading.Event()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(settings.lock_path))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise WriterBusyError(
-            f"another searchapp process is indexing {settings.data_dir}; "
-            "stop it (or wait for it) before starting the watcher."
-        ) from None
+    lock = WriterLock(settings, "watch").acquire()
     store = None
     index = None
     observer = None
@@ -215,6 +207,7 @@ def run_watch(
             nonlocal runs
             stats = IndexRun(settings, store, embedder, index).run(paths=paths)
             runs += 1
+            lock.touch()
             what = "full reconcile" if paths is None else f"{len(paths)} changed path(s)"
             log.info("watch: %s: %s (%.1f s)", what, stats.summary(), stats.seconds)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from searchapp import __version__
 from searchapp.config import Settings, load_settings
-from searchapp.errors import SearchAppError, WriterBusyError
+from searchapp.errors import SearchAppError
 
 EXAMPLES = """\
 examples:
@@ -99,41 +99,30 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
-    from filelock import FileLock, Timeout
-
-    from indexer.pipeline import IndexRun
-    from searchapp.embedder import load_embedder
+    from indexer.service import index_library
     from searchapp.store import Store
-    from searchapp.vectors import open_index
 
     store = Store(settings.db_path)
     for path in args.paths:
         store.add_root(path)
-    if not store.list_roots():
+    has_roots = bool(store.list_roots())
+    store.close()
+    if not has_roots:
         print("searchapp: no photo folders yet; run: searchapp index PATH", file=sys.stderr)
         return 1
-    if args.retry_failed:
-        store.clear_failures()
-    lock = FileLock(str(settings.lock_path))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        print(
-            "another searchapp process is indexing this library; waiting for it...", file=sys.stderr
+
+    def on_wait(holder) -> None:  # noqa: ANN001
+        who = f"'searchapp {holder.kind}' (pid {holder.pid})" if holder else "another process"
+        print(f"{who} is writing this library; waiting for it...", file=sys.stderr)
+
+    with _progress_bar() as on_progress:
+        stats = index_library(
+            settings,
+            retry_failed=args.retry_failed,
+            progress=on_progress,
+            wait_s=3600,
+            on_wait=on_wait,
         )
-        try:
-            lock.acquire(timeout=3600)
-        except Timeout:
-            raise WriterBusyError(
-                "another process kept the library busy for an hour; stop it or try later."
-            ) from None
-    try:
-        embedder = load_embedder(settings)
-        index = open_index(settings.index_path, store, embedder.model_id, embedder.dim)
-        with _progress_bar() as on_progress:
-            stats = IndexRun(settings, store, embedder, index).run(on_progress)
-    finally:
-        lock.release()
     print(f"{stats.summary()} ({stats.seconds:.1f} s)")
     if stats.offline_roots:
         print(

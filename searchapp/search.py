@@ -6,6 +6,7 @@ applied inside FAISS (an id selector), so top-k is top-k of the filtered set.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass, replace
@@ -16,7 +17,8 @@ import numpy as np
 from searchapp.config import Settings
 from searchapp.decoder import decode_photo, load_photo
 from searchapp.embedder import ClipEmbedder, load_embedder
-from searchapp.errors import PhotoNotFoundError, QueryError
+from searchapp.errors import AccessDeniedError, PhotoNotFoundError, QueryError
+from searchapp.paths import is_under
 from searchapp.store import PhotoFilter, PhotoRecord, Store
 from searchapp.vectors import VectorIndex, open_index
 
@@ -168,6 +170,22 @@ class SearchService:
         if record is None:
             raise PhotoNotFoundError(f"{photo} is not an indexed photo.")
         return record.id
+
+    def photo_file(self, path: str | Path) -> Path:
+        """The real file behind ``path`` if it is an indexed photo under an indexed root.
+
+        The page reads originals only through this: ``..``, absolute paths elsewhere and
+        symlinks that lead out of a root are refused with ``AccessDeniedError``.
+        """
+        real = Path(os.path.realpath(path))
+        roots = [os.path.realpath(r.path) for r in self.store.list_roots()]
+        if not any(is_under(str(real), r) for r in roots):
+            raise AccessDeniedError(f"{path} is not inside an indexed folder.")
+        if self.store.find_photo_by_path(str(path)) is None and (
+            self.store.find_photo_by_path(str(real)) is None
+        ):
+            raise AccessDeniedError(f"{path} is not an indexed photo.")
+        return real
 
     def get_photo(self, photo_id: int) -> PhotoRecord | None:
         return self.store.get_photos([photo_id]).get(photo_id)
