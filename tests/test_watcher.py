@@ -63,7 +63,7 @@ def test_watcher_follows_add_delete_rename(watching, settings, embedder, photos)
     root, store = watching
 
     # a second watcher on the same library is refused at once
-    with pytest.raises(WriterBusyError, match="another searchapp process"):
+    with pytest.raises(WriterBusyError, match="is writing the library"):
         run_watch(settings, threading.Event(), embedder)
 
     # copy in (written in two steps, like a slow copy), plus files to ignore
