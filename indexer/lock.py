@@ -30,6 +30,7 @@ class WriterInfo:
     kind: str
     since: float
     last_activity: float
+    activity: str = ""  # what the holder last did, e.g. "added 3, removed 1"
 
 
 def _info_path(settings: Settings) -> Path:
@@ -66,9 +67,9 @@ class WriterLock:
         self.touch()
         return self
 
-    def touch(self) -> None:
+    def touch(self, activity: str = "") -> None:
         """Record activity now (the daemon calls this after each batch)."""
-        info = WriterInfo(os.getpid(), self.kind, self._since, time.time())
+        info = WriterInfo(os.getpid(), self.kind, self._since, time.time(), activity)
         path = _info_path(self.settings)
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(asdict(info)))
@@ -92,9 +93,21 @@ def read_writer(settings: Settings) -> WriterInfo | None:
         info = WriterInfo(**json.loads(_info_path(settings).read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    if not psutil.pid_exists(info.pid):
+    if not _alive_since(info.pid, info.since):
         return None
     return info
+
+
+def _alive_since(pid: int, since: float) -> bool:
+    """True when ``pid`` runs and was started before ``since`` (a reused pid is not it)."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        started = proc.create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return psutil.pid_exists(pid)
+    return started <= since + 1.0
 
 
 def _busy_message(settings: Settings, holder: WriterInfo | None) -> str:

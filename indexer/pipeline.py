@@ -18,8 +18,9 @@ import numpy as np
 from indexer.scanner import ScannedFile, scan_root
 from searchapp.config import Settings
 from searchapp.decoder import decode_photo, hash_bytes, read_file
-from searchapp.embedder import ImageEncoder
+from searchapp.embedder import ImageEncoder, set_torch_threads
 from searchapp.errors import ImageDecodeError
+from searchapp.faults import fault_point, trace
 from searchapp.paths import is_under
 from searchapp.store import (
     STATUS_INDEXED,
@@ -117,6 +118,7 @@ class IndexRun:
         started = time.monotonic()
         stats = IndexStats()
         run_id = self.store.start_run("index")
+        threads = set_torch_threads(model_threads(self.settings))
         try:
             plan = self._plan(stats, paths)
             self._process(plan, stats, progress, run_id, started)
@@ -130,6 +132,8 @@ class IndexRun:
             except Exception:  # noqa: BLE001 - the original error is the one to report
                 pass
             raise
+        finally:
+            set_torch_threads(threads)
         stats.seconds = time.monotonic() - started
         self.store.finish_run(run_id, "done", stats.as_dict())
         return stats
@@ -147,10 +151,14 @@ class IndexRun:
                 self.store.set_root_online(root.id, True)
             known = self.store.known_files(root.id, self.model_id)
             seen: set[str] = set()
+            unreadable: list[str] = []
             for f in scan_root(root.path):
                 if paths and not _under_any(f.path, paths):
                     continue
                 seen.add(f.path)
+                fault_point("scan")
+                if f.error:
+                    unreadable.append(f.path)
                 k = known.get(f.path)
                 if (
                     k
@@ -162,7 +170,9 @@ class IndexRun:
                 else:
                     plan.work.append(_Work(root.id, f, k))
             for path, k in known.items():
-                if path not in seen and (not paths or _under_any(path, paths)):
+                if path in seen or _under_any(path, unreadable):
+                    continue  # present, or not visible right now (never read as deleted)
+                if not paths or _under_any(path, paths):
                     plan.missing[k.id] = k
         stats.unchanged = plan.unchanged
         return plan
@@ -196,6 +206,8 @@ class IndexRun:
             if to_embed:
                 vecs = self.embedder.encode_prepared(np.stack([d.pixels for d in to_embed]))
                 stats.embedded += len(to_embed)
+                trace("embedded", [d.content_hash for d in to_embed])
+                fault_point("embed")
                 for d, v in zip(to_embed, vecs, strict=True):
                     batch.vectors[d.content_hash] = v
             self._write(batch)
@@ -217,7 +229,7 @@ class IndexRun:
 
     def _decoded(self, work: list[_Work], moved_from: dict) -> Iterator[list[_Decoded]]:
         """Decode in worker threads, in order, a bounded window ahead of the model."""
-        workers = self.settings.decode_workers or max(2, (os.cpu_count() or 2))
+        workers = decode_workers(self.settings)
         size = self.settings.batch_size
         with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
             pending = []
@@ -231,7 +243,10 @@ class IndexRun:
                 yield [f.result() for f in futures]
 
     def _decode_one(self, w: _Work, moved_from: dict) -> _Decoded:
+        if w.file.error:
+            return _Decoded(w, failure=f"folder cannot be read ({w.file.error.lower()})")
         try:
+            fault_point("decode")
             data = read_file(w.file.path)
             chash = hash_bytes(data)
             if chash in moved_from or (
@@ -307,6 +322,7 @@ class IndexRun:
         if not batch:
             return
         result = self.store.write_batch(batch)
+        fault_point("after-commit")
         if result.removed:
             self.index.remove(np.asarray(result.removed, dtype=np.int64))
         if result.upserted:
@@ -322,7 +338,28 @@ class IndexRun:
     def _finish(self, stats: IndexStats) -> None:
         self.store.delete_orphan_embeddings()
         remove_orphan_thumbnails(self.settings.thumbs_dir, self.store.referenced_hashes())
-        self.index.save(self.settings.index_path, self.store.generation())
+        generation = self.store.generation()
+        rebuilt = self.index.refit(self.store)  # exact <-> approximate past the size threshold
+        if rebuilt or self.index.generation != generation or not self.settings.index_path.exists():
+            self.index.save(self.settings.index_path, generation)  # else: nothing changed
+
+
+def decode_workers(settings: Settings) -> int:
+    """Decode threads: a quarter of the cores (at least one) keeps the model fed.
+
+    Decoding a 12 MP JPEG in draft mode costs about half of what embedding it costs on
+    one core, so a quarter of the cores decode and the rest run the model.
+    """
+    return settings.decode_workers or max(1, (os.cpu_count() or 2) // 4)
+
+
+def model_threads(settings: Settings) -> int:
+    """Torch threads while indexing: the cores the decoders leave free.
+
+    Oversubscribing (torch on every core plus decode threads) makes OpenMP threads wait
+    on descheduled peers; on 2 cores one model thread and one decoder beat two and two.
+    """
+    return settings.torch_threads or max(1, (os.cpu_count() or 2) - decode_workers(settings))
 
 
 def _under_any(path: str, folders: list[str]) -> bool:

@@ -14,6 +14,7 @@ class ScannedFile:
     path: str
     size: int
     mtime_ns: int
+    error: str | None = None  # set for a folder that cannot be listed: why
 
 
 def scan_root(root: str) -> Iterator[ScannedFile]:
@@ -23,8 +24,12 @@ def scan_root(root: str) -> Iterator[ScannedFile]:
         folder = stack.pop()
         try:
             entries = list(os.scandir(folder))
-        except OSError:
-            continue  # unreadable folder: its files stay as they were in the store
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # removed while we walked: its files are gone with it
+        except OSError as err:
+            # unreadable folder: reported once with the reason; its files stay as stored
+            yield ScannedFile(folder, 0, 0, error=err.strerror or type(err).__name__)
+            continue
         for entry in entries:
             if entry.name.startswith("."):
                 continue

@@ -68,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     wa = sub.add_parser("watch", help="index every root, then keep indexing changes until stopped")
     wa.add_argument("paths", nargs="*", help="photo folders to add as roots first")
+    wa.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+        help="also log every filesystem event",
+    )  # fmt: skip
+    wa.add_argument(
+        "--reconcile-interval", type=float, metavar="SECONDS",
+        help="full rescan interval, catches what the OS did not report "
+        "(default 3600; env SEARCHAPP_RECONCILE_INTERVAL)",
+    )  # fmt: skip
 
     ui = sub.add_parser("ui", help="open the search page in a browser (Streamlit)")
     ui.add_argument("--port", type=int, default=8501, help="port to listen on (default 8501)")
@@ -77,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):  # print undecodable file names as their bytes
+        sys.stdout.reconfigure(errors="surrogateescape")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
@@ -115,6 +126,15 @@ def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
         who = f"'searchapp {holder.kind}' (pid {holder.pid})" if holder else "another process"
         print(f"{who} is writing this library; waiting for it...", file=sys.stderr)
 
+    handed: list = []
+
+    def on_handoff(holder) -> None:  # noqa: ANN001
+        handed.append(holder)
+        print(
+            f"the running watcher (pid {holder.pid}) is indexing for us; waiting for it...",
+            file=sys.stderr,
+        )
+
     with _progress_bar() as on_progress:
         stats = index_library(
             settings,
@@ -122,8 +142,10 @@ def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
             progress=on_progress,
             wait_s=3600,
             on_wait=on_wait,
+            on_handoff=on_handoff,
         )
-    print(f"{stats.summary()} ({stats.seconds:.1f} s)")
+    by = f" [done by the watcher, pid {handed[0].pid}]" if handed else ""
+    print(f"{stats.summary()} ({stats.seconds:.1f} s){by}")
     if stats.offline_roots:
         print(
             f"{stats.offline_roots} folder(s) are offline; their photos are kept.", file=sys.stderr
@@ -190,9 +212,10 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     model_id = model_id_for(settings)
     counts = store.counts()
     try:
-        size = VectorIndex.load(settings.index_path, model_id).ntotal
+        loaded = VectorIndex.load(settings.index_path, model_id)
+        size, kind = loaded.ntotal, loaded.describe()
     except IndexFileError:
-        size = 0
+        size, kind = 0, "none yet"
     runs = store.recent_runs(1)
     info = {
         "roots": [{"path": r.path, "online": r.online} for r in store.list_roots()],
@@ -204,12 +227,13 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         "model_id": model_id,
         "random_weights": settings.random_weights,
         "index": {
-            "type": "faiss IndexIDMap2(IndexFlatIP)",
+            "type": kind,
             "vectors": size,
             "path": str(settings.index_path),
         },
         "data_dir": str(settings.data_dir),
         "last_run": runs[0].__dict__ if runs else None,
+        **_writer_status(settings),
     }
     if args.json:
         print(json.dumps(info, indent=2))
@@ -220,6 +244,10 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     print(f"model:   {settings.model} weights {info['weights']}")
     print(f"index:   {size} vectors ({info['index']['type']})")
     print(f"photos:  {counts['photos']} indexed, {counts['failed']} failed")
+    print(f"watcher: {_describe_daemon(info['daemon'])}")
+    if info["writer"] and info["writer"]["kind"] != "watch":
+        w = info["writer"]
+        print(f"writing: 'searchapp {w['kind']}' (pid {w['pid']}) since {_clock(w['since'])}")
     for r in info["roots"]:
         print(f"root:    {r['path']}{'' if r['online'] else '  (offline)'}")
     for f in info["failures"]:
@@ -227,33 +255,92 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _writer_status(settings: Settings) -> dict:
+    """Who writes the library now, and whether that is a watcher (for ``status``)."""
+    from indexer.lock import read_writer
+
+    holder = read_writer(settings)
+    writer = holder.__dict__ if holder else None
+    daemon = {"running": False}
+    if holder is not None and holder.kind == "watch":
+        daemon = {
+            "running": True,
+            "pid": holder.pid,
+            "since": holder.since,
+            "last_activity": holder.last_activity,
+            "activity": holder.activity,
+        }
+    return {"daemon": daemon, "writer": writer}
+
+
+def _clock(t: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def _describe_daemon(d: dict) -> str:
+    if not d["running"]:
+        return "not running (start it with: searchapp watch)"
+    last = f"{_clock(d['last_activity'])}" + (f" ({d['activity']})" if d["activity"] else "")
+    return f"running, pid {d['pid']}, since {_clock(d['since'])}; last activity {last}"
+
+
 def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
+    from indexer.lock import read_writer
     from searchapp.store import Store
-    from searchapp.vectors import IndexFileError, VectorIndex
 
     store = Store(settings.db_path)
-    if args.action == "list":
-        for r in store.list_roots():
-            print(r.path + ("" if r.online else "  (offline)"))
-        return 0
-    if not args.paths:
-        print(f"searchapp: roots {args.action} needs at least one PATH", file=sys.stderr)
-        return 2
-    for path in args.paths:
-        if args.action == "add":
-            print(f"added {store.add_root(path).path}; run: searchapp index")
-            continue
-        root, ids = store.remove_root(path)
-        try:
-            from searchapp.embedder import model_id_for
+    try:
+        if args.action == "list":
+            for r in store.list_roots():
+                print(r.path + ("" if r.online else "  (offline)"))
+            return 0
+        if not args.paths:
+            print(f"searchapp: roots {args.action} needs at least one PATH", file=sys.stderr)
+            return 2
+        for path in args.paths:
+            if args.action == "add":
+                # registering a folder is safe beside a running watcher, which picks it up
+                added = store.add_root(path).path
+                holder = read_writer(settings)
+                if holder is not None and holder.kind == "watch":
+                    print(f"added {added}; the running watcher (pid {holder.pid}) indexes it")
+                else:
+                    print(f"added {added}; run: searchapp index")
+                continue
+            removed, count = _remove_root(settings, store, path)
+            print(f"removed {removed} and its {count} photos from the index")
+    finally:
+        store.close()
+    return 0
 
+
+def _remove_root(settings: Settings, store, path: str) -> tuple[str, int]:  # noqa: ANN001
+    """Forget a root: by the running watcher if there is one, else under the writer lock."""
+    from indexer.lock import WriterLock
+    from indexer.service import ask_watcher
+    from searchapp.embedder import model_id_for
+    from searchapp.vectors import IndexFileError, VectorIndex
+
+    target = str(Path(path).expanduser().resolve())
+    answer = ask_watcher(settings, "remove_root", 600, root=target)
+    if answer is not None:
+        return answer["root"], answer["removed"]
+
+    def on_wait(holder) -> None:  # noqa: ANN001
+        who = f"'searchapp {holder.kind}' (pid {holder.pid})" if holder else "another process"
+        print(f"{who} is writing this library; waiting for it...", file=sys.stderr)
+
+    with WriterLock(settings, "index").acquire(3600, on_wait):
+        root, ids = store.remove_root(target)
+        try:
             index = VectorIndex.load(settings.index_path, model_id_for(settings))
             index.remove(ids)
             index.save(settings.index_path, store.generation())
         except IndexFileError:
             pass  # rebuilt from the store on next open
-        print(f"removed {root.path} and its {len(ids)} photos from the index")
-    return 0
+    return root.path, len(ids)
 
 
 def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
@@ -263,11 +350,15 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     from indexer.watcher import run_watch
     from searchapp.store import Store
 
+    if args.reconcile_interval is not None:
+        settings = settings.with_overrides(reconcile_interval_s=args.reconcile_interval)
     store = Store(settings.db_path)
-    for path in args.paths:
-        store.add_root(path)
-    has_roots = bool(store.list_roots())
-    store.close()
+    try:
+        for path in args.paths:
+            store.add_root(path)
+        has_roots = bool(store.list_roots())
+    finally:
+        store.close()
     if not has_roots:
         print("searchapp: no photo folders yet; run: searchapp watch PATH", file=sys.stderr)
         return 1
@@ -276,13 +367,21 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     def on_signal(signum: int, _frame: object) -> None:
         logging.getLogger("indexer.watcher").info("watch: stopping (signal %d)", signum)
         stop.set()
+        signal.signal(signum, signal.SIG_DFL)  # a second Ctrl-C or SIGTERM ends it at once
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    logging.getLogger("indexer.watcher").setLevel(logging.INFO)
-    print("watching; Ctrl-C or SIGTERM stops after the current run", file=sys.stderr)
+    _log_like_a_daemon(verbose=getattr(args, "verbose", False))
     run_watch(settings, stop)
     return 0
+
+
+def _log_like_a_daemon(verbose: bool) -> None:
+    """Timestamped lines; one INFO line per batch, every event with --verbose."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("indexer").setLevel(logging.INFO)
+    logging.getLogger("indexer.watcher").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def cmd_ui(settings: Settings, args: argparse.Namespace) -> int:
@@ -310,6 +409,10 @@ def cmd_ui(settings: Settings, args: argparse.Namespace) -> int:
         "--server.port", str(args.port),
         "--browser.gatherUsageStats", "false",
         "--server.maxUploadSize", str(settings.max_upload_mb),
+        "--server.enableXsrfProtection", "true",
+        "--server.headless", "true",  # no e-mail prompt; the URL is printed below
+        "--server.fileWatcherType", "none",
+        "--client.toolbarMode", "minimal",  # no "Deploy" button or developer menu
     ]  # fmt: skip
     print(f"searchapp: serving http://{args.host}:{args.port} (Ctrl+C to stop)", file=sys.stderr)
     try:

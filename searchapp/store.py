@@ -28,6 +28,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    TypeDecorator,
     create_engine,
     delete,
     event,
@@ -40,9 +41,71 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from searchapp.errors import DiskFullError, RootError, SchemaTooNewError, StoreError
+from searchapp.faults import fault_point
 
 STATUS_INDEXED = "indexed"
 STATUS_FAILED = "failed"
+
+
+# File names are bytes on POSIX; Python hands undecodable bytes over as lone surrogates
+# (os.fsdecode's surrogateescape), which SQLite's UTF-8 text cannot hold. They are stored
+# as ESCAPE + two hex digits, and a literal ESCAPE is doubled, so the mapping reverses
+# exactly, keeps every ordinary name as it is, and keeps prefixes (folder filters) intact.
+PATH_ESCAPE = "\uf8ff"  # a private-use character, never produced by a surrogate escape
+
+
+def encode_path(text: str) -> str:
+    """``text`` as valid UTF-8 text for the database (identity for ordinary names)."""
+    if PATH_ESCAPE not in text and text.isascii():
+        return text
+    out: list[str] = []
+    for ch in text:
+        code = ord(ch)
+        if ch == PATH_ESCAPE:
+            out.append(PATH_ESCAPE * 2)
+        elif 0xDC80 <= code <= 0xDCFF:  # an undecodable byte 0x80..0xFF
+            out.append(f"{PATH_ESCAPE}{code - 0xDC00:02x}")
+        elif 0xD800 <= code <= 0xDFFF:  # any other lone surrogate
+            out.append(f"{PATH_ESCAPE}u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def decode_path(text: str) -> str:
+    """The inverse of :func:`encode_path`."""
+    if PATH_ESCAPE not in text:
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch != PATH_ESCAPE:
+            out.append(ch)
+            i += 1
+        elif text[i + 1] == PATH_ESCAPE:
+            out.append(PATH_ESCAPE)
+            i += 2
+        elif text[i + 1] == "u":
+            out.append(chr(int(text[i + 2 : i + 6], 16)))
+            i += 6
+        else:
+            out.append(chr(0xDC00 + int(text[i + 1 : i + 3], 16)))
+            i += 3
+    return "".join(out)
+
+
+class PathText(TypeDecorator):
+    """A file path column: any name the OS gives, stored reversibly as valid UTF-8."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: object) -> str | None:
+        return None if value is None else encode_path(value)
+
+    def process_result_value(self, value: str | None, dialect: object) -> str | None:
+        return None if value is None else decode_path(value)
 
 
 class Base(DeclarativeBase):
@@ -52,7 +115,7 @@ class Base(DeclarativeBase):
 class RootRow(Base):
     __tablename__ = "roots"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(Text, unique=True)
+    path: Mapped[str] = mapped_column(PathText, unique=True)
     added_at: Mapped[float] = mapped_column(Float)
     online: Mapped[bool] = mapped_column(Boolean, default=True)
 
@@ -61,8 +124,8 @@ class PhotoRow(Base):
     __tablename__ = "photos"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     root_id: Mapped[int] = mapped_column(ForeignKey("roots.id", ondelete="CASCADE"), index=True)
-    path: Mapped[str] = mapped_column(Text, unique=True)
-    folder: Mapped[str] = mapped_column(Text, index=True)
+    path: Mapped[str] = mapped_column(PathText, unique=True)
+    folder: Mapped[str] = mapped_column(PathText, index=True)
     size: Mapped[int] = mapped_column(Integer)
     mtime_ns: Mapped[int] = mapped_column(Integer)
     content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
@@ -284,7 +347,11 @@ class Store:
         self.engine: Engine = create_engine(f"sqlite:///{self.db_path}")
         event.listen(self.engine, "connect", _set_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        prepare_schema(self.engine, self.db_path)
+        try:
+            prepare_schema(self.engine, self.db_path)
+        except BaseException:
+            self.engine.dispose()  # a refused file is left as it was: no -wal/-shm beside it
+            raise
 
     def close(self) -> None:
         self.engine.dispose()
@@ -476,7 +543,7 @@ class Store:
             )
         if flt.folder:
             folder = flt.folder.rstrip("/") or "/"
-            prefix = folder if folder.endswith("/") else folder + "/"
+            prefix = encode_path(folder if folder.endswith("/") else folder + "/")
             q = q.where(
                 (PhotoRow.folder == folder)
                 | (func.substr(PhotoRow.folder, 1, len(prefix)) == prefix)
@@ -582,6 +649,8 @@ class Store:
                 row.content_hash = None
                 row.status, row.failure_reason, row.indexed_at = STATUS_FAILED, fw.reason, now
             generation = self._bump_generation(s)
+            s.flush()
+            fault_point("commit")  # test hook: die with the transaction written, not committed
         return BatchResult(upserted=upserted, removed=removed, generation=generation)
 
     @staticmethod

@@ -1,42 +1,75 @@
 """The FAISS index of photo vectors: derived data, rebuilt from SQLite whenever in doubt.
 
-One file holds a small JSON header (model id, generation, count, kind) and the serialized
-FAISS index, and is replaced atomically, so a reader sees the old file or the new one,
-never half of either. Ids are photo ids (``IndexIDMap2`` over inner product on
-L2-normalized vectors, i.e. cosine similarity).
+One file holds a small JSON header (model id, generation, count, kind, search settings)
+and the serialized FAISS index, and is replaced atomically, so a reader sees the old file
+or the new one, never half of either. Ids are photo ids; scores are inner products of
+L2-normalized vectors, i.e. cosine similarity.
+
+Two kinds, chosen by size: below ``approx_threshold()`` vectors (200,000 by default,
+``SEARCHAPP_ANN_THRESHOLD``) search is exact (``IndexIDMap2(IndexFlatIP)``, float32); at
+or above it the index is ``IndexIVFScalarQuantizer`` (8 bits a dimension, a quarter of the
+memory) whose ``nprobe`` is calibrated at build time for recall@10 >= 0.95 against exact
+search. The writer builds and swaps; readers keep searching the index they hold until a
+fresh one is ready (:class:`LiveIndex`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import struct
 import tempfile
+import threading
+import time
+import zlib
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from searchapp.faults import fault_point
 from searchapp.store import Store
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"SAPPIDX1"
+KIND_FLAT = "flat"
+KIND_IVF = "ivf-sq8"
+DEFAULT_APPROX_THRESHOLD = 200_000
+TARGET_RECALL = 0.97  # calibrated on held-out queries; leaves room above the 0.95 promise
+FILTER_EXACT_MAX = 2_000  # approximate index: filters this small are scored exactly
+SEARCH_THREADS = 1  # one query: a single thread beats OpenMP barriers on busy cores
+RETRAIN_GROWTH = 4  # retrain the coarse quantizer once the index grew this many times
 
 
 class IndexFileError(Exception):
     """The index file is missing, damaged, or from another model or generation."""
 
 
+def approx_threshold() -> int:
+    """Vectors from which the approximate index is used (``SEARCHAPP_ANN_THRESHOLD``)."""
+    raw = os.environ.get("SEARCHAPP_ANN_THRESHOLD", "")
+    return int(raw) if raw.strip().isdigit() else DEFAULT_APPROX_THRESHOLD
+
+
+def kind_for(count: int, threshold: int | None = None) -> str:
+    return KIND_IVF if count >= (threshold or approx_threshold()) else KIND_FLAT
+
+
 class VectorIndex:
-    """Exact inner-product search over photo ids; small enough to swap whole."""
+    """Photo vectors by id; exact (flat) or approximate (IVF, SQ8), same interface."""
 
     def __init__(self, dim: int, model_id: str, generation: int = 0) -> None:
         self.dim = dim
         self.model_id = model_id
         self.generation = generation
+        self.kind = KIND_FLAT
+        self.nprobe = 0
+        self.trained_on = 0
         self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._ids_cache: np.ndarray | None = None
 
     # ------------------------------------------------------------ contents
     @property
@@ -44,7 +77,36 @@ class VectorIndex:
         return int(self.index.ntotal)
 
     def ids(self) -> np.ndarray:
-        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        if self.kind == KIND_FLAT:
+            return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        invlists = self.index.invlists
+        parts = [
+            faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
+            for i in range(self.index.nlist)
+            if invlists.list_size(i)
+        ]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+    def describe(self) -> str:
+        """What kind of index this is, for status output."""
+        if self.kind == KIND_FLAT:
+            return "exact: faiss IndexIDMap2(IndexFlatIP)"
+        return (
+            f"approximate: faiss IndexIVFScalarQuantizer (SQ8, {self.index.nlist} lists,"
+            f" nprobe {self.nprobe})"
+        )
+
+    def _known_ids(self) -> np.ndarray:
+        if self._ids_cache is None:
+            self._ids_cache = np.sort(self.ids())
+        return self._ids_cache
+
+    def memory_bytes(self) -> int:
+        """Bytes the index holds: vectors (float32) or codes (8-bit), ids and centroids."""
+        if self.kind == KIND_FLAT:
+            return self.ntotal * (self.dim * 4 + 8)
+        ivf = self.index
+        return self.ntotal * (ivf.code_size + 8) + ivf.nlist * self.dim * 4
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add (or replace) vectors under these photo ids."""
@@ -52,15 +114,20 @@ class VectorIndex:
         if not len(ids):
             return
         self.remove(ids)
+        self._ids_cache = None
         self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
 
     def remove(self, ids: np.ndarray | list[int]) -> int:
         arr = np.ascontiguousarray(ids, dtype=np.int64)
         if not len(arr) or not self.ntotal:
             return 0
+        self._ids_cache = None
+        if self.kind != KIND_FLAT:  # the IVF's id hashtable removes only by an id array
+            return int(self.index.remove_ids(faiss.IDSelectorArray(len(arr), faiss.swig_ptr(arr))))
         return int(self.index.remove_ids(faiss.IDSelectorBatch(arr)))
 
     def reconstruct(self, photo_id: int) -> np.ndarray | None:
+        """A stored vector (approximate for the IVF kind: 8-bit codes)."""
         try:
             return self.index.reconstruct(int(photo_id))
         except RuntimeError:
@@ -73,39 +140,81 @@ class VectorIndex:
         if self.ntotal == 0 or k <= 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
-        params = None
+        sel = None
         if allowed_ids is not None:
             if not len(allowed_ids):
                 return np.zeros(0, np.float32), np.zeros(0, np.int64)
-            params = faiss.SearchParameters(
-                sel=faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))
-            )
-            k = min(k, len(allowed_ids))
+            allowed = np.ascontiguousarray(allowed_ids, dtype=np.int64)
+            if self.kind != KIND_FLAT and len(allowed) <= FILTER_EXACT_MAX:
+                return self._search_subset(q, k, allowed)
+            sel = faiss.IDSelectorBatch(allowed)
+            k = min(k, len(allowed))
         k = min(k, self.ntotal)
-        scores, ids = self.index.search(q, k, params=params)
+        # omp_set_num_threads binds the calling thread only: a writer's builds keep theirs
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(SEARCH_THREADS)
+        try:
+            scores, ids = self.index.search(q, k, params=self._params(sel, allowed_ids))
+        finally:
+            faiss.omp_set_num_threads(threads)
         keep = ids[0] >= 0
         return scores[0][keep], ids[0][keep]
+
+    def _params(self, sel: object, allowed: np.ndarray | None) -> faiss.SearchParameters | None:
+        if self.kind == KIND_FLAT:
+            return faiss.SearchParameters(sel=sel) if sel is not None else None
+        nprobe = self.nprobe
+        if allowed is not None and len(allowed):
+            # a filter keeps a fraction of each list: probe more lists to find k of them
+            nprobe = math.ceil(nprobe * self.ntotal / len(allowed))
+        params = faiss.SearchParametersIVF(nprobe=min(self.index.nlist, max(1, nprobe)))
+        if sel is not None:
+            params.sel = sel
+        return params
+
+    def _search_subset(
+        self, q: np.ndarray, k: int, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores over a small filtered set, from the stored codes.
+
+        Cheaper than probing every list for a handful of ids, and never misses one.
+        """
+        known = self._known_ids()
+        at = np.searchsorted(known, allowed).clip(max=max(0, len(known) - 1))
+        present = allowed[known[at] == allowed] if len(known) else allowed[:0]
+        if not len(present):
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        vecs = self.index.reconstruct_batch(present)
+        scores = vecs @ q[0]
+        top = np.argsort(-scores, kind="stable")[:k]
+        return scores[top].astype(np.float32), present[top]
 
     # ------------------------------------------------------------ persistence
     def save(self, path: Path, generation: int) -> None:
         """Write atomically (temp file, fsync, rename) and record the store generation."""
         self.generation = generation
+        body = faiss.serialize_index(self.index).tobytes()
         header = json.dumps(
             {
                 "model_id": self.model_id,
                 "generation": generation,
                 "count": self.ntotal,
                 "dim": self.dim,
-                "kind": "flat",
+                "kind": self.kind,
+                "nprobe": self.nprobe,
+                "trained_on": self.trained_on,
+                "crc32": zlib.crc32(body),  # flipped bits in vectors would load silently
             }
         ).encode()
-        body = faiss.serialize_index(self.index).tobytes()
         path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(".vectors-*.tmp"):
+            stale.unlink(missing_ok=True)  # left by a writer killed mid-save (one writer only)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".vectors-", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(MAGIC + struct.pack("<I", len(header)) + header)
                 f.write(struct.pack("<Q", len(body)) + body)
+                fault_point("faiss-save")
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -120,6 +229,8 @@ class VectorIndex:
             raw = path.read_bytes()
         except FileNotFoundError:
             raise IndexFileError("missing") from None
+        except OSError as err:  # a folder in its place, no permission, an I/O error
+            raise IndexFileError(f"unreadable ({err.strerror or err})") from None
         try:
             if raw[:8] != MAGIC:
                 raise IndexFileError("not a searchapp index file")
@@ -129,6 +240,8 @@ class VectorIndex:
             body = raw[20 + hlen :]
             if len(body) != blen:
                 raise IndexFileError("truncated")
+            if "crc32" in header and zlib.crc32(body) != header["crc32"]:
+                raise IndexFileError("damaged (checksum mismatch)")
             index = faiss.deserialize_index(np.frombuffer(body, dtype=np.uint8))
         except IndexFileError:
             raise
@@ -139,32 +252,135 @@ class VectorIndex:
         if index.ntotal != header.get("count"):
             raise IndexFileError("count does not match its header")
         out = cls(int(header["dim"]), model_id, int(header["generation"]))
+        out.kind = header.get("kind", KIND_FLAT)
+        out.nprobe = int(header.get("nprobe", 0))
+        out.trained_on = int(header.get("trained_on", 0))
         out.index = index
         return out
 
     @classmethod
-    def build_from_store(cls, store: Store, model_id: str, dim: int) -> VectorIndex:
+    def build_from_store(
+        cls, store: Store, model_id: str, dim: int, threshold: int | None = None
+    ) -> VectorIndex:
         """Rebuild from the embeddings stored in SQLite (never from the model)."""
         ids, vecs = store.load_vectors(model_id)
         generation = store.generation()
+        return cls.build(ids, vecs, model_id, dim, generation, threshold)
+
+    @classmethod
+    def build(
+        cls,
+        ids: np.ndarray,
+        vecs: np.ndarray,
+        model_id: str,
+        dim: int,
+        generation: int = 0,
+        threshold: int | None = None,
+    ) -> VectorIndex:
+        """An index of the kind that suits ``len(ids)`` vectors, filled with them."""
         out = cls(vecs.shape[1] if len(ids) else dim, model_id, generation)
-        if len(ids):
-            out.index.add_with_ids(vecs, ids)
+        if kind_for(len(ids), threshold) == KIND_IVF:
+            out._fill_ivf(np.asarray(ids, np.int64), np.ascontiguousarray(vecs, np.float32))
+        elif len(ids):
+            out.index.add_with_ids(np.ascontiguousarray(vecs, np.float32), ids)
         return out
+
+    def needs_rebuild(self, threshold: int | None = None) -> bool:
+        """Whether the size has moved past what this index's kind or training suits."""
+        threshold = threshold or approx_threshold()
+        if self.kind == KIND_FLAT:
+            return self.ntotal >= threshold
+        # back to exact well below the threshold (not at it, so sizes near it do not flap)
+        return self.ntotal < threshold // 2 or self.ntotal > RETRAIN_GROWTH * self.trained_on
+
+    def refit(self, store: Store, threshold: int | None = None) -> bool:
+        """Rebuild in place from the store when the size calls for the other kind.
+
+        The writer calls this before saving; readers go on with the previous file until
+        the new one replaces it.
+        """
+        if not self.needs_rebuild(threshold):
+            return False
+        fresh = VectorIndex.build_from_store(store, self.model_id, self.dim, threshold)
+        self.__dict__.update(fresh.__dict__)
+        return True
+
+    def _fill_ivf(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        n, dim = vecs.shape
+        nlist = int(min(8192, max(64, 2 ** round(math.log2(max(1.0, math.sqrt(n)))))))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFScalarQuantizer(
+            quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        rng = np.random.default_rng(0)
+        # train on a sample: 64 points a list is plenty for k-means, and bounds build time
+        sample = vecs[rng.choice(n, size=min(n, 64 * nlist), replace=False)]
+        started = time.monotonic()
+        index.train(sample)
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct/remove by photo id
+        index.add_with_ids(vecs, ids)
+        self.index, self.kind, self.trained_on = index, KIND_IVF, n
+        self._ids_cache = None
+        self.nprobe = self._calibrate_nprobe(ids, vecs, rng)
+        log.info(
+            "built IVF index: %d vectors, %d lists, nprobe %d (%.1f s)",
+            n,
+            nlist,
+            self.nprobe,
+            time.monotonic() - started,
+        )
+
+    def _calibrate_nprobe(self, ids: np.ndarray, vecs: np.ndarray, rng: np.random.Generator) -> int:
+        """Smallest nprobe whose recall@10 against exact search reaches TARGET_RECALL.
+
+        Queries are stored vectors moved off their point (so a query is not its own
+        answer), scored exactly against every vector.
+        """
+        n = len(vecs)
+        picks = rng.choice(n, size=min(n, 200), replace=False)
+        noise = rng.normal(0, 1, size=(len(picks), vecs.shape[1])).astype(np.float32)
+        noise *= 0.75 / np.sqrt(vecs.shape[1])
+        queries = vecs[picks] + noise
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        k = min(10, n)
+        exact = np.empty((len(queries), k), dtype=np.int64)
+        for i in range(0, len(queries), 50):
+            sims = queries[i : i + 50] @ vecs.T
+            exact[i : i + 50] = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        truth = [set(ids[row].tolist()) for row in exact]
+        nprobe = 1
+        while True:
+            params = faiss.SearchParametersIVF(nprobe=nprobe)
+            _, found = self.index.search(queries, k, params=params)
+            recall = np.mean(
+                [len(t & set(f.tolist())) / k for t, f in zip(truth, found, strict=True)]
+            )
+            if recall >= TARGET_RECALL or nprobe >= self.index.nlist:
+                return nprobe
+            nprobe = min(self.index.nlist, nprobe * 2)
 
 
 def open_index(
-    path: Path, store: Store, model_id: str, dim: int, *, save: bool = True
+    path: Path,
+    store: Store,
+    model_id: str,
+    dim: int,
+    *,
+    save: bool = True,
+    rebuild_large: bool = True,
 ) -> VectorIndex:
     """The index matching the store's current generation: loaded if fresh, else rebuilt.
 
     A missing, damaged, stale or other-model file is rebuilt from stored embeddings and,
-    when ``save`` is set, written back.
+    when ``save`` is set, written back. With ``rebuild_large`` off (readers), a stale but
+    sound approximate file is returned as it is rather than rebuilt: the writer owns that.
     """
     generation = store.generation()
     try:
         index = VectorIndex.load(path, model_id)
         if index.generation == generation:
+            return index
+        if not rebuild_large and index.kind != KIND_FLAT:
             return index
         reason = f"stale (generation {index.generation}, library {generation})"
     except IndexFileError as err:
@@ -175,3 +391,83 @@ def open_index(
     if save:
         index.save(path, index.generation)
     return index
+
+
+class LiveIndex:
+    """A reader's view of the index file that follows the writer without blocking searches.
+
+    Checks the store generation at most every ``check_every`` seconds. An exact index is
+    small and reloads at once (results stay current); a large approximate one is loaded
+    in a background thread while searches keep using the index already held, and is
+    swapped in whole when ready. A stale approximate file is not rebuilt by readers: the
+    writer saves a fresh one (every minute while indexing, and at the end).
+    """
+
+    def __init__(
+        self, path: Path, store: Store, model_id: str, dim: int, check_every: float = 1.0
+    ) -> None:
+        self.path, self.store, self.model_id, self.dim = path, store, model_id, dim
+        self.check_every = check_every
+        self._current: VectorIndex | None = None
+        self._checked = 0.0
+        self._file_sig: tuple[int, int] | None = None
+        self._loading: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> VectorIndex:
+        """The index to search now; never waits for a large reload."""
+        now = time.monotonic()
+        if self._current is None:
+            self._swap(self._open())
+            self._checked = now
+        elif now - self._checked > self.check_every:
+            self._checked = now
+            self._maybe_refresh()
+        assert self._current is not None
+        return self._current
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for a background reload (tests and benchmarks)."""
+        thread = self._loading
+        if thread is not None:
+            thread.join(timeout)
+
+    def _maybe_refresh(self) -> None:
+        current = self._current
+        if current is None or current.generation == self.store.generation():
+            return
+        if current.kind == KIND_FLAT and current.ntotal < approx_threshold():
+            self._swap(self._open())
+            return
+        if self._signature() == self._file_sig:
+            return  # the writer has not saved a newer file yet; keep the one we have
+        with self._lock:
+            if self._loading is None or not self._loading.is_alive():
+                self._loading = threading.Thread(
+                    target=self._load_in_background, name="index-reload", daemon=True
+                )
+                self._loading.start()
+
+    def _load_in_background(self) -> None:
+        try:
+            self._swap(self._open())
+        except Exception:  # noqa: BLE001 - keep serving the old index; retried next check
+            log.exception("reloading the vector index failed; still using the previous one")
+
+    def _open(self) -> VectorIndex:
+        sig = self._signature()
+        index = open_index(
+            self.path, self.store, self.model_id, self.dim, save=False, rebuild_large=False
+        )
+        self._file_sig = sig
+        return index
+
+    def _swap(self, index: VectorIndex) -> None:
+        self._current = index  # one reference assignment: searches see old or new, whole
+
+    def _signature(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size

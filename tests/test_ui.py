@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
+from searchapp.config import load_settings
+from tests.conftest import DATA
 from tests.helpers import index_once
 
 st_testing = pytest.importorskip("streamlit.testing.v1")
@@ -18,56 +22,267 @@ def _app(monkeypatch: pytest.MonkeyPatch, data_dir: Path):  # noqa: ANN202
     monkeypatch.setenv("SEARCHAPP_WEIGHTS", "random")
     monkeypatch.setenv("SEARCHAPP_PRECISION", "fp32")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return st_testing.AppTest.from_file(APP, default_timeout=120)
+    return st_testing.AppTest.from_file(APP, default_timeout=180)
 
 
 def _texts(at) -> str:  # noqa: ANN001
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
     parts += [i.value for i in at.info] + [w.value for w in at.warning]
+    parts += [s.value for s in at.success] + [e.value for e in at.error]
     return "\n".join(str(p) for p in parts)
 
 
 def _result_names(at) -> list[str]:  # noqa: ANN001
-    return [m.value.strip("*") for m in at.markdown if m.value.startswith("**")]
+    """File names on the result cards (bold Markdown, escaped), in grid order."""
+    cards = [m.value for m in at.markdown if m.value.startswith("**")]
+    return [v.strip("*").replace("\\", "") for v in cards if "." in v]
 
 
-@pytest.fixture()
-def library(settings, embedder, photos):  # noqa: ANN001, ANN201
+def _scores(at) -> list[str]:  # noqa: ANN001
+    return [c.value.split()[1] for c in at.caption if c.value.startswith("score ")]
+
+
+def _like_ids(at) -> list[int]:  # noqa: ANN001
+    return [int(b.key.split("-", 1)[1]) for b in at.button if b.key and b.key.startswith("like-")]
+
+
+def _search(at, text: str, show_all: bool = True):  # noqa: ANN001, ANN202
+    at.toggle(key="show_all").set_value(show_all)
+    return at.text_input(key="query").input(text).run()
+
+
+@pytest.fixture(scope="module")
+def shared_library(tmp_path_factory, embedder):  # noqa: ANN001, ANN201
+    """One indexed copy of the sample photos for the tests that only read it."""
+    base = tmp_path_factory.mktemp("ui")
+    photos = base / "photos"
+    shutil.copytree(DATA, photos, ignore=shutil.ignore_patterns("*.md"))
+    settings = load_settings(data_dir=base / "lib", weights="random", precision="fp32")
     index_once(settings, embedder, photos)
-    return settings
+    return settings, photos
 
 
-def test_empty_library_shows_how_to_index(monkeypatch, tmp_path) -> None:  # noqa: ANN001
-    at = _app(monkeypatch, tmp_path / "empty").run()
+def test_empty_library_offers_to_add_a_folder_and_index_it(
+    monkeypatch, tmp_path, settings, photos
+) -> None:  # noqa: ANN001
+    from indexer.lock import WriterLock
+
+    at = _app(monkeypatch, settings.data_dir).run()
     assert not at.exception
     assert "searchapp index PATH" in _texts(at)
-    assert at.warning, "random-weights banner missing"
     assert "Random model weights" in at.warning[0].value
+    at.text_input(key="add-path").input(str(photos))
+
+    with WriterLock(settings, "index"):  # another writer: one line, no waiting
+        at.button(key="add-index").click().run()
+    assert not at.exception
+    assert any("is writing the library" in e.value for e in at.error)
+
+    at.button(key="add-index").click().run()
+    assert not at.exception
+    assert "Indexing finished: added 16" in _texts(at), _texts(at)
+    assert len(at.tabs) == 2 and "searchapp index PATH" not in _texts(at)
+    _search(at, "a cat")
+    assert len(_result_names(at)) >= 4
 
 
-def test_text_search_and_more_like_this(monkeypatch, library) -> None:  # noqa: ANN001
-    at = _app(monkeypatch, library.data_dir).run()
+def test_text_search_detail_view_and_more_like_this(monkeypatch, shared_library) -> None:  # noqa: ANN001
+    settings, photos = shared_library
+    at = _app(monkeypatch, settings.data_dir).run()
     assert not at.exception
     assert "Random model weights" in at.warning[0].value
-    assert "searchapp index PATH" not in _texts(at)
-
-    at.text_input(key="query").input("a cat").run()
-    assert not at.exception
+    _search(at, "a cat", show_all=False)
+    relevant = _result_names(at)
+    assert relevant and "weaker matches hidden" in _texts(at)
+    at.button(key="show-all-inline").click().run()
+    assert at.toggle(key="show_all").value
     first = _result_names(at)
-    assert len(first) >= 4
+    assert len(first) == 16 > len(relevant) and first[: len(relevant)] == relevant
     assert len(at.columns) >= 4
-    assert any(b.key.startswith("like-") for b in at.button)
-    assert at.expander, "status expander missing"
 
-    target = next(b for b in at.button if b.key.startswith("like-"))
-    at.button(key=target.key).click().run()
+    target = _like_ids(at)[0]
+    at.button(key=f"open-{target}").click().run()
     assert not at.exception
-    assert any(s.value.startswith("More like") for s in at.subheader)
+    path = next(c.value for c in at.code)
+    assert Path(path).parent == photos and Path(path).name == first[0]
+    assert any(t.value.startswith("Dimensions: ") and "×" in t.value for t in at.text)
+
+    at.button(key="detail-like").click().run()
+    assert not at.exception
+    assert any(s.value == f"More like {first[0]}" for s in at.subheader)
+    assert at.text_input(key="query").value == ""
     second = _result_names(at)
     assert second and second != first
-    # the photo itself is left out of "more like this"
-    pid = int(target.key.split("-", 1)[1])
-    assert f"like-{pid}" not in [b.key for b in at.button]
+    assert target not in _like_ids(at), "the photo itself is left out of 'more like this'"
+
+    like = _like_ids(at)[0]
+    at.button(key=f"like-{like}").click().run()  # "more like this" straight from the grid
+    assert like not in _like_ids(at) and _result_names(at) != second
+    at.button(key="clear-like").click().run()
+    assert not _result_names(at) and not at.subheader
+
+
+def test_combined_query_from_box_and_controls(monkeypatch, shared_library) -> None:  # noqa: ANN001
+    settings, photos = shared_library
+    at = _app(monkeypatch, settings.data_dir).run()
+    _search(at, "a cat")
+    text_only = _result_names(at)
+    at.text_input(key="query").input("a cat + 2:grass - people").run()
+    assert not at.exception
+    assert any(c.value == "Query: a cat + 2 × grass - people" for c in at.caption)
+    assert _result_names(at) != text_only
+
+    data = (photos / "coffee.png").read_bytes()
+    at.file_uploader[0].set_value(("query.png", data, "image/png")).run()
+    at.text_input(key="negative").input("cars, trees").run()
+    assert not at.exception
+    caption = next(c.value for c in at.caption if c.value.startswith("Query:"))
+    assert caption == "Query: a cat + 2 × grass - people - cars - trees + uploaded image"
+    mixed = _scores(at)
+    at.select_slider(key="upload_weight").set_value(3.0).run()
+    assert "3 × uploaded image" in next(c.value for c in at.caption if c.value.startswith("Q"))
+    assert _scores(at) != mixed
+    assert _result_names(at)[0] == "coffee.png"  # the image now dominates the query
+
+
+def test_image_upload_searches_by_image(monkeypatch, shared_library) -> None:  # noqa: ANN001
+    settings, photos = shared_library
+    at = _app(monkeypatch, settings.data_dir).run()
+    data = (photos / "coffee.png").read_bytes()
+    at.file_uploader[0].set_value(("query.png", data, "image/png")).run()
+    assert not at.exception
+    assert any(s.value == "Like query.png" for s in at.subheader)
+    names = _result_names(at)
+    assert names and names[0] == "coffee.png"  # the same image is its own best match
+
+    import io
+
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    for fmt, mime in (("HEIF", "image/heic"), ("WEBP", "image/webp")):
+        out = io.BytesIO()
+        Image.open(photos / "coffee.png").convert("RGB").save(out, format=fmt, quality=90)
+        name = f"phone.{'heic' if fmt == 'HEIF' else 'webp'}"
+        at.file_uploader[0].set_value((name, out.getvalue(), mime)).run()
+        assert not at.exception and not at.error
+        assert any(s.value == f"Like {name}" for s in at.subheader)
+        assert _result_names(at)[0] == "coffee.png", fmt
+
+
+def test_crafted_path_outside_the_roots_is_refused(monkeypatch, shared_library, tmp_path) -> None:  # noqa: ANN001
+    settings, photos = shared_library
+    outside = tmp_path / "private.png"
+    shutil.copy(photos / "coffee.png", outside)
+    at = _app(monkeypatch, settings.data_dir).run()
+    for crafted in (str(outside), f"{photos}/../{outside.name}", "/etc/hostname"):
+        _search(at, f"image:{crafted}")
+        assert not at.exception
+        assert any("not inside an indexed folder" in e.value for e in at.error), crafted
+        assert not _result_names(at)
+    _search(at, f"image:{photos / 'rocket.jpg'}")  # an indexed photo by path is fine
+    assert not at.error and _result_names(at)
+
+
+def test_load_more_and_sort(monkeypatch, shared_library) -> None:  # noqa: ANN001
+    settings, _ = shared_library
+    at = _app(monkeypatch, settings.data_dir).run()
+    at.number_input(key="k").set_value(3)
+    _search(at, "a lighthouse")
+    first = _result_names(at)
+    assert len(first) == 3
+    at.button(key="more").click().run()
+    assert _result_names(at)[:3] == first and len(_result_names(at)) == 6
+    at.selectbox(key="sort").set_value("newest").run()
+    assert not at.exception
+    assert len(_result_names(at)) == 3  # a new query starts at one page again
+
+
+def test_filters_change_results(monkeypatch, settings, embedder, photos) -> None:  # noqa: ANN001
+    sub = photos / "sub"
+    sub.mkdir()
+    for name in ("coffee.png", "rocket.jpg"):
+        (photos / name).rename(sub / name)
+    exif = Image.Exif()
+    exif[306] = "2020:02:02 10:00:00"
+    Image.open(sub / "rocket.jpg").save(sub / "dated.jpg", exif=exif)
+    index_once(settings, embedder, photos)
+
+    at = _app(monkeypatch, settings.data_dir).run()
+    at.number_input(key="k").set_value(3)
+    _search(at, "a cup")
+    assert not at.exception
+    assert len(_result_names(at)) == 3
+
+    folder = next(o for o in at.selectbox(key="folder").options if o.endswith("sub"))
+    at.selectbox(key="folder").set_value(folder)
+    at.number_input(key="k").set_value(20).run()
+    assert not at.exception
+    assert sorted(_result_names(at)) == ["coffee.png", "dated.jpg", "rocket.jpg"]
+
+    at.multiselect(key="formats").set_value(["PNG"]).run()
+    assert _result_names(at) == ["coffee.png"]
+    at.multiselect(key="formats").set_value([])
+    at.selectbox(key="folder").set_value("All").run()
+    assert len(_result_names(at)) == 17
+    at.number_input(key="min_side").set_value(600).run()
+    big = _result_names(at)
+    assert 0 < len(big) < 17 and "coffee.png" not in big  # 600 x 400: out
+    at.number_input(key="min_side").set_value(0).run()
+    dates = at.date_input(key="dates")
+    dates.set_value((dates.min, dates.max)).run()
+    assert not at.exception
+    assert _result_names(at) == ["dated.jpg"]
+
+
+def test_status_lists_failed_files_and_retries_them(
+    monkeypatch, settings, embedder, photos
+) -> None:  # noqa: ANN001
+    broken = photos / "broken.jpg"
+    broken.write_bytes(b"not a jpeg at all")
+    index_once(settings, embedder, photos)
+    at = _app(monkeypatch, settings.data_dir).run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Indexed"] == "16" and metrics["Failed"] == "1", metrics
+    table = at.dataframe[0].value
+    assert list(table["file"]) == [str(broken)]
+    assert "not an image" in table["reason"][0]
+    assert any(t.value.startswith("Model: MobileCLIP-S2, weights random") for t in at.text)
+    assert any("IndexIDMap2(IndexFlatIP), 16 vectors" in t.value for t in at.text)
+    assert any(t.value.startswith("Last indexing run: index, done") for t in at.text)
+
+    shutil.copy(photos / "rocket.jpg", broken)  # the file is fixed; "retry" picks it up
+    at.button(key="retry").click().run()
+    assert not at.exception
+    assert "Indexing finished: added 1" in _texts(at), _texts(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Indexed"] == "17" and metrics["Failed"] == "0"
+    assert not at.dataframe
+
+
+def test_status_shows_a_run_in_progress(monkeypatch, shared_library) -> None:  # noqa: ANN001
+    from indexer.lock import WriterLock
+    from searchapp.store import Store
+
+    settings, _ = shared_library
+    store = Store(settings.db_path)
+    run_id = store.start_run("index", total=40)
+    store.update_run(run_id, total=40, done=10, stats={})
+    try:
+        with WriterLock(settings, "index"):
+            at = _app(monkeypatch, settings.data_dir).run()
+            assert not at.exception
+            live = [p for p in at.progress if p.text.startswith("Indexing in progress")]
+            assert live and live[0].value == 25, [p.text for p in at.progress]
+            assert "10 of 40 files" in live[0].text
+            assert {m.label: m.value for m in at.metric}["Pending"] == "30"
+            assert any(t.value.startswith("Writer: searchapp index (pid ") for t in at.text)
+    finally:
+        store.finish_run(run_id, "done", {})
+        store.close()
+    at.run()
+    assert not [p for p in at.progress if p.text.startswith("Indexing in progress")]
 
 
 def test_cli_ui_runs_streamlit_on_localhost(monkeypatch, tmp_path) -> None:  # noqa: ANN001
@@ -88,45 +303,16 @@ def test_cli_ui_runs_streamlit_on_localhost(monkeypatch, tmp_path) -> None:  # n
     assert rc == 0
     cmd = seen["cmd"]
     assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("app.py")
-    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
-    assert cmd[cmd.index("--server.port") + 1] == "9999"
-    assert cmd[cmd.index("--browser.gatherUsageStats") + 1] == "false"
-    assert cmd[cmd.index("--server.maxUploadSize") + 1] == "20"
+
+    def flag(name: str) -> str:
+        return cmd[cmd.index(name) + 1]
+
+    assert flag("--server.address") == "127.0.0.1"
+    assert flag("--server.port") == "9999"
+    assert flag("--browser.gatherUsageStats") == "false"
+    assert flag("--server.maxUploadSize") == "20"
+    assert flag("--server.enableXsrfProtection") == "true"
+    assert flag("--client.toolbarMode") == "minimal"
     assert "shell" not in seen["kw"]
     assert seen["env"]["SEARCHAPP_DATA_DIR"] == str((tmp_path / "lib").resolve())
     assert seen["env"]["SEARCHAPP_WEIGHTS"] == "random"
-
-
-def test_sidebar_filter_count_and_failures(monkeypatch, settings, embedder, photos) -> None:  # noqa: ANN001
-    sub = photos / "sub"
-    sub.mkdir()
-    for name in ("coffee.png", "rocket.jpg"):
-        (photos / name).rename(sub / name)
-    (photos / "broken.jpg").write_bytes(b"not a jpeg at all")
-    index_once(settings, embedder, photos)
-
-    at = _app(monkeypatch, settings.data_dir).run()
-    at.text_input(key="query").input("a cup").run()
-    at.number_input(key="k").set_value(3).run()
-    assert not at.exception
-    assert len(_result_names(at)) == 3
-
-    folder = next(o for o in at.selectbox(key="folder").options if o.endswith("sub"))
-    at.selectbox(key="folder").set_value(folder).run()
-    at.number_input(key="k").set_value(20).run()
-    assert not at.exception
-    assert sorted(_result_names(at)) == ["coffee.png", "rocket.jpg"]
-
-    status = at.expander[0]
-    assert "1 failed" in status.label
-    assert any("broken.jpg" in t.value for t in status.text)
-
-
-def test_image_upload_searches_by_image(monkeypatch, library, photos) -> None:  # noqa: ANN001
-    at = _app(monkeypatch, library.data_dir).run()
-    data = (photos / "coffee.png").read_bytes()
-    at.file_uploader(key="upload").set_value(("query.png", data, "image/png")).run()
-    assert not at.exception
-    assert any(s.value == "Like query.png" for s in at.subheader)
-    names = _result_names(at)
-    assert names and names[0] == "coffee.png"  # the same image is its own best match

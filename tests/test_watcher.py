@@ -1,97 +1,268 @@
-"""The folder watcher with real files, real filesystem events and a real store."""
+"""The folder watcher in a thread, with real files, real filesystem events and a real store."""
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import shutil
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
+from watchdog.observers import Observer
 
 from indexer.watcher import run_watch
+from searchapp.decoder import hash_bytes
 from searchapp.errors import WriterBusyError
+from searchapp.search import SearchService
 from searchapp.store import Store
 
-TIMEOUT_S = 20.0
+TIMEOUT_S = 30.0
 
 
-def _wait_for(check: Callable[[], object], what: str) -> object:
-    deadline = time.monotonic() + TIMEOUT_S
+def wait_for(check: Callable[[], object], what: str, timeout_s: float = TIMEOUT_S) -> object:
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {TIMEOUT_S:.0f} s waiting for {what}")
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def write_jpegs(folder: Path, count: int, seed: int, size: int = 64) -> list[Path]:
+    """``count`` small JPEGs with distinct random content."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        path = folder / f"img_{seed}_{i:03d}.jpg"
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path)
+        out.append(path)
+    return out
+
+
+class Watcher:
+    """``run_watch`` in a thread; ``stop()`` ends it and re-raises what it raised."""
+
+    def __init__(self, settings, embedder, **kwargs) -> None:  # noqa: ANN001, ANN003
+        self.stop_event = threading.Event()
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(
+            target=self._run, args=(settings, embedder, kwargs), name="watcher", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self, settings, embedder, kwargs) -> None:  # noqa: ANN001
+        try:
+            run_watch(settings, self.stop_event, embedder, **kwargs)
+        except BaseException as err:  # noqa: BLE001 - reported by the test
+            traceback.print_exc()
+            self.errors.append(err)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=60)
+        assert not self.thread.is_alive(), "watcher did not stop"
+        assert not self.errors, self.errors
 
 
 @pytest.fixture()
-def watching(settings, embedder, photos, tmp_path: Path):  # noqa: ANN001, ANN201
-    """A root with two photos, a watcher on it in a thread, and a reader on the store."""
-    root = tmp_path / "root"
-    root.mkdir()
+def root(tmp_path: Path, photos: Path) -> Path:
+    """A root with two sample photos."""
+    folder = tmp_path / "root"
+    folder.mkdir()
     for name in ("astronaut.jpg", "coffee.png"):
-        shutil.copy2(photos / name, root / name)
-    store = Store(settings.db_path)
+        shutil.copy2(photos / name, folder / name)
+    return folder.resolve()
+
+
+@pytest.fixture()
+def store(settings):  # noqa: ANN001, ANN201
+    s = Store(settings.db_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture()
+def watching(settings, embedder, store, root):  # noqa: ANN001, ANN201
+    """A watcher on ``root``, started and past its first reconcile."""
     store.add_root(root)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            run_watch(settings, stop, embedder)
-        except BaseException as err:  # noqa: BLE001 - reported by the test
-            errors.append(err)
-
-    thread = threading.Thread(target=target, name="watcher", daemon=True)
-    thread.start()
-    root = root.resolve()
-    _wait_for(lambda: store.find_photo_by_path(root / "coffee.png") or errors, "first reconcile")
-    assert not errors, errors
-    yield root, store
-    stop.set()
-    thread.join(timeout=30)
-    assert not thread.is_alive(), "watcher did not stop"
-    assert not errors, errors
-    store.close()
+    watcher = Watcher(settings, embedder)
+    wait_for(
+        lambda: store.find_photo_by_path(root / "coffee.png") or watcher.errors, "first reconcile"
+    )
+    assert not watcher.errors, watcher.errors
+    yield watcher
+    watcher.stop()
 
 
-def test_watcher_follows_add_delete_rename(watching, settings, embedder, photos) -> None:  # noqa: ANN001
-    root, store = watching
-
+def test_watcher_follows_add_modify_delete_rename(
+    watching, settings, embedder, store, root, photos, caplog
+) -> None:  # noqa: ANN001
+    caplog.set_level(logging.DEBUG, logger="indexer.watcher")  # what --verbose turns on
     # a second watcher on the same library is refused at once
-    with pytest.raises(WriterBusyError, match="is writing the library"):
+    with pytest.raises(WriterBusyError, match="already running"):
         run_watch(settings, threading.Event(), embedder)
 
-    # copy in (written in two steps, like a slow copy), plus files to ignore
-    data = (photos / "rocket.jpg").read_bytes()
+    # copied in, plus files to ignore: it becomes searchable by its own image
     target = root / "sub" / "rocket.jpg"
     target.parent.mkdir()
-    with open(target, "wb") as f:
-        f.write(data[: len(data) // 2])
-        f.flush()
-        time.sleep(0.3)
-        f.write(data[len(data) // 2 :])
-    (root / "ignored.jpg.part").write_bytes(data)
-    (root / ".hidden.jpg").write_bytes(data)
-    added = _wait_for(lambda: store.find_photo_by_path(target), "the copied photo")
+    shutil.copy(photos / "rocket.jpg", target)
+    (root / "ignored.jpg.part").write_bytes(target.read_bytes())
+    (root / ".hidden.jpg").write_bytes(target.read_bytes())
+    (root / "swap.jpg~").write_bytes(target.read_bytes())
+    added = wait_for(lambda: store.find_photo_by_path(target), "the copied photo")
     assert added.status == "indexed", added.failure_reason
-    assert store.find_photo_by_path(root / "ignored.jpg.part") is None
-    assert store.find_photo_by_path(root / ".hidden.jpg") is None
+    search = SearchService(settings, embedder)
+    wait_for(lambda: search.search_image(target, 3)[0].path == str(target), "search by its image")
+    for name in ("ignored.jpg.part", ".hidden.jpg", "swap.jpg~"):
+        assert store.find_photo_by_path(root / name) is None
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"event: created {target}" in messages
+    batches = [m for m in messages if m.startswith("watch: ") and "changed path(s): added" in m]
+    assert batches, "one INFO line per batch"
+
+    # modified in place: same row, new content, found by the new content
+    shutil.copy(photos / "grace_hopper.jpg", target)
+    new_hash = hash_bytes(target.read_bytes())
+    updated = wait_for(
+        lambda: (p := store.find_photo_by_path(target)) and p.content_hash == new_hash and p,
+        "the modified photo",
+    )
+    assert updated.id == added.id
+    wait_for(
+        lambda: search.search_image(photos / "grace_hopper.jpg", 3)[0].path == str(target),
+        "search by the new content",
+    )
 
     # delete
     os.remove(root / "coffee.png")
-    _wait_for(lambda: store.find_photo_by_path(root / "coffee.png") is None, "the delete")
+    wait_for(lambda: store.find_photo_by_path(root / "coffee.png") is None, "the delete")
 
     # rename: same photo id, no model call
     before = store.find_photo_by_path(root / "astronaut.jpg")
     encoded = embedder.images_encoded
     os.rename(root / "astronaut.jpg", root / "sub" / "renamed.jpg")
-    after = _wait_for(lambda: store.find_photo_by_path(root / "sub" / "renamed.jpg"), "the rename")
+    after = wait_for(lambda: store.find_photo_by_path(root / "sub" / "renamed.jpg"), "the rename")
     assert after.id == before.id
     assert store.find_photo_by_path(root / "astronaut.jpg") is None
     assert embedder.images_encoded == encoded
     assert store.counts()["photos"] == 2
+    search.close()
+
+
+def test_renamed_folder_of_50_keeps_ids_and_vectors(settings, embedder, store, root) -> None:  # noqa: ANN001
+    album = root / "album"
+    write_jpegs(album, 50, seed=1)
+    store.add_root(root)
+    watcher = Watcher(settings, embedder)
+    try:
+        wait_for(lambda: store.counts()["photos"] == 52, "the first reconcile", 120)
+        ids = {p.name: store.find_photo_by_path(p).id for p in album.iterdir()}
+        encoded = embedder.images_encoded
+        os.rename(album, root / "album 2025")
+        moved = root / "album 2025"
+        wait_for(
+            lambda: all(store.find_photo_by_path(moved / n) for n in ids), "all 50 renamed paths"
+        )
+        assert {n: store.find_photo_by_path(moved / n).id for n in ids} == ids
+        assert not any(store.find_photo_by_path(album / n) for n in ids)
+        assert embedder.images_encoded == encoded, "a move must not call the model"
+        assert store.counts()["photos"] == 52
+    finally:
+        watcher.stop()
+
+
+def test_slow_chunked_write_is_indexed_once_complete(
+    watching, embedder, store, root, photos
+) -> None:  # noqa: ANN001
+    data = (photos / "rocket.jpg").read_bytes()
+    target = root / "slow.jpg"
+    encoded = embedder.images_encoded
+    chunks = 8
+    step = len(data) // chunks + 1
+    with open(target, "wb") as f:
+        for i in range(chunks):
+            f.write(data[i * step : (i + 1) * step])
+            f.flush()
+            # one pause longer than the quiet period: only the writer's close counts
+            time.sleep(1.5 if i == 3 else 0.3)
+            assert store.find_photo_by_path(target) is None, "read before the writer closed it"
+    photo = wait_for(lambda: store.find_photo_by_path(target), "the slowly written photo")
+    assert photo.status == "indexed", photo.failure_reason
+    assert photo.size == len(data)
+    assert photo.content_hash == hash_bytes(data)
+    time.sleep(1.0)  # nothing else may follow for this file
+    assert embedder.images_encoded == encoded + 1
+
+
+class _OutOfWatches(Observer):
+    """A native observer on a system whose inotify watch limit is used up."""
+
+    def schedule(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+
+def test_watch_limit_falls_back_to_polling(
+    settings, embedder, store, root, tmp_path, photos, caplog
+) -> None:  # noqa: ANN001
+    other = tmp_path / "other"
+    other.mkdir()
+    store.add_root(root)
+    store.add_root(other)
+    caplog.set_level(logging.INFO, logger="indexer.watcher")
+    watcher = Watcher(settings, embedder, observer_factory=_OutOfWatches)
+    try:
+        wait_for(lambda: store.counts()["photos"] == 2, "the first reconcile")
+        for folder in (root, other):
+            shutil.copy(photos / "rocket.jpg", folder / "new.jpg")
+        for folder in (root, other):
+            wait_for(lambda f=folder: store.find_photo_by_path(f / "new.jpg"), "a polled file")
+    finally:
+        watcher.stop()
+    limit = [r for r in caplog.records if "max_user_watches=524288" in r.getMessage()]
+    assert len(limit) == 1, "the limit is reported once, with the fix"
+    assert limit[0].levelno == logging.WARNING
+    assert "polling" in limit[0].getMessage()
+
+
+def test_vanished_root_is_offline_not_deleted(
+    watching, settings, embedder, store, root, tmp_path, photos
+) -> None:  # noqa: ANN001
+    away = tmp_path / "unmounted"
+    os.rename(root, away)  # what an unmount looks like from here
+    wait_for(lambda: not store.list_roots()[0].online, "the root marked offline")
+    assert store.counts()["photos"] == 2
+    assert store.find_photo_by_path(root / "coffee.png") is not None
+    assert SearchService(settings, embedder).search_image(photos / "coffee.png", 1)[0].path == str(
+        root / "coffee.png"
+    )
+    shutil.copy(photos / "rocket.jpg", away / "while_away.jpg")
+    (away / "astronaut.jpg").unlink()
+    time.sleep(1.5)
+    assert store.find_photo_by_path(root / "astronaut.jpg") is not None
+
+    os.rename(away, root)  # plugged back in: reconciled, then watched again
+    wait_for(lambda: store.list_roots()[0].online, "the root back online")
+    wait_for(lambda: store.find_photo_by_path(root / "while_away.jpg"), "changes made while away")
+    wait_for(lambda: store.find_photo_by_path(root / "astronaut.jpg") is None, "the delete")
+    shutil.copy(photos / "coins.png", root / "after.png")
+    wait_for(lambda: store.find_photo_by_path(root / "after.png"), "a new file after return")
+
+
+def test_root_added_while_running_is_watched(watching, store, tmp_path, photos) -> None:  # noqa: ANN001
+    new_root = tmp_path / "new root"
+    new_root.mkdir()
+    shutil.copy(photos / "coins.png", new_root / "coins.png")
+    store.add_root(new_root)  # what `searchapp roots add` does from another process
+    new_root = new_root.resolve()
+    wait_for(lambda: store.find_photo_by_path(new_root / "coins.png"), "the new root indexed")
+    shutil.copy(photos / "grass.png", new_root / "grass.png")
+    wait_for(lambda: store.find_photo_by_path(new_root / "grass.png"), "a file in the new root")

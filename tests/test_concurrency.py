@@ -1,0 +1,168 @@
+"""Concurrent readers: searches in one process while another indexes thousands of photos.
+
+The writer is a real ``searchapp index`` process that saves its FAISS file every half
+second (instead of every minute) so readers meet many file swaps. The reader is a real
+process running ``SearchService`` searches in a loop and loading the FAISS file directly:
+no search may fail or return a photo that is not committed, a loaded file must be whole
+(its header's count and its body agree) and hold only committed photos, and the number of
+results for "everything" may only grow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+N_PHOTOS = 2000
+N_CONTENTS = 500  # distinct pictures: the rest are copies (rows written, vector reused),
+# which keeps the model's share of a run on two shared CPU cores to about a minute
+MIN_SEARCHES = 500
+REPO = Path(__file__).resolve().parent.parent
+
+WRITER = """
+import sys
+import indexer.pipeline as pipeline
+pipeline.SAVE_EVERY_S = 0.5  # swap the FAISS file often while the reader reads it
+from searchapp.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def make_photos(root: Path, n: int, contents: int) -> None:
+    rng = np.random.default_rng(11)
+    pictures = []
+    for _ in range(contents):
+        arr = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+        pictures.append(Image.fromarray(arr).resize((32, 32), Image.NEAREST))
+    for i in range(n):
+        folder = root / f"f{i // 250:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        pictures[i % contents].save(folder / f"{i:05d}.jpg")
+
+
+def reader_main(data_dir: str, done_flag: str, out: str, min_searches: int) -> None:
+    """Search in a loop until the writer is done and enough searches ran; write a report."""
+    from searchapp.config import load_settings
+    from searchapp.errors import SearchAppError
+    from searchapp.search import QueryPart, SearchService
+    from searchapp.store import Store
+    from searchapp.vectors import IndexFileError, VectorIndex
+
+    settings = load_settings(data_dir=data_dir, weights="random", precision="fp32")
+    while not settings.db_path.exists():
+        time.sleep(0.05)
+    service = SearchService(settings)
+    store: Store = service.store
+    report = {"searches": 0, "during": 0, "errors": [], "counts": [], "file_loads": 0}
+    report["file_counts"] = []
+    probe = None
+    while True:
+        writing = not os.path.exists(done_flag)
+        if not writing and report["searches"] >= min_searches:
+            break
+        try:
+            if probe is None:
+                ids = store.filter_ids(_everything())
+                probe = int(ids.min()) if len(ids) else None
+            if probe is not None:
+                text = report["searches"] % 10 == 0
+                part = QueryPart("text", "a photo") if text else QueryPart("photo", probe)
+                results = service.search([part], k=N_PHOTOS * 2)
+                ids = [r.photo_id for r in results]
+                index_ids = set(service.index.ids().tolist())  # the same index, or a newer one
+                committed = set(store.filter_ids(_everything()).tolist())
+                if len(set(ids)) != len(ids) or not set(ids) <= index_ids <= committed:
+                    report["errors"].append(
+                        f"{len(ids)} results, index {len(index_ids)}, committed {len(committed)}"
+                    )
+                report["counts"].append(len(ids))
+                report["searches"] += 1
+                report["during"] += writing
+            if report["searches"] % 4 == 0:  # and read the FAISS file as it is swapped
+                try:
+                    loaded = VectorIndex.load(settings.index_path, service.embedder.model_id)
+                    report["file_counts"].append(loaded.ntotal)
+                    if not set(loaded.ids().tolist()) <= set(store.filter_ids(_everything())):
+                        report["errors"].append("the index file holds an uncommitted photo")
+                    report["file_loads"] += 1
+                except IndexFileError as err:
+                    if str(err) != "missing":
+                        report["errors"].append(f"index file: {err}")
+        except SearchAppError as err:
+            report["errors"].append(f"search failed: {err}")
+        time.sleep(0.03)
+    report["journal_mode"] = store.engine.connect().exec_driver_sql("PRAGMA journal_mode").scalar()
+    Path(out).write_text(json.dumps(report))
+
+
+def _everything():  # noqa: ANN202
+    from searchapp.store import PhotoFilter
+
+    return PhotoFilter(min_width=1)
+
+
+def test_searches_during_indexing_never_fail_and_only_grow(tmp_path):
+    root, data = tmp_path / "photos", tmp_path / "lib"
+    make_photos(root, N_PHOTOS, N_CONTENTS)
+    data.mkdir()
+    done_flag, out = tmp_path / "writer.done", tmp_path / "reader.json"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", SEARCHAPP_WEIGHTS="random")
+    env["SEARCHAPP_PRECISION"] = "fp32"
+    env["PYTHONPATH"] = str(REPO)
+    writer_cmd = [sys.executable, "-c", WRITER, "--data-dir", str(data), "--batch-size", "16"]
+    # the store exists before the reader opens it; the writer adds the root and indexes
+    subprocess.run(
+        [sys.executable, "-m", "searchapp", "--data-dir", str(data), "roots", "add", str(root)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    reader_code = (
+        "import sys; from tests.test_concurrency import reader_main; "
+        "reader_main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))"
+    )
+    reader = subprocess.Popen(
+        [sys.executable, "-c", reader_code, str(data), str(done_flag), str(out), str(MIN_SEARCHES)],
+        env=env,
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        time.sleep(8)  # let the reader load its model first, so it sees the index from empty
+        writer = subprocess.run(
+            [*writer_cmd, "index"], env=env, capture_output=True, text=True, timeout=480
+        )
+        done_flag.write_text("done")
+        _, reader_err = reader.communicate(timeout=240)
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+    assert writer.returncode == 0, writer.stderr
+    assert f"added {N_PHOTOS}" in writer.stdout
+    assert reader.returncode == 0, reader_err.decode()[-3000:]
+
+    report = json.loads(out.read_text())
+    counts, file_counts = report["counts"], report["file_counts"]
+    assert report["errors"] == []
+    assert report["searches"] >= MIN_SEARCHES and report["during"] >= MIN_SEARCHES
+    assert all(a <= b for a, b in zip(counts, counts[1:], strict=False))  # only ever grows
+    assert all(a <= b for a, b in zip(file_counts, file_counts[1:], strict=False))
+    assert counts[-1] == N_PHOTOS and file_counts[-1] == N_PHOTOS
+    assert len(set(counts)) > 5 and len(set(file_counts)) > 5  # it really saw the index grow
+    assert report["journal_mode"] == "wal"
+    print(
+        f"\nconcurrency: {report['searches']} searches ({report['during']} while indexing), "
+        f"{len(set(counts))} distinct result counts, {report['file_loads']} FAISS file loads "
+        f"({len(set(file_counts))} distinct sizes), writer: {writer.stdout.strip()}"
+    )

@@ -1,0 +1,90 @@
+"""The fast path (draft decode, reparameterized, channels_last, bf16 where the CPU has it)
+agrees with the fp32 open_clip reference (its own preprocess, eager encode_image) on the
+same files and the same weights."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from searchapp.config import load_settings
+from searchapp.embedder import ClipEmbedder, ReferenceEncoder, load_embedder
+from searchapp.store import Store
+from tests.helpers import index_once
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from synth_library import write_photo  # noqa: E402
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample photos plus three 12 MP phone-like JPEGs (two stored sideways, EXIF 6)."""
+    folder = tmp_path_factory.mktemp("fidelity") / "photos"
+    shutil.copytree(DATA, folder, ignore=shutil.ignore_patterns("*.md"))
+    for seed in (0, 3, 7):  # seeds 3 and 7 carry orientation 6
+        write_photo(folder / f"phone_{seed}.jpg", seed)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reference() -> ReferenceEncoder:
+    return ReferenceEncoder(load_settings(data_dir="/tmp", weights="random", precision="fp32"))
+
+
+def fast_and_reference(
+    library: Path, tmp_path: Path, reference: ReferenceEncoder
+) -> tuple[np.ndarray, np.ndarray]:
+    settings = load_settings(data_dir=tmp_path / "lib", weights="random", precision="auto")
+    embedder = load_embedder(settings)
+    stats = index_once(settings, embedder, library)
+    paths = sorted(p for p in library.iterdir() if p.is_file())
+    assert stats.added == len(paths) and stats.failed == 0
+    store = Store(settings.db_path, readonly=True)
+    ids, vecs = store.load_vectors(embedder.model_id)
+    photos = store.get_photos(ids.tolist())
+    by_path = {photos[int(i)].path: v for i, v in zip(ids, vecs, strict=True)}
+    store.close()
+    fast = np.stack([by_path[str(p.resolve())] for p in paths])
+    upright = [ImageOps.exif_transpose(Image.open(p)).convert("RGB") for p in paths]
+    ref = np.concatenate(
+        [reference.encode_images(upright[i : i + 8]) for i in range(0, len(upright), 8)]
+    )
+    return fast, ref
+
+
+def top_neighbours(x: np.ndarray, k: int) -> list[set[int]]:
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    return [set(row.tolist()) for row in np.argsort(-sims, axis=1)[:, :k]]
+
+
+def test_fast_path_matches_the_fp32_open_clip_reference(
+    library: Path, tmp_path: Path, reference: ReferenceEncoder
+) -> None:
+    fast, ref = fast_and_reference(library, tmp_path, reference)
+    cosine = (fast * ref).sum(axis=1)
+    assert cosine.min() >= 0.995, cosine
+    agreement = [
+        len(a & b) / 10
+        for a, b in zip(top_neighbours(fast, 10), top_neighbours(ref, 10), strict=True)
+    ]
+    assert np.mean(agreement) >= 0.9, agreement
+
+
+def test_fp32_precision_is_the_reference_path(
+    embedder: ClipEmbedder, reference: ReferenceEncoder
+) -> None:
+    """``--precision fp32`` (the suite's shared embedder) runs no bf16 and matches open_clip
+    to float rounding."""
+    assert embedder.precision == "fp32"
+    images = [Image.open(DATA / n).convert("RGB") for n in ("astronaut.jpg", "coffee.png")]
+    ours = embedder.encode_images(images)
+    ref = reference.encode_images(images)
+    assert (ours * ref).sum(axis=1).min() > 0.99999

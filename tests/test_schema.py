@@ -1,0 +1,124 @@
+"""Schema versions: older databases are upgraded after a backup; newer ones are refused."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import create_engine
+
+from searchapp.errors import SchemaTooNewError, StoreError
+from searchapp.store import (
+    PATH_ESCAPE,
+    Store,
+    _alembic_config,
+    decode_path,
+    encode_path,
+)
+
+OLD_NAME = f"/photos/odd{PATH_ESCAPE}name"  # a legal name holding the escape character
+
+
+def make_v1_library(db) -> None:  # noqa: ANN001
+    """A database as searchapp with schema 0001 left it, with a few rows."""
+    from alembic import command
+
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "0001")
+    engine.dispose()
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("INSERT INTO roots VALUES (1, ?, 1.0, 1)", (OLD_NAME,))
+        conn.execute(
+            "INSERT INTO photos (id, root_id, path, folder, size, mtime_ns, content_hash, "
+            "status) VALUES (7, 1, ?, ?, 10, 5, 'abc', 'indexed')",
+            (f"{OLD_NAME}/a.jpg", OLD_NAME),
+        )
+        conn.execute("INSERT INTO embeddings VALUES ('abc', 'm', x'0000803f', 2.0)")
+        conn.execute("INSERT INTO meta VALUES ('generation', '3')")
+    conn.close()
+
+
+def revision(db) -> str:  # noqa: ANN001
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_old_schema_is_backed_up_then_upgraded(tmp_path):
+    db = tmp_path / "library.sqlite3"
+    make_v1_library(db)
+    assert revision(db) == "0001"
+    store = Store(db)
+    assert revision(db) == "0002"
+    backups = list(tmp_path.glob("library.sqlite3.backup-0001-*"))
+    assert len(backups) == 1 and revision(backups[0]) == "0001"
+    photo = store.get_photos([7])[7]
+    assert photo.path == f"{OLD_NAME}/a.jpg" and photo.folder == OLD_NAME  # data intact
+    assert store.list_roots()[0].path == OLD_NAME
+    assert store.find_photo_by_path(f"{OLD_NAME}/a.jpg").id == 7
+    assert store.generation() == 3 and store.integrity_check() == "ok"
+    store.close()
+    Store(db).close()  # at head now: no second backup
+    assert len(list(tmp_path.glob("library.sqlite3.backup-*"))) == 1
+
+
+def digest(folder) -> dict[str, str]:  # noqa: ANN001
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+
+
+def test_newer_schema_is_refused_and_left_untouched(tmp_path):
+    data = tmp_path / "lib"
+    Store(data / "library.sqlite3").close()
+    conn = sqlite3.connect(data / "library.sqlite3")
+    with conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099_future'")
+    conn.close()
+    before = digest(data)
+    with pytest.raises(SchemaTooNewError, match="newer searchapp"):
+        Store(data / "library.sqlite3")
+    assert digest(data) == before  # no upgrade, no backup, no change
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", SEARCHAPP_WEIGHTS="random")
+    proc = subprocess.run(
+        [sys.executable, "-m", "searchapp", "--data-dir", str(data), "status"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("searchapp:")]
+    assert len(lines) == 1 and "newer searchapp" in lines[0] and "Traceback" not in proc.stderr
+    assert digest(data) == before
+
+
+def test_foreign_sqlite_file_is_refused(tmp_path):
+    db = tmp_path / "library.sqlite3"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE notes (x)")
+    conn.close()
+    with pytest.raises(StoreError, match="not a searchapp library"):
+        Store(db)
+
+
+def test_path_escape_round_trips_and_keeps_prefixes():
+    rng = random.Random(3)
+    alphabet = ["a", "/", "é", PATH_ESCAPE, "\udce9", "\udcff", "\ud800", "0", "f", "u"]
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        encoded = encode_path(text)
+        encoded.encode("utf-8")  # always valid UTF-8 for SQLite
+        assert decode_path(encoded) == text
+        cut = rng.randint(0, len(text))
+        assert encoded.startswith(encode_path(text[:cut]))
+    assert encode_path("/home/ann/Pictures/été.jpg") == "/home/ann/Pictures/été.jpg"
+    assert encode_path(os.fsdecode(b"/p/caf\xe9.jpg")) == f"/p/caf{PATH_ESCAPE}e9.jpg"

@@ -1,0 +1,164 @@
+"""The vector index: exact below the size threshold, IVF-SQ8 above it, same interface."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from searchapp.store import BatchWrite, PhotoWrite, Store
+from searchapp.vectors import KIND_FLAT, KIND_IVF, LiveIndex, VectorIndex, open_index
+
+DIM = 512
+MODEL = "test-model"
+THRESHOLD = 5_000
+
+
+def clustered(n: int, seed: int = 0, clusters: int = 64) -> np.ndarray:
+    """Unit vectors around random centres, like photo embeddings of many scenes."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, DIM)).astype(np.float32)
+    x = centres[rng.integers(0, clusters, n)] + 0.9 * rng.normal(size=(n, DIM)).astype(np.float32)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def exact_top(vecs: np.ndarray, ids: np.ndarray, q: np.ndarray, k: int) -> set[int]:
+    return set(ids[np.argsort(-(vecs @ q))[:k]].tolist())
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    both = clustered(6_060)  # queries come from the same scenes as the photos
+    vecs, queries = both[:6_000], both[6_000:]
+    ids = np.arange(1, len(vecs) + 1, dtype=np.int64) * 3  # ids are not row numbers
+    return ids, vecs, queries
+
+
+@pytest.fixture(scope="module")
+def ivf(data) -> VectorIndex:  # noqa: ANN001
+    ids, vecs, _ = data
+    return VectorIndex.build(ids, vecs, MODEL, DIM, generation=7, threshold=THRESHOLD)
+
+
+def test_kind_follows_the_threshold(data, ivf) -> None:  # noqa: ANN001
+    ids, vecs, _ = data
+    small = VectorIndex.build(ids[:4_000], vecs[:4_000], MODEL, DIM, threshold=THRESHOLD)
+    assert small.kind == KIND_FLAT and small.ntotal == 4_000
+    assert ivf.kind == KIND_IVF and ivf.ntotal == 6_000
+    assert 1 <= ivf.nprobe <= ivf.index.nlist
+    assert sorted(ivf.ids().tolist()) == sorted(ids.tolist())
+    # 8-bit codes take about a quarter of the float32 vectors' bytes
+    assert ivf.memory_bytes() < 0.4 * small.memory_bytes() * 6_000 / 4_000
+
+
+def test_approximate_recall_against_exact(data, ivf) -> None:  # noqa: ANN001
+    ids, vecs, queries = data
+    recalls = []
+    for q in queries:
+        _, found = ivf.search(q, 10)
+        recalls.append(len(set(found.tolist()) & exact_top(vecs, ids, q, 10)) / 10)
+    assert np.mean(recalls) >= 0.95
+
+
+def test_filtered_search_returns_only_allowed_ids(data, ivf) -> None:  # noqa: ANN001
+    ids, vecs, queries = data
+    rng = np.random.default_rng(2)
+    small = rng.choice(ids, 150, replace=False)  # exact over the subset's codes
+    large = rng.choice(ids, 3_000, replace=False)  # IVF with an id selector, more probes
+    mask_small, mask_large = np.isin(ids, small), np.isin(ids, large)
+    for q in queries[:20]:
+        _, found = ivf.search(q, 10, small)
+        assert set(found.tolist()) <= set(small.tolist()) and len(found) == 10
+        truth = exact_top(vecs[mask_small], ids[mask_small], q, 10)
+        assert len(set(found.tolist()) & truth) >= 9
+        _, found = ivf.search(q, 10, large)
+        assert set(found.tolist()) <= set(large.tolist()) and len(found) == 10
+        truth = exact_top(vecs[mask_large], ids[mask_large], q, 10)
+        assert len(set(found.tolist()) & truth) >= 8
+    assert len(ivf.search(queries[0], 10, np.array([], np.int64))[1]) == 0
+    assert ivf.search(queries[0], 10, np.array([10**9], np.int64))[1].tolist() == []
+
+
+def test_save_load_round_trip(tmp_path: Path, ivf, data) -> None:  # noqa: ANN001
+    _, _, queries = data
+    path = tmp_path / "vectors.faiss"
+    ivf.save(path, 7)
+    loaded = VectorIndex.load(path, MODEL)
+    assert (loaded.kind, loaded.nprobe, loaded.ntotal, loaded.generation) == (
+        KIND_IVF,
+        ivf.nprobe,
+        ivf.ntotal,
+        7,
+    )
+    for q in queries[:5]:
+        assert loaded.search(q, 10)[1].tolist() == ivf.search(q, 10)[1].tolist()
+
+
+def test_add_remove_reconstruct_on_the_approximate_index(data) -> None:  # noqa: ANN001
+    ids, vecs, _ = data
+    index = VectorIndex.build(ids, vecs, MODEL, DIM, threshold=THRESHOLD)
+    removed = ids[:100]
+    assert index.remove(removed) == 100
+    assert index.ntotal == len(ids) - 100
+    assert index.reconstruct(int(removed[0])) is None
+    assert not set(index.search(vecs[0], 10)[1].tolist()) & set(removed.tolist())
+    new_vec = vecs[1:2] + 0.01 * vecs[2:3]
+    new_vec /= np.linalg.norm(new_vec)
+    index.add(np.array([999_999]), new_vec)
+    assert index.search(new_vec[0], 1)[1].tolist() == [999_999]
+    assert float(index.reconstruct(999_999) @ new_vec[0]) > 0.99  # 8-bit codes, near exact
+    index.add(np.array([999_999]), vecs[:1])  # replacing keeps one entry per id
+    assert index.ntotal == len(ids) - 100 + 1
+
+
+def _store_with(tmp_path: Path, count: int) -> Store:
+    store = Store(tmp_path / "library.sqlite3")
+    root = store.add_root(tmp_path)
+    vecs = clustered(count, seed=3)
+    batch = BatchWrite(model_id=MODEL)
+    for i, v in enumerate(vecs):
+        h = f"{i:032x}"
+        batch.indexed.append(PhotoWrite(root.id, str(tmp_path / f"{i}.jpg"), 1, 1, h, 4, 3, "JPEG"))
+        batch.vectors[h] = v
+    store.write_batch(batch)
+    return store
+
+
+def test_refit_switches_kind_both_ways(tmp_path: Path) -> None:
+    store = _store_with(tmp_path, 600)
+    index = open_index(tmp_path / "v.faiss", store, MODEL, DIM)
+    assert index.kind == KIND_FLAT
+    assert index.refit(store, threshold=500) and index.kind == KIND_IVF
+    assert not index.refit(store, threshold=500)  # stays: no flapping at the same size
+    assert index.refit(store, threshold=2_000) and index.kind == KIND_FLAT
+    assert index.ntotal == 600
+    store.close()
+
+
+def test_live_index_serves_the_old_index_until_the_new_file_is_loaded(tmp_path: Path) -> None:
+    store = _store_with(tmp_path, 600)
+    path = tmp_path / "v.faiss"
+    writer = VectorIndex.build_from_store(store, MODEL, DIM, threshold=500)
+    writer.save(path, store.generation())
+    live = LiveIndex(path, store, MODEL, DIM, check_every=0.0)
+    first = live.get()
+    assert first.kind == KIND_IVF and first.ntotal == 600
+    # the writer adds photos: the store moves on before the file does
+    batch = BatchWrite(model_id=MODEL)
+    extra = clustered(5, seed=4)
+    for i, v in enumerate(extra):
+        h = f"e{i:031x}"
+        batch.indexed.append(PhotoWrite(1, str(tmp_path / f"e{i}.jpg"), 1, 1, h, 4, 3, "JPEG"))
+        batch.vectors[h] = v
+    result = store.write_batch(batch)
+    assert live.get() is first  # stale file, large index: keep serving, no rebuild here
+    writer.add(np.fromiter(result.upserted, np.int64), extra)
+    time.sleep(0.01)  # a new mtime for the swapped-in file
+    writer.save(path, store.generation())
+    served = live.get()  # answers at once; the reload runs in the background
+    assert served.ntotal in (600, 605)
+    live.wait(30)
+    assert live.get().ntotal == 605
+    store.close()

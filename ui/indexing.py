@@ -1,0 +1,88 @@
+"""Indexing from the page: add a folder and index it, or retry failed files, with a bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from indexer.lock import WriterInfo, read_writer
+from indexer.pipeline import Progress
+from indexer.service import index_library
+from searchapp.config import Settings
+from searchapp.errors import SearchAppError
+from ui.resources import get_embedder
+
+FLASH = "flash"
+WATCHER_WAIT_S = 600.0
+
+
+def run_indexing(
+    settings: Settings,
+    *,
+    add_roots: list[str] | None = None,
+    paths: list[str] | None = None,
+    retry_failed: bool = False,
+) -> bool:
+    """Index under the writer lock with a live ``st.progress``; errors show as one line.
+
+    Returns True when the run finished; its summary is kept for the next rerun.
+    """
+    bar = st.progress(0.0, text="Looking for photos...")
+
+    def on_progress(p: Progress) -> None:
+        fraction = p.done / p.total if p.total else 1.0
+        bar.progress(
+            min(fraction, 1.0),
+            text=f"Indexed {p.done} of {p.total} files ({p.images_per_s:.1f} images/s)",
+        )
+
+    def on_handoff(holder: WriterInfo) -> None:
+        bar.progress(0.0, text=f"searchapp watch (pid {holder.pid}) is indexing this; waiting...")
+
+    # A running watcher does the work for us (and we wait for it); any other writer
+    # means "busy", said at once rather than freezing the page.
+    holder = read_writer(settings)
+    wait_s = WATCHER_WAIT_S if holder is not None and holder.kind == "watch" else 0.0
+    try:
+        stats = index_library(
+            settings,
+            add_roots=add_roots or [],
+            paths=paths,
+            retry_failed=retry_failed,
+            progress=on_progress,
+            embedder=get_embedder(settings),
+            wait_s=wait_s,
+            kind="ui",
+            on_handoff=on_handoff,
+        )
+    except SearchAppError as err:
+        bar.empty()
+        st.error(str(err))
+        return False
+    bar.progress(1.0, text="Done")
+    st.session_state[FLASH] = f"Indexing finished: {stats.summary()} ({stats.seconds:.1f} s)."
+    return True
+
+
+def show_flash() -> None:
+    """The summary of a run that finished before the last rerun."""
+    message = st.session_state.pop(FLASH, None)
+    if message:
+        st.success(message)
+
+
+def add_folder_form(settings: Settings, *, key: str = "add") -> None:
+    """A folder box and an "Add and index" button."""
+    folder = st.text_input(
+        "Photo folder to add",
+        key=f"{key}-path",
+        placeholder=str(Path.home() / "Pictures"),
+        help="A folder on this computer; every photo below it is indexed.",
+    )
+    if st.button("Add and index", key=f"{key}-index", type="primary"):
+        if not folder.strip():
+            st.error("Type the path of a photo folder first.")
+            return
+        if run_indexing(settings, add_roots=[folder.strip()]):
+            st.rerun()

@@ -1,0 +1,127 @@
+"""The status tab: roots, counts, model, index, last run, failed files, live progress."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import streamlit as st
+
+from indexer.lock import read_writer
+from searchapp.config import Settings
+from searchapp.search import LibraryStatus, SearchService
+from searchapp.store import RunRecord
+from ui.indexing import add_folder_form, run_indexing
+
+LIVE_EVERY_S = 1.0
+
+
+def show_status(service: SearchService, settings: Settings) -> None:
+    """Everything about the library; refreshes itself while an indexing run is going."""
+    status = service.library_status()
+    if _is_running(status.last_run, settings):
+        _live_progress(service, settings)
+    _show_counts(status)
+    _show_library(status, settings)
+    _show_failures(status, settings)
+    with st.expander("Add a photo folder"):
+        add_folder_form(settings, key="status-add")
+
+
+def _is_running(run: RunRecord | None, settings: Settings) -> bool:
+    # A run row says "running" until it finishes; only a live writer makes it true.
+    return run is not None and run.state == "running" and read_writer(settings) is not None
+
+
+@st.fragment(run_every=LIVE_EVERY_S)
+def _live_progress(service: SearchService, settings: Settings) -> None:
+    """Polls the runs table; when the run ends, the whole page reruns with fresh counts."""
+    runs = service.store.recent_runs(1)
+    run = runs[0] if runs else None
+    if not _is_running(run, settings):
+        st.rerun(scope="app")
+        return
+    holder = read_writer(settings)
+    who = f"searchapp {holder.kind} (pid {holder.pid})" if holder else f"pid {run.pid}"
+    elapsed = max((run.heartbeat_at or time.time()) - run.started_at, 1e-6)
+    rate = run.done / elapsed
+    fraction = run.done / run.total if run.total else 0.0
+    st.progress(
+        min(fraction, 1.0),
+        text=f"Indexing in progress ({who}): {run.done} of {run.total} files, {rate:.1f} files/s",
+    )
+
+
+def _show_counts(status: LibraryStatus) -> None:
+    run = status.last_run
+    pending = max(run.total - run.done, 0) if run is not None and run.state == "running" else 0
+    cols = st.columns(4)
+    cols[0].metric("Indexed", status.indexed)
+    cols[1].metric("Failed", status.failed)
+    cols[2].metric("Pending", pending, help="Files the current indexing run has still to do.")
+    cols[3].metric("Roots", len(status.roots))
+
+
+def _show_library(status: LibraryStatus, settings: Settings) -> None:
+    st.markdown("**Photo folders**")
+    if not status.roots:
+        st.caption("No folders yet.")
+    for root in status.roots:
+        st.text(root.path + ("" if root.online else "  (offline: kept, not scanned)"))
+    st.markdown("**Model and index**")
+    st.text(f"Model: {status.model}, weights {status.weights} ({status.model_id})")
+    st.text(
+        f"Index: {status.index_type}, {status.index_vectors} vectors, "
+        f"{_size_text(status.index_bytes)}"
+    )
+    st.text(f"Library: {settings.data_dir}")
+    holder = read_writer(settings)
+    if holder is not None:
+        since = datetime.fromtimestamp(holder.since).strftime("%Y-%m-%d %H:%M:%S")
+        st.text(f"Writer: searchapp {holder.kind} (pid {holder.pid}) since {since}")
+    text = _describe_run(status.last_run)
+    if status.last_run is not None and status.last_run.state == "running" and holder is None:
+        text += " (stopped: its process is gone; the next run resumes the work)"
+    st.text(text)
+
+
+def _size_text(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 1024:.0f} KB"
+
+
+def _describe_run(run: RunRecord | None) -> str:
+    if run is None:
+        return "Last indexing run: never"
+    started = datetime.fromtimestamp(run.started_at).strftime("%Y-%m-%d %H:%M:%S")
+    text = f"Last indexing run: {run.kind}, {run.state}, started {started}"
+    if run.finished_at:
+        text += f", took {run.finished_at - run.started_at:.1f} s"
+    stats = run.stats or {}
+    if stats:
+        keys = ("added", "updated", "moved", "removed", "unchanged", "failed")
+        text += " (" + ", ".join(f"{k} {stats.get(k, 0)}" for k in keys) + ")"
+    if run.message:
+        text += f": {run.message}"
+    return text
+
+
+def _show_failures(status: LibraryStatus, settings: Settings) -> None:
+    st.markdown(f"**Failed files ({status.failed})**")
+    if not status.failures:
+        st.caption("None: every file found was indexed.")
+        return
+    st.dataframe(
+        {
+            "file": [f.path for f in status.failures],
+            "reason": [f.failure_reason or "" for f in status.failures],
+        },
+        hide_index=True,
+        width="stretch",
+    )
+    if status.failed > len(status.failures):
+        st.caption(f"Showing the first {len(status.failures)}; see `searchapp status`.")
+    if st.button("Retry failed files", key="retry", help="Read and index them again"):
+        # a partial list would retry only some; past it, retry every failed file
+        paths = [f.path for f in status.failures] if status.failed <= len(status.failures) else None
+        if run_indexing(settings, paths=paths, retry_failed=True):
+            st.rerun()
