@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
 from indexer.pipeline import IndexRun, IndexStats
 from searchapp.config import Settings
 from searchapp.embedder import ClipEmbedder
@@ -23,3 +31,30 @@ def index_once(settings: Settings, embedder: ClipEmbedder, *roots) -> IndexStats
 
 def service(settings: Settings, embedder: ClipEmbedder) -> SearchService:
     return SearchService(settings, embedder)
+
+
+def wait_for(
+    check: Callable[[], object], what: str, timeout_s: float = 30.0, poll_s: float = 0.1
+) -> object:
+    """Poll ``check`` until it returns something truthy; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(poll_s)
+    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def write_jpegs(
+    folder: Path, count: int, seed: int, size: int = 64, name: str = "img_{seed}_{i:03d}.jpg"
+) -> list[Path]:
+    """``count`` small JPEGs with distinct random content, named by the ``name`` template."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        path = folder / name.format(seed=seed, i=i)
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path)
+        out.append(path)
+    return out

@@ -9,12 +9,9 @@ import shutil
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 from watchdog.observers import Observer
 
 from indexer.watcher import run_watch
@@ -22,30 +19,9 @@ from searchapp.decoder import hash_bytes
 from searchapp.errors import WriterBusyError
 from searchapp.search import SearchService
 from searchapp.store import Store
+from tests.helpers import wait_for, write_jpegs
 
 TIMEOUT_S = 30.0
-
-
-def wait_for(check: Callable[[], object], what: str, timeout_s: float = TIMEOUT_S) -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
-def write_jpegs(folder: Path, count: int, seed: int, size: int = 64) -> list[Path]:
-    """``count`` small JPEGs with distinct random content."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(count):
-        path = folder / f"img_{seed}_{i:03d}.jpg"
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path)
-        out.append(path)
-    return out
 
 
 class Watcher:

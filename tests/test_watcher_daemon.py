@@ -12,13 +12,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from searchapp.config import load_settings
 from searchapp.embedder import model_id_for
 from searchapp.vectors import VectorIndex
+from tests import helpers
 
 ENV = dict(
     os.environ,
@@ -43,13 +42,7 @@ def searchapp(lib: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:  
 
 
 def wait_for(check: Callable[[], object], what: str, timeout_s: float = TIMEOUT_S) -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+    return helpers.wait_for(check, what, timeout_s, poll_s=0.2)
 
 
 def db_rows(lib: Path, sql: str) -> list[tuple]:
@@ -115,17 +108,6 @@ def daemons() -> Iterator[list[Daemon]]:
     yield started
     for d in started:
         d.kill()
-
-
-def write_jpegs(folder: Path, count: int, seed: int, size: int = 96) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(count):
-        path = folder / f"burst_{i:04d}.jpg"
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path)
-        out.append(path)
-    return out
 
 
 def assert_index_saved(lib: Path) -> None:
@@ -199,7 +181,7 @@ def test_burst_killed_mid_way_ends_indexed_exactly_once(tmp_path, daemons) -> No
     daemons.append(first)
     first.wait_started()
 
-    files = write_jpegs(root / "burst", 300, seed=7)
+    files = helpers.write_jpegs(root / "burst", 300, seed=7, size=96, name="burst_{i:04d}.jpg")
     wait_for(lambda: photo_count(lib) >= 20, "part of the burst indexed")
     first.proc.kill()  # kill -9: no cleanup at all
     first.proc.wait(timeout=30)
