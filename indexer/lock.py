@@ -110,6 +110,11 @@ def _alive_since(pid: int, since: float) -> bool:
     return started <= since + 1.0
 
 
+def describe_writer(holder: WriterInfo | None, nobody: str = "another searchapp process") -> str:
+    """``'searchapp watch' (pid 42)``, or ``nobody`` when the holder is unknown."""
+    return f"'searchapp {holder.kind}' (pid {holder.pid})" if holder else nobody
+
+
 def _busy_message(settings: Settings, holder: WriterInfo | None) -> str:
-    who = f"'searchapp {holder.kind}' (pid {holder.pid})" if holder else "another searchapp process"
+    who = describe_writer(holder)
     return f"{who} is writing the library in {settings.data_dir}; wait for it or stop it first."

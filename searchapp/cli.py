@@ -109,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _say_waiting(holder) -> None:  # noqa: ANN001 - indexer.lock.WriterInfo | None
+    from indexer.lock import describe_writer
+
+    who = describe_writer(holder, "another process")
+    print(f"{who} is writing this library; waiting for it...", file=sys.stderr)
+
+
 def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
     from indexer.service import index_library
     from searchapp.store import Store
@@ -121,10 +128,6 @@ def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
     if not has_roots:
         print("searchapp: no photo folders yet; run: searchapp index PATH", file=sys.stderr)
         return 1
-
-    def on_wait(holder) -> None:  # noqa: ANN001
-        who = f"'searchapp {holder.kind}' (pid {holder.pid})" if holder else "another process"
-        print(f"{who} is writing this library; waiting for it...", file=sys.stderr)
 
     handed: list = []
 
@@ -141,7 +144,7 @@ def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
             retry_failed=args.retry_failed,
             progress=on_progress,
             wait_s=3600,
-            on_wait=on_wait,
+            on_wait=_say_waiting,
             on_handoff=on_handoff,
         )
     by = f" [done by the watcher, pid {handed[0].pid}]" if handed else ""
@@ -328,11 +331,7 @@ def _remove_root(settings: Settings, store, path: str) -> tuple[str, int]:  # no
     if answer is not None:
         return answer["root"], answer["removed"]
 
-    def on_wait(holder) -> None:  # noqa: ANN001
-        who = f"'searchapp {holder.kind}' (pid {holder.pid})" if holder else "another process"
-        print(f"{who} is writing this library; waiting for it...", file=sys.stderr)
-
-    with WriterLock(settings, "index").acquire(3600, on_wait):
+    with WriterLock(settings, "index").acquire(3600, _say_waiting):
         root, ids = store.remove_root(target)
         try:
             index = VectorIndex.load(settings.index_path, model_id_for(settings))
