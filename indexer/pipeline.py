@@ -91,10 +91,62 @@ class _Decoded:
 
 
 @dataclass
-class _Plan:
+class Plan:
+    """What a run has to do: files to read, stored photos whose file is gone."""
+
     work: list[_Work] = field(default_factory=list)
     missing: dict[int, KnownFile] = field(default_factory=dict)  # photo id -> gone file
     unchanged: int = 0
+    offline_roots: int = 0
+
+
+def plan_changes(
+    store: Store, model_id: str, paths: list[str] | None = None, *, record_online: bool = True
+) -> Plan:
+    """Diff the roots on disk against the store by stat alone (no file is read).
+
+    ``record_online`` stores which roots are mounted; a read-only look (the status page's
+    pending count) passes False.
+    """
+    plan = Plan()
+    for root in store.list_roots():
+        online = os.path.isdir(root.path)
+        if record_online and online != root.online:
+            store.set_root_online(root.id, online)
+        if not online:
+            plan.offline_roots += 1  # unmounted drive: keep its photos, never read as deleted
+            continue
+        _plan_root(plan, root.id, root.path, store.known_files(root.id, model_id), paths)
+    return plan
+
+
+def _plan_root(
+    plan: Plan, root_id: int, root_path: str, known: dict[str, KnownFile], paths: list[str] | None
+) -> None:
+    seen: set[str] = set()
+    unreadable: list[str] = []
+    for f in scan_root(root_path):
+        if paths and not _under_any(f.path, paths):
+            continue
+        seen.add(f.path)
+        fault_point("scan")
+        if f.error:
+            unreadable.append(f.path)
+        k = known.get(f.path)
+        if (
+            k
+            and k.size == f.size
+            and k.mtime_ns == f.mtime_ns
+            and (k.status != STATUS_INDEXED or k.embedded)
+        ):
+            plan.unchanged += 1
+        else:
+            plan.work.append(_Work(root_id, f, k))
+    for path, k in known.items():
+        if path in seen or _under_any(path, unreadable):
+            continue  # present, or not visible right now (never read as deleted)
+        if not paths or _under_any(path, paths):
+            plan.missing[k.id] = k
 
 
 class IndexRun:
@@ -112,15 +164,22 @@ class IndexRun:
         self._stored: set[str] = set()
 
     def run(
-        self, progress: ProgressCallback | None = None, paths: list[str] | None = None
+        self,
+        progress: ProgressCallback | None = None,
+        paths: list[str] | None = None,
+        kind: str = "index",
     ) -> IndexStats:
-        """Index all roots (``paths`` limits the scan to files/folders below a root)."""
+        """Index all roots (``paths`` limits the scan to files/folders below a root).
+
+        ``kind`` names who ran it in the runs table (index, watch, ui).
+        """
         started = time.monotonic()
         stats = IndexStats()
-        run_id = self.store.start_run("index")
+        run_id = self.store.start_run(kind)
         threads = set_torch_threads(model_threads(self.settings))
         try:
-            plan = self._plan(stats, paths)
+            plan = plan_changes(self.store, self.model_id, paths)
+            stats.unchanged, stats.offline_roots = plan.unchanged, plan.offline_roots
             self._process(plan, stats, progress, run_id, started)
             self._finish(stats)
         except BaseException as err:
@@ -138,49 +197,10 @@ class IndexRun:
         self.store.finish_run(run_id, "done", stats.as_dict())
         return stats
 
-    # ------------------------------------------------------------ planning
-    def _plan(self, stats: IndexStats, paths: list[str] | None) -> _Plan:
-        plan = _Plan()
-        for root in self.store.list_roots():
-            if not os.path.isdir(root.path):
-                # unmounted drive: keep its photos, never read absence as deletion
-                self.store.set_root_online(root.id, False)
-                stats.offline_roots += 1
-                continue
-            if not root.online:
-                self.store.set_root_online(root.id, True)
-            known = self.store.known_files(root.id, self.model_id)
-            seen: set[str] = set()
-            unreadable: list[str] = []
-            for f in scan_root(root.path):
-                if paths and not _under_any(f.path, paths):
-                    continue
-                seen.add(f.path)
-                fault_point("scan")
-                if f.error:
-                    unreadable.append(f.path)
-                k = known.get(f.path)
-                if (
-                    k
-                    and k.size == f.size
-                    and k.mtime_ns == f.mtime_ns
-                    and (k.status != STATUS_INDEXED or k.embedded)
-                ):
-                    plan.unchanged += 1
-                else:
-                    plan.work.append(_Work(root.id, f, k))
-            for path, k in known.items():
-                if path in seen or _under_any(path, unreadable):
-                    continue  # present, or not visible right now (never read as deleted)
-                if not paths or _under_any(path, paths):
-                    plan.missing[k.id] = k
-        stats.unchanged = plan.unchanged
-        return plan
-
     # ------------------------------------------------------------ processing
     def _process(
         self,
-        plan: _Plan,
+        plan: Plan,
         stats: IndexStats,
         progress: ProgressCallback | None,
         run_id: int,
@@ -282,7 +302,7 @@ class IndexRun:
         batch: BatchWrite,
         to_embed: list[_Decoded],
         moved_from: dict,
-        plan: _Plan,
+        plan: Plan,
         stats: IndexStats,
     ) -> None:
         w = d.work

@@ -474,7 +474,7 @@ class _Daemon:
         started = time.time()
         run = IndexRun(self.settings, self.store, self.embedder, self.index)
         try:
-            stats = run.run(self.check_stop, paths)
+            stats = run.run(self.check_stop, paths, kind="watch")
         finally:
             self.generation = self.store.generation()
             self.runs += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import Sequence
@@ -422,7 +423,9 @@ def _create_checked(open_clip, settings: Settings, name: str, pretrained: str | 
     try:
         return _quiet_create(open_clip, name, pretrained, kwargs)
     except Exception as err:  # open_clip and the hub raise many types; all mean "no weights"
-        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        # torch colours parts of its messages; a one-line error must stay plain text
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()
+        reason = text.splitlines()[0][:200] if text else type(err).__name__
         raise WeightsUnavailableError(
             f"cannot load {settings.model} weights {settings.weights or pretrained!r}"
             f" ({reason}). Connect to the internet once so they download to the Hugging Face"

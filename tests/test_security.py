@@ -194,6 +194,7 @@ def test_pickled_checkpoint_with_code_is_refused(tmp_path):
     assert not marker.exists(), "unpickling the checkpoint ran code"
     print(f"\nrefused: {type(info.value).__name__}: {str(info.value)[:200]}")
     assert isinstance(info.value, SearchAppError) and "\n" not in str(info.value)
+    assert "\x1b" not in str(info.value)  # no terminal colour codes from torch
 
 
 def test_uploaded_image_is_not_written_anywhere(settings, embedder, tmp_path):

@@ -241,10 +241,18 @@ def test_status_lists_failed_files_and_retries_them(
     broken = photos / "broken.jpg"
     broken.write_bytes(b"not a jpeg at all")
     index_once(settings, embedder, photos)
-    at = _app(monkeypatch, settings.data_dir).run()
+    # new and vanished files since the run: pending, found by stat alone
+    shutil.copy(photos / "rocket.jpg", photos / "new rocket.jpg")
+    (photos / "coins.png").unlink()
+    at = _app(monkeypatch, settings.data_dir)
+    at.session_state["tab"] = "Status"
+    at.run()
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Indexed"] == "16" and metrics["Failed"] == "1", metrics
+    assert metrics["Pending"] == "1", metrics
+    assert [m.delta for m in at.metric if m.label == "Pending"] == ["1 to remove"]
+    assert not _result_names(at)  # the search tab is not run while the status tab is open
     table = at.dataframe[0].value
     assert list(table["file"]) == [str(broken)]
     assert "not an image" in table["reason"][0]
@@ -258,6 +266,7 @@ def test_status_lists_failed_files_and_retries_them(
     assert "Indexing finished: added 1" in _texts(at), _texts(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Indexed"] == "17" and metrics["Failed"] == "0"
+    assert metrics["Pending"] == "1"  # retry read only the failed file
     assert not at.dataframe
 
 
@@ -271,12 +280,13 @@ def test_status_shows_a_run_in_progress(monkeypatch, shared_library) -> None:  #
     store.update_run(run_id, total=40, done=10, stats={})
     try:
         with WriterLock(settings, "index"):
-            at = _app(monkeypatch, settings.data_dir).run()
+            at = _app(monkeypatch, settings.data_dir)
+            at.session_state["tab"] = "Status"
+            at.run()
             assert not at.exception
             live = [p for p in at.progress if p.text.startswith("Indexing in progress")]
             assert live and live[0].value == 25, [p.text for p in at.progress]
             assert "10 of 40 files" in live[0].text
-            assert {m.label: m.value for m in at.metric}["Pending"] == "30"
             assert any(t.value.startswith("Writer: searchapp index (pid ") for t in at.text)
     finally:
         store.finish_run(run_id, "done", {})

@@ -57,11 +57,15 @@ def main() -> None:
         with st.expander("Library status"):
             show_status(service, settings)
         return
-    search_tab, status_tab = st.tabs(["Search", "Status"])
+    # lazy tabs: only the open one runs, so the status tab's folder check costs nothing
+    # while someone searches
+    search_tab, status_tab = st.tabs(["Search", "Status"], key="tab", on_change="rerun")
     with search_tab:
-        show_search(service, settings)
+        if search_tab.open:
+            show_search(service, settings)
     with status_tab:
-        show_status(service, settings)
+        if status_tab.open:
+            show_status(service, settings)
 
 
 def _empty_state(settings: Settings) -> None:

@@ -17,10 +17,16 @@ def get_embedder(settings: Settings) -> ClipEmbedder:
     return load_embedder(settings)
 
 
-@st.cache_resource(show_spinner="Opening the library...")
+@st.cache_resource(show_spinner="Opening the library and warming up the model...")
 def get_service(settings: Settings) -> SearchService:
-    """One read-only service per library; it reloads the index when the store moves on."""
-    return SearchService(settings, get_embedder(settings))
+    """One read-only service per library; it reloads the index when the store moves on.
+
+    Warmed up here, once, so the first query does not pay for loading the index or for
+    the text tower's first call.
+    """
+    service = SearchService(settings, get_embedder(settings))
+    service.warm_up()
+    return service
 
 
 @st.cache_data(max_entries=16, show_spinner="Loading the photo...")

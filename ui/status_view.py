@@ -8,12 +8,14 @@ from datetime import datetime
 import streamlit as st
 
 from indexer.lock import read_writer
+from indexer.service import PendingFiles, count_pending
 from searchapp.config import Settings
 from searchapp.search import LibraryStatus, SearchService
 from searchapp.store import RunRecord
 from ui.indexing import add_folder_form, run_indexing
 
 LIVE_EVERY_S = 1.0
+PENDING_TTL_S = 15  # new files on disk show up in the count within this long
 
 
 def show_status(service: SearchService, settings: Settings) -> None:
@@ -21,7 +23,7 @@ def show_status(service: SearchService, settings: Settings) -> None:
     status = service.library_status()
     if _is_running(status.last_run, settings):
         _live_progress(service, settings)
-    _show_counts(status)
+    _show_counts(status, _pending(settings, status.model_id, service.store.generation()))
     _show_library(status, settings)
     _show_failures(status, settings)
     with st.expander("Add a photo folder"):
@@ -52,13 +54,24 @@ def _live_progress(service: SearchService, settings: Settings) -> None:
     )
 
 
-def _show_counts(status: LibraryStatus) -> None:
-    run = status.last_run
-    pending = max(run.total - run.done, 0) if run is not None and run.state == "running" else 0
+@st.cache_data(ttl=PENDING_TTL_S, show_spinner="Checking the photo folders...")
+def _pending(settings: Settings, model_id: str, generation: int) -> PendingFiles:
+    """Stat-only diff of the folders against the library; ``generation`` keys it to the store."""
+    return count_pending(settings, model_id)
+
+
+def _show_counts(status: LibraryStatus, pending: PendingFiles) -> None:
     cols = st.columns(4)
     cols[0].metric("Indexed", status.indexed)
     cols[1].metric("Failed", status.failed)
-    cols[2].metric("Pending", pending, help="Files the current indexing run has still to do.")
+    cols[2].metric(
+        "Pending",
+        pending.to_index,
+        delta=f"{pending.to_remove} to remove" if pending.to_remove else None,
+        delta_color="off",
+        help="New or changed photos in your folders that are not indexed yet (found by "
+        "size and date; nothing is read). The next indexing run or the watcher picks them up.",
+    )
     cols[3].metric("Roots", len(status.roots))
 
 
