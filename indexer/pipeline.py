@@ -212,6 +212,8 @@ class IndexRun:
             if k.content_hash and k.status == STATUS_INDEXED
         }
         total = len(plan.work)
+        if total:
+            self.embedder.start_loading()  # the weights load while the first batches decode
         done = 0
         last_save = time.monotonic()
         for chunk in self._decoded(plan.work, moved_from):

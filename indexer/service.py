@@ -15,7 +15,7 @@ from indexer.handoff import submit_request, wait_for_answer, withdraw_request
 from indexer.lock import WriterInfo, WriterLock, read_writer
 from indexer.pipeline import IndexRun, IndexStats, ProgressCallback, plan_changes
 from searchapp.config import Settings
-from searchapp.embedder import ImageEncoder, load_embedder
+from searchapp.embedder import ImageEncoder, LazyEmbedder
 from searchapp.errors import DiskFullError, SearchAppError, WriterBusyError
 from searchapp.store import Store
 from searchapp.vectors import open_index
@@ -59,7 +59,7 @@ def index_library(
     try:
         if retry_failed:
             store.clear_failures(paths)
-        embedder = embedder or load_embedder(settings)
+        embedder = embedder or LazyEmbedder(settings)  # loads only if a file needs it
         index = open_index(settings.index_path, store, embedder.model_id, embedder.dim)
         return IndexRun(settings, store, embedder, index).run(progress, paths, kind)
     except OSError as err:  # a thumbnail or the FAISS file hit a full disk (SQLite maps its own)

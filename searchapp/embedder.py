@@ -14,6 +14,7 @@ import re
 import sys
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -61,6 +62,8 @@ class ImageEncoder(Protocol):
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def start_loading(self) -> None: ...
 
 
 def prepare_pixels(image: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
@@ -283,7 +286,7 @@ def set_torch_threads(count: int) -> int:
 class ClipEmbedder:
     """A loaded MobileCLIP model. Thread-safe: calls into torch are serialized."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, announce: bool = True) -> None:
         import torch
 
         self.settings = settings
@@ -296,7 +299,7 @@ class ClipEmbedder:
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         self._lock = threading.Lock()
-        self.model, self.tokenizer = self._load()
+        self.model, self.tokenizer = self._load(announce)
         self.dim = int(self.encode_texts(["a photo"]).shape[1])
         self.images_encoded = 0  # counts model calls, for tests and progress
 
@@ -308,12 +311,12 @@ class ClipEmbedder:
         weights = self.source.value or "random init"
         return f"{self.settings.model} ({weights}) on {self.device}, {self.precision}"
 
-    def _load(self):  # noqa: ANN202 - torch types stay inside this module
+    def _load(self, announce: bool):  # noqa: ANN202 - torch types stay inside this module
         import open_clip
         import torch
         from timm.utils import reparameterize_model
 
-        model = create_model(self.settings, self.source)
+        model = create_model(self.settings, self.source, announce)
         # fuse MobileOne/FastViT branches into single convs: same function, ~40% faster
         model = reparameterize_model(model, inplace=True)  # no second copy held at load
         model.to(self.device)
@@ -372,6 +375,9 @@ class ClipEmbedder:
                     set_torch_threads(threads)
         return _normalize(feats)
 
+    def start_loading(self) -> None:
+        """Nothing to do: this embedder loads its model when it is made."""
+
     def _run(self, fn, x):  # noqa: ANN001, ANN202
         import torch
 
@@ -382,14 +388,89 @@ class ClipEmbedder:
         return fn(x).float()
 
 
+class LazyEmbedder:
+    """An embedder for indexing whose model loads only once some image needs it.
+
+    Its identity, dimension and preprocessing come from the configuration, so a run can
+    scan, diff and decode before any weights load. ``start_loading()`` (the indexer calls
+    it when a run has files to read) loads them in a background thread while the first
+    batches decode; a run over an unchanged library never loads them at all.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.source = resolve_weights(settings.model, settings.weights)
+        self.model_id = self.source.model_id
+        tag = self.source.value if self.source.kind == "tag" else None
+        self.preprocess_config = preprocess_config_for(settings.model, tag)
+        self.dim = embed_dim_for(settings.model)
+        if self.source.kind == "random":
+            announce_random_weights()  # said now, even when nothing gets embedded
+        elif self.source.kind == "tag":
+            # missing weights fail now, with their one-line fix, not after a long scan
+            fetch_checkpoint(settings.model, self.source.value)
+        self._lock = threading.Lock()
+        self._future: Future[ClipEmbedder] | None = None
+
+    @property
+    def load_started(self) -> bool:
+        return self._future is not None
+
+    def start_loading(self) -> None:
+        """Begin loading the model in the background (once)."""
+        with self._lock:
+            if self._future is None:
+                pool = ThreadPoolExecutor(1, thread_name_prefix="model-load")
+                self._future = pool.submit(load_embedder, self.settings, announce=False)
+                pool.shutdown(wait=False)
+
+    def loaded(self) -> ClipEmbedder:
+        """The model, waiting for it; a load error (missing weights) is raised here."""
+        self.start_loading()
+        assert self._future is not None
+        return self._future.result()
+
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        return prepare_pixels(image, self.preprocess_config)
+
+    def encode_prepared(self, pixels: np.ndarray) -> np.ndarray:
+        return self.loaded().encode_prepared(pixels)
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self.loaded().encode_images(images)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return self.loaded().encode_texts(texts)
+
+
+def embed_dim_for(model: str) -> int:
+    """The length of the model's vectors, from its open_clip config (nothing is loaded)."""
+    import open_clip
+
+    cfg = open_clip.get_model_config(model)
+    if cfg is None:
+        raise UnknownModelError(
+            f"unknown model {model!r}; choose one of: {', '.join(list_models())}"
+        )
+    return int(cfg["embed_dim"])
+
+
+def announce_random_weights() -> None:
+    """Tell the user that the weights are random (stderr: stdout may be --json)."""
+    print(RANDOM_WARNING, file=sys.stderr)
+
+
 def _open_clip_name(settings: Settings, source: WeightsSource) -> str:
     return source.value if source.kind == "schema" else settings.model
 
 
-def create_model(settings: Settings, source: WeightsSource | None = None):  # noqa: ANN201
+def create_model(  # noqa: ANN201
+    settings: Settings, source: WeightsSource | None = None, announce: bool = True
+):
     """open_clip's model for these settings, fp32 and eager, before any speed-up.
 
-    Random weights are drawn with a fixed seed, so every call returns the same model.
+    Random weights are drawn with a fixed seed, so every call returns the same model
+    (and are announced on stderr unless ``announce`` is False).
     """
     import open_clip
     import torch
@@ -405,7 +486,8 @@ def create_model(settings: Settings, source: WeightsSource | None = None):  # no
     )
     name = _open_clip_name(settings, source)
     if source.kind == "random":
-        print(RANDOM_WARNING, file=sys.stderr)
+        if announce:
+            announce_random_weights()
         torch.manual_seed(RANDOM_SEED)
         model = _quiet_create(open_clip, name, None, kwargs)
         _spread_random_init(model)
@@ -510,7 +592,7 @@ _cache: dict[tuple, ClipEmbedder] = {}
 _cache_lock = threading.Lock()
 
 
-def load_embedder(settings: Settings) -> ClipEmbedder:
+def load_embedder(settings: Settings, *, announce: bool = True) -> ClipEmbedder:
     """Load (once per process and configuration) the embedder for these settings."""
     key = (
         settings.model,
@@ -521,7 +603,7 @@ def load_embedder(settings: Settings) -> ClipEmbedder:
     )
     with _cache_lock:
         if key not in _cache:
-            _cache[key] = ClipEmbedder(settings)
+            _cache[key] = ClipEmbedder(settings, announce=announce)
         return _cache[key]
 
 

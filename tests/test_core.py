@@ -71,6 +71,23 @@ def test_incremental_runs_count_model_calls(settings, embedder, photos):
     )
 
 
+def test_unchanged_library_never_loads_the_model(settings, embedder, photos):
+    from indexer.service import index_library
+    from searchapp.embedder import LazyEmbedder
+
+    index_once(settings, embedder, photos)
+    lazy = LazyEmbedder(settings)
+    stats = index_library(settings, embedder=lazy)
+    assert stats.unchanged == 16 and stats.embedded == 0
+    assert not lazy.load_started  # stat-only: no weights read, no model in memory
+    shutil.copy(photos / "rocket.jpg", photos / "sub rocket.jpg")
+    Image.open(photos / "coffee.png").rotate(90, expand=True).save(photos / "turned.png")
+    stats = index_library(settings, embedder=lazy)
+    assert (stats.added, stats.embedded) == (2, 1)  # the copy reuses its stored vector
+    assert lazy.load_started
+    assert lazy.dim == embedder.dim and lazy.model_id == embedder.model_id
+
+
 def test_restart_and_rebuild_give_same_results(settings, embedder, photos):
     index_once(settings, embedder, photos)
     query = photos / "cat_chelsea.png"
