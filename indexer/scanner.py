@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import stat
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from searchapp.decoder import is_photo_name
+from searchapp.paths import is_under
 
 
 @dataclass(frozen=True)
@@ -45,3 +47,46 @@ def scan_root(root: str) -> Iterator[ScannedFile]:
                 yield ScannedFile(entry.path, 0, 0)
                 continue
             yield ScannedFile(entry.path, st.st_size, st.st_mtime_ns)
+
+
+def scan_paths(root: str, paths: Sequence[str]) -> Iterator[ScannedFile]:
+    """Yield what ``scan_root(root)`` would yield at or below ``paths``, without the walk.
+
+    A watcher batch names a handful of files; stat-ing those instead of walking the whole
+    root keeps one change in a 100,000-photo library cheap. The same rules hold: hidden
+    names and symlinked folders (on the way down or named) are skipped.
+    """
+    if any(is_under(root, p) for p in paths):
+        yield from scan_root(root)  # a path at or above the root asks for all of it
+        return
+    folders: list[str] = []
+    for path in sorted({p.rstrip("/") for p in paths if is_under(p, root)}):
+        if any(is_under(path, f) for f in folders) or not _visible_below(root, path):
+            continue  # already walked, or scan_root would not go there
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            continue  # gone: the run finds it missing from the stored files
+        if stat.S_ISDIR(mode):
+            folders.append(path)
+            yield from scan_root(path)
+        elif is_photo_name(path):
+            try:
+                st = os.stat(path)
+            except OSError:
+                yield ScannedFile(path, 0, 0)  # dangling link: the decoder records why
+                continue
+            yield ScannedFile(path, st.st_size, st.st_mtime_ns)
+
+
+def _visible_below(root: str, path: str) -> bool:
+    """No hidden name and no symlinked folder between ``root`` and ``path``."""
+    parts = os.path.relpath(path, root).split(os.sep)
+    if any(part.startswith(".") for part in parts):
+        return False
+    folder = root
+    for part in parts[:-1]:
+        folder = os.path.join(folder, part)
+        if os.path.islink(folder):
+            return False
+    return True

@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", help="auto, cpu, cuda or mps")
     p.add_argument("--precision", help="auto, fp32 (reference), bf16 or fp16")
-    p.add_argument("--batch-size", type=int, help="images per model batch (default 32)")
+    p.add_argument(
+        "--batch-size", type=int, help="images per model batch, per model lane (default 16)"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

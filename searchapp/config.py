@@ -30,9 +30,10 @@ class Settings:
     weights: str = DEFAULT_WEIGHTS
     device: str = "auto"
     precision: str = "auto"
-    batch_size: int = 32
+    batch_size: int = 16  # per model lane; 16 beat 32 on 2 cores (22 vs 19 images/s)
     decode_workers: int = 0  # 0: choose from the CPU count
-    torch_threads: int = 0  # 0: torch's default (all cores)
+    torch_threads: int = 0  # 0: automatic (indexing: per model lane; search: torch's default)
+    model_lanes: int = 0  # 0: automatic; batches the model embeds at once while indexing
     reconcile_interval_s: float = 3600.0
     max_upload_mb: int = 20
 
@@ -74,6 +75,7 @@ _ENV = {
     "batch_size": "SEARCHAPP_BATCH_SIZE",
     "decode_workers": "SEARCHAPP_DECODE_WORKERS",
     "torch_threads": "SEARCHAPP_TORCH_THREADS",
+    "model_lanes": "SEARCHAPP_MODEL_LANES",
     "reconcile_interval_s": "SEARCHAPP_RECONCILE_INTERVAL",
     "max_upload_mb": "SEARCHAPP_MAX_UPLOAD_MB",
 }
@@ -113,7 +115,7 @@ def validate_settings(s: Settings) -> Settings:
         )
     if s.device not in ("auto", "cpu", "cuda", "mps") and not s.device.startswith("cuda:"):
         raise ConfigError(f"device {s.device!r} is unknown; use auto, cpu, cuda, cuda:N or mps.")
-    if s.decode_workers < 0 or s.torch_threads < 0:
+    if s.decode_workers < 0 or s.torch_threads < 0 or s.model_lanes < 0:
         raise ConfigError("worker and thread counts must be 0 (automatic) or more.")
     if s.reconcile_interval_s <= 0:
         raise ConfigError("the reconcile interval must be a positive number of seconds.")

@@ -53,6 +53,7 @@ class ImageEncoder(Protocol):
 
     model_id: str
     dim: int
+    device: str
     preprocess_config: PreprocessConfig
 
     def prepare(self, image: Image.Image) -> np.ndarray: ...
@@ -340,7 +341,8 @@ class ClipEmbedder:
         import torch
 
         cfg = self.preprocess_config
-        with self._lock, torch.inference_mode():
+        # no lock: the indexer runs batches in parallel lanes (forward passes are re-entrant)
+        with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
             x = x.permute(0, 3, 1, 2).float().div_(255.0)
             mean = torch.tensor(cfg.mean, device=self.device).view(1, 3, 1, 1)
@@ -349,6 +351,7 @@ class ClipEmbedder:
             if self.device == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
             feats = self._run(self.model.encode_image, x)
+        with self._lock:
             self.images_encoded += len(pixels)
         return _normalize(feats)
 
@@ -404,6 +407,7 @@ class LazyEmbedder:
         tag = self.source.value if self.source.kind == "tag" else None
         self.preprocess_config = preprocess_config_for(settings.model, tag)
         self.dim = embed_dim_for(settings.model)
+        self.device = pick_device(settings.device)
         if self.source.kind == "random":
             announce_random_weights()  # said now, even when nothing gets embedded
         elif self.source.kind == "tag":
