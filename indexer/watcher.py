@@ -44,7 +44,7 @@ from indexer.lock import WriterLock, read_writer
 from indexer.pipeline import IndexRun, IndexStats, Progress
 from searchapp.config import Settings
 from searchapp.decoder import is_photo_name
-from searchapp.embedder import ImageEncoder, load_embedder
+from searchapp.embedder import ImageEncoder, LazyEmbedder
 from searchapp.errors import SearchAppError, StoreError, WriterBusyError
 from searchapp.paths import is_under
 from searchapp.store import RootRecord, Store
@@ -585,7 +585,12 @@ def run_watch(
     overflow = None
     try:
         daemon = _Daemon(
-            settings, lock, embedder or load_embedder(settings), stop_event, observer_factory
+            # the model loads with the first photo that needs it: an idle daemon holds none
+            settings,
+            lock,
+            embedder or LazyEmbedder(settings),
+            stop_event,
+            observer_factory,
         )
         log.info(
             "watch: watching the roots of %s; Ctrl-C or SIGTERM stops after the current batch",
