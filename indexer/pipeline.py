@@ -30,6 +30,7 @@ from searchapp.store import (
     KnownFile,
     MoveWrite,
     PhotoWrite,
+    RootRecord,
     Store,
 )
 from searchapp.thumbnails import remove_orphan_thumbnails, write_thumbnail
@@ -148,7 +149,7 @@ def plan_changes(
     """
     plan = Plan()
     for root in store.list_roots():
-        online = os.path.isdir(root.path)
+        online = _is_scannable(store, root, record_online)
         if record_online and online != root.online:
             store.set_root_online(root.id, online)
         if not online:
@@ -156,6 +157,27 @@ def plan_changes(
             continue
         _plan_root(plan, root.id, root.path, store.known_files(root.id, model_id), paths)
     return plan
+
+
+def _is_scannable(store: Store, root: RootRecord, record: bool) -> bool:
+    """Whether the root's folder is there, and is not a mount point its drive left empty.
+
+    An unmounted drive often leaves its mount point behind as an empty folder on another
+    device; reading that as "every photo was deleted" would drop the whole library. The
+    device of the last non-empty scan is kept in meta (``record``) to tell the two apart.
+    """
+    try:
+        device = os.stat(root.path).st_dev
+        with os.scandir(root.path) as entries:
+            empty = next(entries, None) is None
+    except OSError:
+        return False  # gone, or not a folder
+    known = store.root_device(root.id)
+    if empty and known is not None and known != device:
+        return False  # its drive is away: keep its photos
+    if record and not empty and known != device:
+        store.set_root_device(root.id, device)
+    return True
 
 
 def _plan_root(

@@ -328,6 +328,10 @@ def _is_disk_full(err: BaseException) -> bool:
     )
 
 
+def _root_device_key(root_id: int) -> str:
+    return f"root_device:{root_id}"
+
+
 def _path_folder(path: str) -> str:
     return os.path.dirname(path)
 
@@ -427,8 +431,17 @@ class Store:
             ids = list(s.scalars(select(PhotoRow.id).where(PhotoRow.root_id == root.id)))
             s.execute(delete(PhotoRow).where(PhotoRow.root_id == root.id))
             s.execute(delete(RootRow).where(RootRow.id == root.id))
+            s.execute(delete(MetaRow).where(MetaRow.key == _root_device_key(root.id)))
             self._bump_generation(s)
         return root, ids
+
+    def root_device(self, root_id: int) -> int | None:
+        """The device (``st_dev``) a root's photos were last seen on, if recorded."""
+        value = self.get_meta(_root_device_key(root_id))
+        return int(value) if value is not None else None
+
+    def set_root_device(self, root_id: int, device: int) -> None:
+        self.set_meta(_root_device_key(root_id), str(device))
 
     def set_root_online(self, root_id: int, online: bool) -> None:
         with self._session() as s:

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from searchapp.store import Store
-from tests.helpers import index_once, service
+from tests.conftest import DATA
+from tests.helpers import index_once, mounted_tmpfs, service
 
 
 def test_resized_copy_found_at_rank_1(settings, embedder, photos, tmp_path):
@@ -86,6 +87,54 @@ def test_unchanged_library_never_loads_the_model(settings, embedder, photos):
     assert (stats.added, stats.embedded) == (2, 1)  # the copy reuses its stored vector
     assert lazy.load_started
     assert lazy.dim == embedder.dim and lazy.model_id == embedder.model_id
+
+
+def test_unmounted_drive_keeps_its_photos(settings, embedder, tmp_path):
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    with mounted_tmpfs(drive, "64m"):
+        shutil.copytree(DATA, drive, ignore=shutil.ignore_patterns("*.md"), dirs_exist_ok=True)
+        assert index_once(settings, embedder, drive).added == 16
+    # unplugged: the mount point is an empty folder again, on the parent's device
+    stats = index_once(settings, embedder)
+    assert (stats.removed, stats.offline_roots) == (0, 1)
+    store = Store(settings.db_path)
+    assert store.counts()["photos"] == 16 and not store.list_roots()[0].online
+    store.close()
+
+
+def test_empty_mount_point_keeps_photos_but_an_emptied_folder_loses_them(
+    settings, embedder, photos
+):
+    """An unmounted drive leaves an empty folder on another device; that is not a deletion.
+
+    Tests cannot mount a drive, so the device change is made by rewriting the recorded
+    device; the emptiness, the runs and the store are real.
+    """
+    index_once(settings, embedder, photos)
+    store = Store(settings.db_path)
+    root = store.list_roots()[0]
+    device = os.stat(photos).st_dev
+    assert store.root_device(root.id) == device  # recorded by the scan
+    drive = photos.parent / "drive"
+    photos.rename(drive)
+    photos.mkdir()  # the mount point left behind
+    store.set_root_device(root.id, device + 1)  # ... with the drive's device recorded
+    stats = index_once(settings, embedder)
+    assert (stats.removed, stats.offline_roots) == (0, 1)
+    assert store.counts()["photos"] == 16 and not store.list_roots()[0].online
+
+    photos.rmdir()
+    drive.rename(photos)  # the drive is back: scanned again, its device recorded
+    stats = index_once(settings, embedder)
+    assert (stats.unchanged, stats.removed, stats.offline_roots) == (16, 0, 0)
+    assert store.list_roots()[0].online and store.root_device(root.id) == device
+
+    for f in photos.iterdir():  # the user empties the folder on the same device
+        f.unlink()
+    stats = index_once(settings, embedder)
+    assert stats.removed == 16 and store.counts()["photos"] == 0
+    store.close()
 
 
 def test_restart_and_rebuild_give_same_results(settings, embedder, photos):

@@ -28,6 +28,7 @@ from searchapp.config import load_settings
 from searchapp.decoder import hash_bytes
 from searchapp.embedder import model_id_for
 from searchapp.vectors import VectorIndex
+from tests.helpers import mounted_tmpfs
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -213,19 +214,8 @@ def tiny_disk(tmp_path):  # noqa: ANN201
     """A 1.5 MB tmpfs for the data dir, unmounted after; skips where mounting is not allowed."""
     mnt = tmp_path / "tiny"
     mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small filesystem needs root (run as root or in a container)")
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1536k", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip() or proc.returncode}")
-    try:
+    with mounted_tmpfs(mnt, "1536k"):
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def cli(data: Path, *args: str) -> subprocess.CompletedProcess:
