@@ -360,7 +360,7 @@ class IndexRun:
                 w.known and w.known.content_hash == chash and w.known.embedded
             ):
                 return _Decoded(w, content_hash=chash)  # no decode needed: same content
-            photo = decode_photo(data, self.min_side)
+            photo = decode_photo(data, self.min_side, chash)
             write_thumbnail(self.settings.thumbs_dir, chash, photo.image)
             pixels = self.embedder.prepare(photo.image)
         except ImageDecodeError as err:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from searchapp.errors import ImageDecodeError
 
@@ -36,6 +36,7 @@ PHOTO_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
 )
 MAX_FILE_BYTES = 512 * 1024 * 1024
+JPEG_MAX_PIXELS = 1_000_000_000  # decoded at 1/8 scale in draft mode: <= ~16 MP in memory
 HASH_BYTES = 16
 
 _EXIF_IFD = 0x8769
@@ -98,14 +99,17 @@ def read_file(path: str | Path) -> bytes:
         raise ImageDecodeError(f"cannot read file ({err.strerror or err})") from None
 
 
-def decode_photo(data: bytes, min_side: int) -> DecodedPhoto:
-    """Decode image bytes to RGB with the short side >= ``min_side`` where possible."""
+def decode_photo(data: bytes, min_side: int, content_hash: str | None = None) -> DecodedPhoto:
+    """Decode image bytes to RGB with the short side >= ``min_side`` where possible.
+
+    ``content_hash`` saves hashing the bytes again when the caller already has it.
+    """
     if not data:
         raise ImageDecodeError("empty file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return _decode(data, min_side)
+            return _decode(data, min_side, content_hash or hash_bytes(data))
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
@@ -123,8 +127,8 @@ def decode_photo(data: bytes, min_side: int) -> DecodedPhoto:
         raise ImageDecodeError(f"damaged image ({text})"[:300]) from None
 
 
-def _decode(data: bytes, min_side: int) -> DecodedPhoto:
-    im = Image.open(io.BytesIO(data))
+def _decode(data: bytes, min_side: int, content_hash: str) -> DecodedPhoto:
+    im = _open(data)
     fmt = (im.format or "UNKNOWN").upper()
     exif = im.getexif()
     orientation = exif.get(0x0112, 1)
@@ -133,7 +137,7 @@ def _decode(data: bytes, min_side: int) -> DecodedPhoto:
     width, height = im.size
     if orientation in (5, 6, 7, 8):
         width, height = height, width
-    if fmt == "JPEG":
+    if fmt in ("JPEG", "MPO"):  # MPO: a JPEG with extra frames (some cameras)
         im.draft("RGB", (min_side, min_side))
     im.load()
     im = _to_rgb(im)
@@ -141,7 +145,7 @@ def _decode(data: bytes, min_side: int) -> DecodedPhoto:
         im = im.transpose(_TRANSPOSE[orientation])
     return DecodedPhoto(
         image=im,
-        content_hash=hash_bytes(data),
+        content_hash=content_hash,
         size=len(data),
         width=width,
         height=height,
@@ -149,6 +153,26 @@ def _decode(data: bytes, min_side: int) -> DecodedPhoto:
         taken_at=_taken_at(exif),
         camera=_camera(exif),
     )
+
+
+def _open(data: bytes) -> Image.Image:
+    """Open image bytes; JPEGs past Pillow's pixel limit are allowed up to our own.
+
+    Pillow refuses anything over ~179 MP (and warns past ~89 MP) because a full decode
+    would need gigabytes. A JPEG is decoded in draft mode at 1/8 scale by libjpeg, so a
+    1 GP panorama needs ~16 MP of memory; only larger claims are refused as bombs.
+    """
+    try:
+        return Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        if not data.startswith(b"\xff\xd8\xff"):
+            raise
+    im = JpegImagePlugin.jpeg_factory(io.BytesIO(data))
+    if im.width * im.height > JPEG_MAX_PIXELS:
+        raise Image.DecompressionBombError(
+            f"{im.width}x{im.height} JPEG is over {JPEG_MAX_PIXELS // 10**6} MP"
+        )
+    return im
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

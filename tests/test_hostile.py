@@ -22,6 +22,7 @@ from PIL import Image
 
 import indexer.pipeline as pipeline
 from searchapp.decoder import decode_photo, hash_bytes
+from searchapp.errors import ImageDecodeError
 from searchapp.store import STATUS_FAILED, STATUS_INDEXED, Store
 from searchapp.vectors import open_index
 from tests.helpers import index_once
@@ -205,6 +206,21 @@ def test_odd_modes_decode_to_sensible_rgb():
     gif = decode_photo(images["animated.gif"], 64)
     assert gif.format == "GIF" and gif.image.size == (80, 60)
     assert decode_photo(images["cmyk.jpg"], 64).image.mode == "RGB"
+
+
+def test_panorama_jpeg_past_pillows_limit_decodes_small():
+    """A 101 MP JPEG (Pillow refuses > 89 MP) decodes in draft mode; 4 GP claims do not."""
+    big = Image.new("RGB", (12000, 8400), (40, 90, 160))
+    big.paste((230, 200, 40), (3000, 2000, 9000, 6000))
+    buf = io.BytesIO()
+    big.save(buf, "JPEG", quality=60)
+    del big
+    photo = decode_photo(buf.getvalue(), 256)
+    assert (photo.width, photo.height, photo.format) == (12000, 8400, "JPEG")
+    assert photo.image.size == (1500, 1050)  # 1/8 scale: 38 MB instead of 302 MB
+    assert photo.image.getpixel((750, 525)) == pytest.approx((230, 200, 40), abs=6)
+    with pytest.raises(ImageDecodeError, match="decompression bomb.*over 1000 MP"):
+        decode_photo(jpeg_claiming(65000, 65000), 256)
 
 
 def _without_root_powers() -> list[str]:
