@@ -252,6 +252,29 @@ def test_disk_full_stops_with_one_error_and_keeps_what_was_committed(tmp_path, t
     print(f"\ndisk full: stopped after {len(committed)} of {len(good)} photos: {errors[0]}")
 
 
+def test_full_thumbnail_disk_stops_with_the_same_one_line(tmp_path):
+    """ENOSPC from a thumbnail (written in a decode thread) is the same one-line error."""
+    root, data = tmp_path / "photos", tmp_path / "lib"
+    good, _, _ = make_library(root)
+    thumbs = data / "thumbs"
+    thumbs.mkdir(parents=True)
+    with mounted_tmpfs(thumbs, "400k"):  # the database has room; the thumbnails do not
+        proc = cli(data, "--batch-size", str(BATCH), "index", str(root))
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        errors = [x for x in proc.stderr.splitlines() if x.startswith("searchapp:")]
+        assert len(errors) == 1 and "is full" in errors[0], proc.stderr
+        assert "Traceback" not in proc.stderr
+        db = data / "library.sqlite3"
+        committed = {p for (p,) in query(db, "SELECT path FROM photos WHERE status='indexed'")}
+        assert committed and committed < good  # stopped part-way, some photos kept
+        assert query(db, "PRAGMA integrity_check") == [("ok",)]
+        subprocess.run(["mount", "-o", "remount,size=64m", str(thumbs)], check=True)
+        again = cli(data, "--batch-size", str(BATCH), "index")
+        assert again.returncode == 0, again.stderr
+        check_library_counts(db, good)
+    print(f"\nthumbnail disk full: stopped after {len(committed)} of {len(good)}: {errors[0]}")
+
+
 def check_library_counts(db: Path, good: set[str]) -> None:
     indexed = {p for (p,) in query(db, "SELECT path FROM photos WHERE status='indexed'")}
     assert indexed == good
