@@ -285,16 +285,15 @@ def set_torch_threads(count: int) -> int:
 
 
 class ClipEmbedder:
-    """A loaded MobileCLIP model. Thread-safe: calls into torch are serialized."""
+    """A loaded MobileCLIP model. Thread-safe: image batches may run in parallel (the
+    indexer's model lanes); text calls are serialized."""
 
     def __init__(self, settings: Settings, *, announce: bool = True) -> None:
         import torch
 
         self.settings = settings
-        self.source = resolve_weights(settings.model, settings.weights)
+        self.source, self.preprocess_config = weights_and_preprocessing(settings)
         self.model_id = self.source.model_id
-        tag = self.source.value if self.source.kind == "tag" else None
-        self.preprocess_config = preprocess_config_for(settings.model, tag)
         self.device = pick_device(settings.device)
         self.precision = pick_precision(settings.precision, self.device)
         if settings.torch_threads:
@@ -402,10 +401,8 @@ class LazyEmbedder:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.source = resolve_weights(settings.model, settings.weights)
+        self.source, self.preprocess_config = weights_and_preprocessing(settings)
         self.model_id = self.source.model_id
-        tag = self.source.value if self.source.kind == "tag" else None
-        self.preprocess_config = preprocess_config_for(settings.model, tag)
         self.dim = embed_dim_for(settings.model)
         self.device = pick_device(settings.device)
         if self.source.kind == "random":
@@ -447,6 +444,13 @@ class LazyEmbedder:
         return self.loaded().encode_texts(texts)
 
 
+def weights_and_preprocessing(settings: Settings) -> tuple[WeightsSource, PreprocessConfig]:
+    """Where the weights come from and how their images are prepared; nothing is loaded."""
+    source = resolve_weights(settings.model, settings.weights)
+    tag = source.value if source.kind == "tag" else None
+    return source, preprocess_config_for(settings.model, tag)
+
+
 def embed_dim_for(model: str) -> int:
     """The length of the model's vectors, from its open_clip config (nothing is loaded)."""
     import open_clip
@@ -479,9 +483,8 @@ def create_model(  # noqa: ANN201
     import open_clip
     import torch
 
-    source = source or resolve_weights(settings.model, settings.weights)
-    tag = source.value if source.kind == "tag" else None
-    cfg = preprocess_config_for(settings.model, tag)
+    default_source, cfg = weights_and_preprocessing(settings)
+    source = source or default_source
     kwargs = dict(
         image_mean=cfg.mean,
         image_std=cfg.std,
@@ -533,9 +536,7 @@ class ReferenceEncoder:
 
         self.settings = settings
         self.model = create_model(settings)
-        source = resolve_weights(settings.model, settings.weights)
-        tag = source.value if source.kind == "tag" else None
-        cfg = preprocess_config_for(settings.model, tag)
+        _, cfg = weights_and_preprocessing(settings)
         self.preprocess = open_clip.image_transform(
             cfg.image_size,
             is_train=False,

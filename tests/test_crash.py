@@ -228,16 +228,8 @@ def cli(data: Path, *args: str) -> subprocess.CompletedProcess:
 def test_disk_full_stops_with_one_error_and_keeps_what_was_committed(tmp_path, tiny_disk):
     root, data = tmp_path / "photos", tiny_disk / "lib"
     good, _, _ = make_library(root)
-    proc = cli(data, "--batch-size", str(BATCH), "index", str(root))
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    errors = [x for x in proc.stderr.splitlines() if x.startswith("searchapp:")]
-    assert len(errors) == 1 and "is full" in errors[0], proc.stderr
-    assert "Traceback" not in proc.stderr
-
+    error, committed = index_until_full(data, root, good)
     db = data / "library.sqlite3"
-    committed = {p for (p,) in query(db, "SELECT path FROM photos WHERE status='indexed'")}
-    assert committed and committed < good  # it stopped part-way, with some photos kept
-    assert query(db, "PRAGMA integrity_check") == [("ok",)]
     probe_id, probe_path = query(
         db, "SELECT id, path FROM photos WHERE status='indexed' ORDER BY id LIMIT 1"
     )[0]
@@ -249,7 +241,7 @@ def test_disk_full_stops_with_one_error_and_keeps_what_was_committed(tmp_path, t
     again = cli(data, "--batch-size", str(BATCH), "index")
     assert again.returncode == 0, again.stderr
     check_library_counts(db, good)
-    print(f"\ndisk full: stopped after {len(committed)} of {len(good)} photos: {errors[0]}")
+    print(f"\ndisk full: stopped after {len(committed)} of {len(good)} photos: {error}")
 
 
 def test_full_thumbnail_disk_stops_with_the_same_one_line(tmp_path):
@@ -259,20 +251,26 @@ def test_full_thumbnail_disk_stops_with_the_same_one_line(tmp_path):
     thumbs = data / "thumbs"
     thumbs.mkdir(parents=True)
     with mounted_tmpfs(thumbs, "400k"):  # the database has room; the thumbnails do not
-        proc = cli(data, "--batch-size", str(BATCH), "index", str(root))
-        assert proc.returncode == 1, proc.stdout + proc.stderr
-        errors = [x for x in proc.stderr.splitlines() if x.startswith("searchapp:")]
-        assert len(errors) == 1 and "is full" in errors[0], proc.stderr
-        assert "Traceback" not in proc.stderr
-        db = data / "library.sqlite3"
-        committed = {p for (p,) in query(db, "SELECT path FROM photos WHERE status='indexed'")}
-        assert committed and committed < good  # stopped part-way, some photos kept
-        assert query(db, "PRAGMA integrity_check") == [("ok",)]
+        error, committed = index_until_full(data, root, good)
         subprocess.run(["mount", "-o", "remount,size=64m", str(thumbs)], check=True)
         again = cli(data, "--batch-size", str(BATCH), "index")
         assert again.returncode == 0, again.stderr
-        check_library_counts(db, good)
-    print(f"\nthumbnail disk full: stopped after {len(committed)} of {len(good)}: {errors[0]}")
+        check_library_counts(data / "library.sqlite3", good)
+    print(f"\nthumbnail disk full: stopped after {len(committed)} of {len(good)}: {error}")
+
+
+def index_until_full(data: Path, root: Path, good: set[str]) -> tuple[str, set[str]]:
+    """Index until the disk fills: one error line, exit 1; returns it and what committed."""
+    proc = cli(data, "--batch-size", str(BATCH), "index", str(root))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("searchapp:")]
+    assert len(errors) == 1 and "is full" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    db = data / "library.sqlite3"
+    committed = {p for (p,) in query(db, "SELECT path FROM photos WHERE status='indexed'")}
+    assert committed and committed < good  # it stopped part-way, with some photos kept
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+    return errors[0], committed
 
 
 def check_library_counts(db: Path, good: set[str]) -> None:
