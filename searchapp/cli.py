@@ -209,6 +209,7 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from indexer.service import count_pending
     from searchapp.embedder import RANDOM_WARNING, model_id_for
     from searchapp.store import Store
     from searchapp.vectors import IndexFileError, VectorIndex
@@ -216,6 +217,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     store = Store(settings.db_path)
     model_id = model_id_for(settings)
     counts = store.counts()
+    pending = count_pending(settings, model_id)  # stat only: new, changed and gone files
     try:
         loaded = VectorIndex.load(settings.index_path, model_id)
         size, kind = loaded.ntotal, loaded.describe()
@@ -226,6 +228,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         "roots": [{"path": r.path, "online": r.online} for r in store.list_roots()],
         "photos": counts["photos"],
         "failed": counts["failed"],
+        "pending": {"to_index": pending.to_index, "to_remove": pending.to_remove},
         "failures": [{"path": f.path, "reason": f.failure_reason} for f in store.failures()],
         "model": settings.model,
         "weights": settings.weights or "default",
@@ -248,7 +251,10 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     print(f"library: {settings.data_dir}")
     print(f"model:   {settings.model} weights {info['weights']}")
     print(f"index:   {size} vectors ({info['index']['type']})")
-    print(f"photos:  {counts['photos']} indexed, {counts['failed']} failed")
+    print(
+        f"photos:  {counts['photos']} indexed, {counts['failed']} failed, "
+        f"{pending.to_index} new or changed to index, {pending.to_remove} gone to remove"
+    )
     print(f"watcher: {_describe_daemon(info['daemon'])}")
     if info["writer"] and info["writer"]["kind"] != "watch":
         w = info["writer"]

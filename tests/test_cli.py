@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -48,6 +49,13 @@ def test_cli_index_search_status_roots(tmp_path, photos):
 
     status = json.loads(run(lib, "status", "--json").stdout)
     assert status["photos"] == 16 and status["failed"] == 1
+    assert status["pending"] == {"to_index": 0, "to_remove": 0}
+    shutil.copy(photos / "coffee.png", photos / "coffee copy.png")
+    (photos / "rocket.jpg").unlink()
+    status = json.loads(run(lib, "status", "--json").stdout)
+    assert status["pending"] == {"to_index": 1, "to_remove": 1}  # by stat, nothing read
+    assert status["photos"] == 16
+    assert "1 new or changed to index, 1 gone to remove" in run(lib, "status").stdout
     assert status["failures"][0]["path"].endswith("broken.jpg")
     assert status["weights"] == "random" and status["model"] == "MobileCLIP-S2"
 
