@@ -82,16 +82,13 @@ class PendingFiles:
     to_remove: int
 
 
-def count_pending(settings: Settings, model_id: str) -> PendingFiles:
-    """Compare the photo folders with the library without reading or writing anything.
+def count_pending(store: Store, model_id: str) -> PendingFiles:
+    """Compare the photo folders with the library without reading a photo or writing.
 
-    Stat only (about 2 s for 100,000 files), so a status view can call it when shown.
+    Stat only (about 2 s for 100,000 files), so a status view can call it when shown; it
+    uses the caller's open (possibly read-only) store.
     """
-    store = Store(settings.db_path, readonly=True)
-    try:
-        plan = plan_changes(store, model_id, record_online=False)
-    finally:
-        store.close()
+    plan = plan_changes(store, model_id, record_online=False)
     return PendingFiles(len(plan.work), len(plan.missing))
 
 

@@ -217,7 +217,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     store = Store(settings.db_path)
     model_id = model_id_for(settings)
     counts = store.counts()
-    pending = count_pending(settings, model_id)  # stat only: new, changed and gone files
+    pending = count_pending(store, model_id)  # stat only: new, changed and gone files
     try:
         loaded = VectorIndex.load(settings.index_path, model_id)
         size, kind = loaded.ntotal, loaded.describe()

@@ -23,7 +23,7 @@ def show_status(service: SearchService, settings: Settings) -> None:
     status = service.library_status()
     if _is_running(status.last_run, settings):
         _live_progress(service, settings)
-    _show_counts(status, _pending(settings, status.model_id, service.store.generation()))
+    _show_counts(status, _pending(service, str(settings.data_dir), service.store.generation()))
     _show_library(status, settings)
     _show_failures(status, settings)
     with st.expander("Add a photo folder"):
@@ -55,9 +55,9 @@ def _live_progress(service: SearchService, settings: Settings) -> None:
 
 
 @st.cache_data(ttl=PENDING_TTL_S, show_spinner="Checking the photo folders...")
-def _pending(settings: Settings, model_id: str, generation: int) -> PendingFiles:
-    """Stat-only diff of the folders against the library; ``generation`` keys it to the store."""
-    return count_pending(settings, model_id)
+def _pending(_service: SearchService, data_dir: str, generation: int) -> PendingFiles:
+    """Stat-only diff of the folders against the library, cached per library and generation."""
+    return count_pending(_service.store, _service.embedder.model_id)
 
 
 def _show_counts(status: LibraryStatus, pending: PendingFiles) -> None:
