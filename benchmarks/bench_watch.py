@@ -81,7 +81,16 @@ def build_library(base: Path, files: int, distinct: int) -> Path:
 
 
 def cli(data: Path, weights: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "searchapp", "--data-dir", str(data), "--weights", weights, *args]
+    return [
+        sys.executable,
+        "-m",
+        "searchapp.cli",
+        "--data-dir",
+        str(data),
+        "--weights",
+        weights,
+        *args,
+    ]
 
 
 def env() -> dict:

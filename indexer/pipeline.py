@@ -15,8 +15,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from searchapp.indexer.scanner import ScannedFile, scan_paths, scan_root
 
-from indexer.scanner import ScannedFile, scan_paths, scan_root
 from searchapp.config import Settings
 from searchapp.decoder import decode_photo, hash_bytes, read_file
 from searchapp.embedder import ImageEncoder, set_torch_threads

@@ -11,9 +11,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from indexer.handoff import submit_request, wait_for_answer, withdraw_request
-from indexer.lock import WriterInfo, WriterLock, read_writer
-from indexer.pipeline import IndexRun, IndexStats, ProgressCallback, plan_changes
+from searchapp.indexer.handoff import submit_request, wait_for_answer, withdraw_request
+from searchapp.indexer.lock import WriterInfo, WriterLock, read_writer
+from searchapp.indexer.pipeline import IndexRun, IndexStats, ProgressCallback, plan_changes
+
 from searchapp.config import Settings
 from searchapp.embedder import ImageEncoder, LazyEmbedder
 from searchapp.errors import DiskFullError, SearchAppError, WriterBusyError

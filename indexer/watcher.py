@@ -28,20 +28,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
-from watchdog.observers.polling import PollingObserver
-
-from indexer.handoff import (
+from searchapp.indexer.handoff import (
     Request,
     answer_request,
     has_requests,
     remove_stale_answers,
     take_requests,
 )
-from indexer.lock import WriterLock, read_writer
-from indexer.pipeline import IndexRun, IndexStats, Progress
+from searchapp.indexer.lock import WriterLock, read_writer
+from searchapp.indexer.pipeline import IndexRun, IndexStats, Progress
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
 from searchapp.config import Settings
 from searchapp.decoder import is_photo_name
 from searchapp.embedder import ImageEncoder, LazyEmbedder

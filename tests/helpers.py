@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from searchapp.indexer.pipeline import IndexRun, IndexStats
 
-from indexer.pipeline import IndexRun, IndexStats
 from searchapp.config import Settings
 from searchapp.embedder import ClipEmbedder
 from searchapp.search import SearchService

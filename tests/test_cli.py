@@ -16,7 +16,7 @@ def run(data_dir, *args, check=True):  # noqa: ANN001, ANN002
         os.environ, SEARCHAPP_WEIGHTS="random", SEARCHAPP_PRECISION="fp32", HF_HUB_OFFLINE="1"
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "searchapp", "--data-dir", str(data_dir), *args],
+        [sys.executable, "-m", "searchapp.cli", "--data-dir", str(data_dir), *args],
         capture_output=True,
         text=True,
         env=env,
@@ -77,7 +77,7 @@ def test_missing_weights_message(tmp_path):
     d = tmp_path / "p"
     d.mkdir()
     proc = subprocess.run(
-        [sys.executable, "-m", "searchapp", "--data-dir", str(tmp_path / "l"), "index", str(d)],
+        [sys.executable, "-m", "searchapp.cli", "--data-dir", str(tmp_path / "l"), "index", str(d)],
         capture_output=True,
         text=True,
         env=env,

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 WRITER = """
 import sys
-import indexer.pipeline as pipeline
+import searchapp.indexer.pipeline as pipeline
 pipeline.SAVE_EVERY_S = 0.5  # swap the FAISS file often while the reader reads it
 from searchapp.cli import main
 sys.exit(main(sys.argv[1:]))
@@ -122,7 +122,7 @@ def test_searches_during_indexing_never_fail_and_only_grow(tmp_path):
     writer_cmd = [sys.executable, "-c", WRITER, "--data-dir", str(data), "--batch-size", "16"]
     # the store exists before the reader opens it; the writer adds the root and indexes
     subprocess.run(
-        [sys.executable, "-m", "searchapp", "--data-dir", str(data), "roots", "add", str(root)],
+        [sys.executable, "-m", "searchapp.cli", "--data-dir", str(data), "roots", "add", str(root)],
         env=env,
         check=True,
         capture_output=True,

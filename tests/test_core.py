@@ -73,7 +73,8 @@ def test_incremental_runs_count_model_calls(settings, embedder, photos):
 
 
 def test_unchanged_library_never_loads_the_model(settings, embedder, photos):
-    from indexer.service import index_library
+    from searchapp.indexer.service import index_library
+
     from searchapp.embedder import LazyEmbedder
 
     index_once(settings, embedder, photos)

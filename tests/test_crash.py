@@ -78,7 +78,7 @@ def start_index(data: Path, root: Path, log: Path, fault: str | None) -> subproc
     env.pop("SEARCHAPP_FAULT", None)
     if fault:
         env["SEARCHAPP_FAULT"] = fault
-    cmd = [sys.executable, "-m", "searchapp", "--data-dir", str(data)]
+    cmd = [sys.executable, "-m", "searchapp.cli", "--data-dir", str(data)]
     cmd += ["--batch-size", str(BATCH), "index", str(root)]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -221,7 +221,7 @@ def tiny_disk(tmp_path):  # noqa: ANN201
 def cli(data: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", SEARCHAPP_WEIGHTS="random")
     env["SEARCHAPP_PRECISION"] = "fp32"
-    cmd = [sys.executable, "-m", "searchapp", "--data-dir", str(data), *args]
+    cmd = [sys.executable, "-m", "searchapp.cli", "--data-dir", str(data), *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 

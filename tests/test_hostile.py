@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import searchapp.indexer.pipeline as pipeline
 from PIL import Image
 
-import indexer.pipeline as pipeline
 from searchapp.decoder import decode_photo, hash_bytes
 from searchapp.errors import ImageDecodeError
 from searchapp.store import STATUS_FAILED, STATUS_INDEXED, Store
@@ -240,7 +240,16 @@ def _without_root_powers() -> list[str]:
 
 def _index_cli(prefix: list[str], data: Path, root: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", SEARCHAPP_WEIGHTS="random")
-    cmd = [*prefix, sys.executable, "-m", "searchapp", "--data-dir", str(data), "index", str(root)]
+    cmd = [
+        *prefix,
+        sys.executable,
+        "-m",
+        "searchapp.cli",
+        "--data-dir",
+        str(data),
+        "index",
+        str(root),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     return proc

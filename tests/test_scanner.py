@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from indexer.scanner import scan_paths, scan_root
+from searchapp.indexer.scanner import scan_paths, scan_root
+
 from searchapp.paths import is_under
 
 

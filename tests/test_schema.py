@@ -89,7 +89,7 @@ def test_newer_schema_is_refused_and_left_untouched(tmp_path):
 
     env = dict(os.environ, HF_HUB_OFFLINE="1", SEARCHAPP_WEIGHTS="random")
     proc = subprocess.run(
-        [sys.executable, "-m", "searchapp", "--data-dir", str(data), "status"],
+        [sys.executable, "-m", "searchapp.cli", "--data-dir", str(data), "status"],
         capture_output=True,
         text=True,
         env=env,

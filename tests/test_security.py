@@ -23,7 +23,7 @@ from tests.helpers import index_once, service
 from tests.test_hostile import jpeg_bytes, png_bomb
 
 REPO = Path(__file__).resolve().parent.parent
-APP_DIRS = ("searchapp", "indexer", "ui")
+APP_DIRS = ("searchapp", "indexer", "ui", "cli")
 UNSAFE = (r"shell\s*=\s*True", r"\bpickle\b", r"\bos\.system\(", r"(?<![.\w])eval\(")
 
 
@@ -130,7 +130,7 @@ def test_ui_listens_on_loopback_only(tmp_path):
         pytest.skip("this machine has no local address besides loopback to test against")
     port = _free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", SEARCHAPP_WEIGHTS="random")
-    cmd = [sys.executable, "-m", "searchapp", "--data-dir", str(tmp_path / "lib"), "ui"]
+    cmd = [sys.executable, "-m", "searchapp.cli", "--data-dir", str(tmp_path / "lib"), "ui"]
     proc = subprocess.Popen(
         [*cmd, "--port", str(port)],
         env=env,

@@ -65,7 +65,7 @@ def shared_library(tmp_path_factory, embedder):  # noqa: ANN001, ANN201
 def test_empty_library_offers_to_add_a_folder_and_index_it(
     monkeypatch, tmp_path, settings, photos
 ) -> None:  # noqa: ANN001
-    from indexer.lock import WriterLock
+    from searchapp.indexer.lock import WriterLock
 
     at = _app(monkeypatch, settings.data_dir).run()
     assert not at.exception
@@ -271,7 +271,8 @@ def test_status_lists_failed_files_and_retries_them(
 
 
 def test_status_shows_a_run_in_progress(monkeypatch, shared_library) -> None:  # noqa: ANN001
-    from indexer.lock import WriterLock
+    from searchapp.indexer.lock import WriterLock
+
     from searchapp.store import Store
 
     settings, _ = shared_library

@@ -12,9 +12,9 @@ import traceback
 from pathlib import Path
 
 import pytest
+from searchapp.indexer.watcher import run_watch
 from watchdog.observers import Observer
 
-from indexer.watcher import run_watch
 from searchapp.decoder import hash_bytes
 from searchapp.errors import WriterBusyError
 from searchapp.search import SearchService

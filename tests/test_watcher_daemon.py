@@ -32,7 +32,7 @@ TIMEOUT_S = 120.0
 
 def searchapp(lib: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:  # noqa: ANN003
     return subprocess.run(
-        [sys.executable, "-m", "searchapp", "--data-dir", str(lib), *args],
+        [sys.executable, "-m", "searchapp.cli", "--data-dir", str(lib), *args],
         capture_output=True,
         text=True,
         env=ENV,
@@ -76,7 +76,15 @@ class Daemon:
         self.log_path = lib.parent / f"watch-{time.monotonic_ns()}.log"
         self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "searchapp", "--data-dir", str(lib), "watch", *map(str, paths)],
+            [
+                sys.executable,
+                "-m",
+                "searchapp.cli",
+                "--data-dir",
+                str(lib),
+                "watch",
+                *map(str, paths),
+            ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env=ENV,

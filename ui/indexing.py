@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
+from searchapp.indexer.lock import WriterInfo, read_writer
+from searchapp.indexer.pipeline import Progress
+from searchapp.indexer.service import index_library
+from searchapp.ui.resources import get_embedder
 
-from indexer.lock import WriterInfo, read_writer
-from indexer.pipeline import Progress
-from indexer.service import index_library
 from searchapp.config import Settings
 from searchapp.errors import SearchAppError
-from ui.resources import get_embedder
 
 FLASH = "flash"
 WATCHER_WAIT_S = 600.0

@@ -112,14 +112,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _say_waiting(holder) -> None:  # noqa: ANN001 - indexer.lock.WriterInfo | None
-    from indexer.lock import describe_writer
+    from searchapp.indexer.lock import describe_writer
 
     who = describe_writer(holder, "another process")
     print(f"{who} is writing this library; waiting for it...", file=sys.stderr)
 
 
 def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
-    from indexer.service import index_library
+    from searchapp.indexer.service import index_library
+
     from searchapp.store import Store
 
     store = Store(settings.db_path)
@@ -209,7 +210,8 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from indexer.service import count_pending
+    from searchapp.indexer.service import count_pending
+
     from searchapp.embedder import RANDOM_WARNING, model_id_for
     from searchapp.store import Store
     from searchapp.vectors import IndexFileError, VectorIndex
@@ -268,7 +270,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 def _writer_status(settings: Settings) -> dict:
     """Who writes the library now, and whether that is a watcher (for ``status``)."""
-    from indexer.lock import read_writer
+    from searchapp.indexer.lock import read_writer
 
     holder = read_writer(settings)
     writer = holder.__dict__ if holder else None
@@ -298,7 +300,8 @@ def _describe_daemon(d: dict) -> str:
 
 
 def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
-    from indexer.lock import read_writer
+    from searchapp.indexer.lock import read_writer
+
     from searchapp.store import Store
 
     store = Store(settings.db_path)
@@ -329,8 +332,9 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
 
 def _remove_root(settings: Settings, store, path: str) -> tuple[str, int]:  # noqa: ANN001
     """Forget a root: by the running watcher if there is one, else under the writer lock."""
-    from indexer.lock import WriterLock
-    from indexer.service import ask_watcher
+    from searchapp.indexer.lock import WriterLock
+    from searchapp.indexer.service import ask_watcher
+
     from searchapp.embedder import model_id_for
     from searchapp.vectors import IndexFileError, VectorIndex
 
@@ -354,7 +358,8 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from indexer.watcher import run_watch
+    from searchapp.indexer.watcher import run_watch
+
     from searchapp.store import Store
 
     if args.reconcile_interval is not None:
@@ -372,7 +377,7 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
-        logging.getLogger("indexer.watcher").info("watch: stopping (signal %d)", signum)
+        logging.getLogger("searchapp.indexer.watcher").info("watch: stopping (signal %d)", signum)
         stop.set()
         signal.signal(signum, signal.SIG_DFL)  # a second Ctrl-C or SIGTERM ends it at once
 
@@ -387,15 +392,19 @@ def _log_like_a_daemon(verbose: bool) -> None:
     """Timestamped lines; one INFO line per batch, every event with --verbose."""
     for handler in logging.getLogger().handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger("indexer").setLevel(logging.INFO)
-    logging.getLogger("indexer.watcher").setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("searchapp.indexer").setLevel(logging.INFO)
+    logging.getLogger("searchapp.indexer.watcher").setLevel(
+        logging.DEBUG if verbose else logging.INFO
+    )
 
 
 def cmd_ui(settings: Settings, args: argparse.Namespace) -> int:
     import os
     import subprocess
 
-    app = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+    import searchapp.ui
+
+    app = Path(searchapp.ui.__file__).resolve().parent / "app.py"
     if not app.exists():
         print(f"searchapp: the web page is missing ({app}); reinstall searchapp", file=sys.stderr)
         return 1

@@ -1,3 +1,0 @@
-from searchapp.cli import main
-
-raise SystemExit(main())
