@@ -120,7 +120,6 @@ def _say_waiting(holder) -> None:  # noqa: ANN001 - indexer.lock.WriterInfo | No
 
 def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
     from searchapp.indexer.service import index_library
-
     from searchapp.store import Store
 
     store = Store(settings.db_path)
@@ -210,9 +209,8 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from searchapp.indexer.service import count_pending
-
     from searchapp.embedder import RANDOM_WARNING, model_id_for
+    from searchapp.plan import count_pending
     from searchapp.store import Store
     from searchapp.vectors import IndexFileError, VectorIndex
 
@@ -301,7 +299,6 @@ def _describe_daemon(d: dict) -> str:
 
 def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
     from searchapp.indexer.lock import read_writer
-
     from searchapp.store import Store
 
     store = Store(settings.db_path)
@@ -332,10 +329,9 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
 
 def _remove_root(settings: Settings, store, path: str) -> tuple[str, int]:  # noqa: ANN001
     """Forget a root: by the running watcher if there is one, else under the writer lock."""
+    from searchapp.embedder import model_id_for
     from searchapp.indexer.lock import WriterLock
     from searchapp.indexer.service import ask_watcher
-
-    from searchapp.embedder import model_id_for
     from searchapp.vectors import IndexFileError, VectorIndex
 
     target = str(Path(path).expanduser().resolve())
@@ -359,7 +355,6 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     import threading
 
     from searchapp.indexer.watcher import run_watch
-
     from searchapp.store import Store
 
     if args.reconcile_interval is not None:

@@ -15,22 +15,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from searchapp.indexer.scanner import ScannedFile, scan_paths, scan_root
 
 from searchapp.config import Settings
 from searchapp.decoder import decode_photo, hash_bytes, read_file
 from searchapp.embedder import ImageEncoder, set_torch_threads
 from searchapp.errors import ImageDecodeError
 from searchapp.faults import fault_point, trace
-from searchapp.paths import is_under
+from searchapp.plan import Plan, WorkItem, plan_changes
 from searchapp.store import (
     STATUS_INDEXED,
     BatchWrite,
     FailureWrite,
-    KnownFile,
     MoveWrite,
     PhotoWrite,
-    RootRecord,
     Store,
 )
 from searchapp.thumbnails import remove_orphan_thumbnails, write_thumbnail
@@ -78,15 +75,8 @@ ProgressCallback = Callable[[Progress], None]
 
 
 @dataclass
-class _Work:
-    root_id: int
-    file: ScannedFile
-    known: KnownFile | None
-
-
-@dataclass
 class _Decoded:
-    work: _Work
+    work: WorkItem
     content_hash: str | None = None
     pixels: np.ndarray | None = None
     photo: PhotoWrite | None = None
@@ -127,84 +117,6 @@ class _Counter:
             return False
         self.last_save = time.monotonic()
         return True
-
-
-@dataclass
-class Plan:
-    """What a run has to do: files to read, stored photos whose file is gone."""
-
-    work: list[_Work] = field(default_factory=list)
-    missing: dict[int, KnownFile] = field(default_factory=dict)  # photo id -> gone file
-    unchanged: int = 0
-    offline_roots: int = 0
-
-
-def plan_changes(
-    store: Store, model_id: str, paths: list[str] | None = None, *, record_online: bool = True
-) -> Plan:
-    """Diff the roots on disk against the store by stat alone (no file is read).
-
-    ``record_online`` stores which roots are mounted; a read-only look (the status page's
-    pending count) passes False.
-    """
-    plan = Plan()
-    for root in store.list_roots():
-        online = _is_scannable(store, root, record_online)
-        if record_online and online != root.online:
-            store.set_root_online(root.id, online)
-        if not online:
-            plan.offline_roots += 1  # unmounted drive: keep its photos, never read as deleted
-            continue
-        _plan_root(plan, root.id, root.path, store.known_files(root.id, model_id), paths)
-    return plan
-
-
-def _is_scannable(store: Store, root: RootRecord, record: bool) -> bool:
-    """Whether the root's folder is there, and is not a mount point its drive left empty.
-
-    An unmounted drive often leaves its mount point behind as an empty folder on another
-    device; reading that as "every photo was deleted" would drop the whole library. The
-    device of the last non-empty scan is kept in meta (``record``) to tell the two apart.
-    """
-    try:
-        device = os.stat(root.path).st_dev
-        with os.scandir(root.path) as entries:
-            empty = next(entries, None) is None
-    except OSError:
-        return False  # gone, or not a folder
-    known = store.root_device(root.id)
-    if empty and known is not None and known != device:
-        return False  # its drive is away: keep its photos
-    if record and not empty and known != device:
-        store.set_root_device(root.id, device)
-    return True
-
-
-def _plan_root(
-    plan: Plan, root_id: int, root_path: str, known: dict[str, KnownFile], paths: list[str] | None
-) -> None:
-    seen: set[str] = set()
-    unreadable: list[str] = []
-    for f in scan_paths(root_path, paths) if paths else scan_root(root_path):
-        seen.add(f.path)
-        fault_point("scan")
-        if f.error:
-            unreadable.append(f.path)
-        k = known.get(f.path)
-        if (
-            k
-            and k.size == f.size
-            and k.mtime_ns == f.mtime_ns
-            and (k.status != STATUS_INDEXED or k.embedded)
-        ):
-            plan.unchanged += 1
-        else:
-            plan.work.append(_Work(root_id, f, k))
-    for path, k in known.items():
-        if path in seen or _under_any(path, unreadable):
-            continue  # present, or not visible right now (never read as deleted)
-        if not paths or _under_any(path, paths):
-            plan.missing[k.id] = k
 
 
 class IndexRun:
@@ -334,7 +246,7 @@ class IndexRun:
         if counter.save_due():
             self.index.save(self.settings.index_path, self.store.generation())
 
-    def _decoded(self, work: list[_Work], moved_from: dict) -> Iterator[list[_Decoded]]:
+    def _decoded(self, work: list[WorkItem], moved_from: dict) -> Iterator[list[_Decoded]]:
         """Decode in worker threads, in order, a bounded window ahead of the model."""
         workers = decode_workers(self.settings)
         size = self.settings.batch_size
@@ -349,7 +261,7 @@ class IndexRun:
             for futures in pending:
                 yield [f.result() for f in futures]
 
-    def _decode_one(self, w: _Work, moved_from: dict) -> _Decoded:
+    def _decode_one(self, w: WorkItem, moved_from: dict) -> _Decoded:
         if w.file.error:
             return _Decoded(w, failure=f"folder cannot be read ({w.file.error.lower()})")
         try:
@@ -412,7 +324,7 @@ class IndexRun:
             stats.moved += 1
             return
         if d.photo is None:  # hash matched a move target that another file took: decode now
-            d = self._decode_one(_Work(w.root_id, w.file, None), {})
+            d = self._decode_one(WorkItem(w.root_id, w.file, None), {})
             if d.failure is not None or d.photo is None:
                 self._classify(d, batch, to_embed, {}, plan, stats)
                 return
@@ -479,7 +391,3 @@ def model_threads(settings: Settings) -> int:
     if settings.torch_threads:
         return settings.torch_threads
     return max(1, (os.cpu_count() or 2) // model_lanes(settings, "cpu"))
-
-
-def _under_any(path: str, folders: list[str]) -> bool:
-    return any(is_under(path, f) for f in folders)

@@ -9,15 +9,13 @@ from __future__ import annotations
 import errno
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-
-from searchapp.indexer.handoff import submit_request, wait_for_answer, withdraw_request
-from searchapp.indexer.lock import WriterInfo, WriterLock, read_writer
-from searchapp.indexer.pipeline import IndexRun, IndexStats, ProgressCallback, plan_changes
 
 from searchapp.config import Settings
 from searchapp.embedder import ImageEncoder, LazyEmbedder
 from searchapp.errors import DiskFullError, SearchAppError, WriterBusyError
+from searchapp.indexer.handoff import submit_request, wait_for_answer, withdraw_request
+from searchapp.indexer.lock import WriterInfo, WriterLock, read_writer
+from searchapp.indexer.pipeline import IndexRun, IndexStats, ProgressCallback
 from searchapp.store import Store
 from searchapp.vectors import open_index
 
@@ -73,24 +71,6 @@ def index_library(
     finally:
         store.close()
         lock.release()
-
-
-@dataclass(frozen=True)
-class PendingFiles:
-    """What the next run would do, by stat alone: files to read, photos whose file is gone."""
-
-    to_index: int
-    to_remove: int
-
-
-def count_pending(store: Store, model_id: str) -> PendingFiles:
-    """Compare the photo folders with the library without reading a photo or writing.
-
-    Stat only (about 2 s for 100,000 files), so a status view can call it when shown; it
-    uses the caller's open (possibly read-only) store.
-    """
-    plan = plan_changes(store, model_id, record_online=False)
-    return PendingFiles(len(plan.work), len(plan.missing))
 
 
 def _hand_to_watcher(

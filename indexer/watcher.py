@@ -28,15 +28,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from searchapp.indexer.handoff import (
-    Request,
-    answer_request,
-    has_requests,
-    remove_stale_answers,
-    take_requests,
-)
-from searchapp.indexer.lock import WriterLock, read_writer
-from searchapp.indexer.pipeline import IndexRun, IndexStats, Progress
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
@@ -46,6 +37,15 @@ from searchapp.config import Settings
 from searchapp.decoder import is_photo_name
 from searchapp.embedder import ImageEncoder, LazyEmbedder
 from searchapp.errors import SearchAppError, StoreError, WriterBusyError
+from searchapp.indexer.handoff import (
+    Request,
+    answer_request,
+    has_requests,
+    remove_stale_answers,
+    take_requests,
+)
+from searchapp.indexer.lock import WriterLock, read_writer
+from searchapp.indexer.pipeline import IndexRun, IndexStats, Progress
 from searchapp.paths import is_under
 from searchapp.store import RootRecord, Store
 from searchapp.vectors import open_index

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from searchapp.indexer.pipeline import IndexRun, IndexStats
 
 from searchapp.config import Settings
 from searchapp.embedder import ClipEmbedder
+from searchapp.indexer.pipeline import IndexRun, IndexStats
 from searchapp.search import SearchService
 from searchapp.store import Store
 from searchapp.vectors import open_index

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import searchapp.indexer.pipeline as pipeline
 from PIL import Image
 
+import searchapp.indexer.pipeline as pipeline
 from searchapp.decoder import decode_photo, hash_bytes
 from searchapp.errors import ImageDecodeError
 from searchapp.store import STATUS_FAILED, STATUS_INDEXED, Store

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from searchapp.indexer.scanner import scan_paths, scan_root
-
 from searchapp.paths import is_under
+from searchapp.scanner import scan_paths, scan_root
 
 
 def _tree(root: Path, outside: Path) -> None:

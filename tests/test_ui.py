@@ -272,7 +272,6 @@ def test_status_lists_failed_files_and_retries_them(
 
 def test_status_shows_a_run_in_progress(monkeypatch, shared_library) -> None:  # noqa: ANN001
     from searchapp.indexer.lock import WriterLock
-
     from searchapp.store import Store
 
     settings, _ = shared_library

@@ -12,11 +12,11 @@ import traceback
 from pathlib import Path
 
 import pytest
-from searchapp.indexer.watcher import run_watch
 from watchdog.observers import Observer
 
 from searchapp.decoder import hash_bytes
 from searchapp.errors import WriterBusyError
+from searchapp.indexer.watcher import run_watch
 from searchapp.search import SearchService
 from searchapp.store import Store
 from tests.helpers import wait_for, write_jpegs

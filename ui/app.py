@@ -9,13 +9,13 @@ reads the library through ``SearchService`` and indexes only through ``index_lib
 from __future__ import annotations
 
 import streamlit as st
+
+from searchapp.config import Settings, load_settings
+from searchapp.errors import SearchAppError
 from searchapp.ui.indexing import add_folder_form, show_flash
 from searchapp.ui.resources import get_service
 from searchapp.ui.search_view import show_search
 from searchapp.ui.status_view import show_status
-
-from searchapp.config import Settings, load_settings
-from searchapp.errors import SearchAppError
 
 RANDOM_BANNER = (
     "Random model weights are in use (SEARCHAPP_WEIGHTS=random): search results carry no "

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
+
+from searchapp.config import Settings
+from searchapp.errors import SearchAppError
 from searchapp.indexer.lock import WriterInfo, read_writer
 from searchapp.indexer.pipeline import Progress
 from searchapp.indexer.service import index_library
 from searchapp.ui.resources import get_embedder
-
-from searchapp.config import Settings
-from searchapp.errors import SearchAppError
 
 FLASH = "flash"
 WATCHER_WAIT_S = 600.0

@@ -12,7 +12,6 @@ from datetime import time as dtime
 from pathlib import Path
 
 import streamlit as st
-from searchapp.ui.resources import get_preview
 
 from searchapp.config import Settings
 from searchapp.errors import SearchAppError
@@ -21,6 +20,7 @@ from searchapp.search import QueryPart, SearchPage, SearchResult, SearchService,
 from searchapp.search import parse_query as parse_text
 from searchapp.store import PhotoFilter
 from searchapp.thumbnails import thumbnail_path
+from searchapp.ui.resources import get_preview
 
 COLUMNS = 4
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "heic", "heif"]

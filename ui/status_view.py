@@ -6,13 +6,13 @@ import time
 from datetime import datetime
 
 import streamlit as st
-from searchapp.indexer.lock import read_writer
-from searchapp.indexer.service import PendingFiles, count_pending
-from searchapp.ui.indexing import add_folder_form, run_indexing
 
 from searchapp.config import Settings
+from searchapp.indexer.lock import read_writer
+from searchapp.plan import PendingFiles, count_pending
 from searchapp.search import LibraryStatus, SearchService
 from searchapp.store import RunRecord
+from searchapp.ui.indexing import add_folder_form, run_indexing
 
 LIVE_EVERY_S = 1.0
 PENDING_TTL_S = 15  # new files on disk show up in the count within this long
