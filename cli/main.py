@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _say_waiting(holder) -> None:  # noqa: ANN001 - indexer.lock.WriterInfo | None
-    from searchapp.indexer.lock import describe_writer
+    from searchapp.activity import describe_writer
 
     who = describe_writer(holder, "another process")
     print(f"{who} is writing this library; waiting for it...", file=sys.stderr)
@@ -268,7 +268,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 def _writer_status(settings: Settings) -> dict:
     """Who writes the library now, and whether that is a watcher (for ``status``)."""
-    from searchapp.indexer.lock import read_writer
+    from searchapp.activity import read_writer
 
     holder = read_writer(settings)
     writer = holder.__dict__ if holder else None
@@ -298,7 +298,7 @@ def _describe_daemon(d: dict) -> str:
 
 
 def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
-    from searchapp.indexer.lock import read_writer
+    from searchapp.activity import read_writer
     from searchapp.store import Store
 
     store = Store(settings.db_path)

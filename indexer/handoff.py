@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from searchapp.atomic import write_atomic
 from searchapp.config import Settings
 
 ANSWER_KEEP_S = 3600.0  # answers nobody collected (the caller died) are removed after this
@@ -43,9 +44,7 @@ def _folder(settings: Settings) -> Path:
 
 
 def _write_json(path: Path, value: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(value).encode())
 
 
 def submit_request(settings: Settings, action: str, **fields: object) -> Request:

@@ -12,29 +12,14 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict
 
-import psutil
 from filelock import FileLock, Timeout
 
+from searchapp.activity import WriterInfo, describe_writer, read_writer, writer_info_path
+from searchapp.atomic import write_atomic
 from searchapp.config import Settings
 from searchapp.errors import WriterBusyError
-
-
-@dataclass(frozen=True)
-class WriterInfo:
-    """Who holds the writer lock: ``kind`` is ``index``, ``watch`` or ``ui``."""
-
-    pid: int
-    kind: str
-    since: float
-    last_activity: float
-    activity: str = ""  # what the holder last did, e.g. "added 3, removed 1"
-
-
-def _info_path(settings: Settings) -> Path:
-    return settings.data_dir / "writer.json"
 
 
 class WriterLock:
@@ -70,14 +55,11 @@ class WriterLock:
     def touch(self, activity: str = "") -> None:
         """Record activity now (the daemon calls this after each batch)."""
         info = WriterInfo(os.getpid(), self.kind, self._since, time.time(), activity)
-        path = _info_path(self.settings)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(asdict(info)))
-        os.replace(tmp, path)
+        write_atomic(writer_info_path(self.settings), json.dumps(asdict(info)).encode())
 
     def release(self) -> None:
         if self._lock.is_locked:
-            _info_path(self.settings).unlink(missing_ok=True)
+            writer_info_path(self.settings).unlink(missing_ok=True)
             self._lock.release()
 
     def __enter__(self) -> WriterLock:
@@ -85,34 +67,6 @@ class WriterLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-def read_writer(settings: Settings) -> WriterInfo | None:
-    """The live holder of the writer lock, or None (a dead holder's file is ignored)."""
-    try:
-        info = WriterInfo(**json.loads(_info_path(settings).read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-    if not _alive_since(info.pid, info.since):
-        return None
-    return info
-
-
-def _alive_since(pid: int, since: float) -> bool:
-    """True when ``pid`` runs and was started before ``since`` (a reused pid is not it)."""
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        started = proc.create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
-        return psutil.pid_exists(pid)
-    return started <= since + 1.0
-
-
-def describe_writer(holder: WriterInfo | None, nobody: str = "another searchapp process") -> str:
-    """``'searchapp watch' (pid 42)``, or ``nobody`` when the holder is unknown."""
-    return f"'searchapp {holder.kind}' (pid {holder.pid})" if holder else nobody
 
 
 def _busy_message(settings: Settings, holder: WriterInfo | None) -> str:

@@ -33,6 +33,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from searchapp.activity import read_writer
 from searchapp.config import Settings
 from searchapp.decoder import is_photo_name
 from searchapp.embedder import ImageEncoder, LazyEmbedder
@@ -44,7 +45,7 @@ from searchapp.indexer.handoff import (
     remove_stale_answers,
     take_requests,
 )
-from searchapp.indexer.lock import WriterLock, read_writer
+from searchapp.indexer.lock import WriterLock
 from searchapp.indexer.pipeline import IndexRun, IndexStats, Progress
 from searchapp.paths import is_under
 from searchapp.store import RootRecord, Store

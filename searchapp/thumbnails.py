@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from PIL import Image
+
+from searchapp.atomic import atomic_writer
 
 THUMB_SIZE = 384
 THUMB_QUALITY = 82
@@ -22,17 +22,10 @@ def write_thumbnail(thumbs_dir: Path, content_hash: str, image: Image.Image) -> 
     target = thumbnail_path(thumbs_dir, content_hash)
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     thumb = image.copy()
     thumb.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BILINEAR)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".jpg")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            thumb.convert("RGB").save(f, "JPEG", quality=THUMB_QUALITY)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(target) as f:
+        thumb.convert("RGB").save(f, "JPEG", quality=THUMB_QUALITY)
     return target
 
 
@@ -46,7 +39,7 @@ def remove_orphan_thumbnails(thumbs_dir: Path, keep: Iterable[str]) -> int:
         if not sub.is_dir():
             continue
         for f in sub.iterdir():
-            if f.name.startswith(".tmp-") or f.stem not in keep_set:
+            if f.name.startswith(".") or f.stem not in keep_set:
                 f.unlink(missing_ok=True)
                 removed += 1
     return removed

@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import struct
-import tempfile
 import threading
 import time
 import zlib
@@ -29,6 +28,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from searchapp.atomic import atomic_writer, remove_stale_temps
 from searchapp.faults import fault_point
 from searchapp.store import Store
 
@@ -206,21 +206,11 @@ class VectorIndex:
                 "crc32": zlib.crc32(body),  # flipped bits in vectors would load silently
             }
         ).encode()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in path.parent.glob(".vectors-*.tmp"):
-            stale.unlink(missing_ok=True)  # left by a writer killed mid-save (one writer only)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".vectors-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(MAGIC + struct.pack("<I", len(header)) + header)
-                f.write(struct.pack("<Q", len(body)) + body)
-                fault_point("faiss-save")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        remove_stale_temps(path)  # left by a writer killed mid-save (one writer only)
+        with atomic_writer(path, durable=True) as f:
+            f.write(MAGIC + struct.pack("<I", len(header)) + header)
+            f.write(struct.pack("<Q", len(body)) + body)
+            fault_point("faiss-save")
 
     @classmethod
     def load(cls, path: Path, model_id: str) -> VectorIndex:

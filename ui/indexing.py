@@ -6,9 +6,9 @@ from pathlib import Path
 
 import streamlit as st
 
+from searchapp.activity import WriterInfo, read_writer
 from searchapp.config import Settings
 from searchapp.errors import SearchAppError
-from searchapp.indexer.lock import WriterInfo, read_writer
 from searchapp.indexer.pipeline import Progress
 from searchapp.indexer.service import index_library
 from searchapp.ui.resources import get_embedder

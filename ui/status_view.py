@@ -7,8 +7,8 @@ from datetime import datetime
 
 import streamlit as st
 
+from searchapp.activity import read_writer
 from searchapp.config import Settings
-from searchapp.indexer.lock import read_writer
 from searchapp.plan import PendingFiles, count_pending
 from searchapp.search import LibraryStatus, SearchService
 from searchapp.store import RunRecord

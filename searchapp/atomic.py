@@ -1,0 +1,51 @@
+"""Atomic file writes: readers see the old file or the new one, never half of one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+TEMP_SUFFIX = ".tmp"
+
+
+def temp_prefix(path: Path) -> str:
+    """Temp files for ``path`` start with this (hidden, so scanners and watchers skip them)."""
+    return f".{path.name}."
+
+
+@contextmanager
+def atomic_writer(path: Path, *, durable: bool = False) -> Iterator[BinaryIO]:
+    """A binary file that replaces ``path`` in one rename when the block exits cleanly.
+
+    The temp file is created 0600 beside ``path`` (same filesystem, so the rename is
+    atomic) and removed on any error. ``durable`` fsyncs before the rename, for files a
+    power cut must not leave empty.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=TEMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
+    """Replace ``path`` with ``data`` atomically (see :func:`atomic_writer`)."""
+    with atomic_writer(path, durable=durable) as f:
+        f.write(data)
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Delete temp files a writer killed mid-write left beside ``path``."""
+    for stale in path.parent.glob(f"{temp_prefix(path)}*{TEMP_SUFFIX}"):
+        stale.unlink(missing_ok=True)
