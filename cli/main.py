@@ -119,37 +119,30 @@ def _say_waiting(holder) -> None:  # noqa: ANN001 - indexer.lock.WriterInfo | No
 
 
 def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
-    from searchapp.indexer.service import index_library
-    from searchapp.store import Store
+    from searchapp.indexer.commands import Index, absolute
+    from searchapp.indexer.writer import submit
 
-    store = Store(settings.db_path)
-    for path in args.paths:
-        store.add_root(path)
-    has_roots = bool(store.list_roots())
-    store.close()
-    if not has_roots:
-        print("searchapp: no photo folders yet; run: searchapp index PATH", file=sys.stderr)
-        return 1
-
-    handed: list = []
-
-    def on_handoff(holder) -> None:  # noqa: ANN001
-        handed.append(holder)
+    def on_handoff(holder) -> None:  # noqa: ANN001 - WriterInfo
         print(
             f"the running watcher (pid {holder.pid}) is indexing for us; waiting for it...",
             file=sys.stderr,
         )
 
+    command = Index(
+        add_roots=tuple(absolute(p) for p in args.paths), retry_failed=args.retry_failed
+    )
     with _progress_bar() as on_progress:
-        stats = index_library(
+        outcome = submit(
             settings,
-            retry_failed=args.retry_failed,
+            command,
             progress=on_progress,
             wait_s=3600,
             on_wait=_say_waiting,
             on_handoff=on_handoff,
         )
-    by = f" [done by the watcher, pid {handed[0].pid}]" if handed else ""
+    stats = outcome.stats
+    assert stats is not None  # an Index command always reports its run
+    by = f" [done by the watcher, pid {outcome.done_by}]" if outcome.done_by else ""
     print(f"{stats.summary()} ({stats.seconds:.1f} s){by}")
     if stats.offline_roots:
         print(
@@ -298,71 +291,51 @@ def _describe_daemon(d: dict) -> str:
 
 
 def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
-    from searchapp.activity import read_writer
+    from searchapp.indexer.commands import AddRoots, RemoveRoot, absolute
+    from searchapp.indexer.writer import submit, watcher_running
     from searchapp.store import Store
 
-    store = Store(settings.db_path)
-    try:
-        if args.action == "list":
+    if args.action == "list":
+        store = Store(settings.db_path)
+        try:
             for r in store.list_roots():
                 print(r.path + ("" if r.online else "  (offline)"))
-            return 0
-        if not args.paths:
-            print(f"searchapp: roots {args.action} needs at least one PATH", file=sys.stderr)
-            return 2
-        for path in args.paths:
-            if args.action == "add":
-                # registering a folder is safe beside a running watcher, which picks it up
-                added = store.add_root(path).path
-                holder = read_writer(settings)
-                if holder is not None and holder.kind == "watch":
-                    print(f"added {added}; the running watcher (pid {holder.pid}) indexes it")
-                else:
-                    print(f"added {added}; run: searchapp index")
-                continue
-            removed, count = _remove_root(settings, store, path)
-            print(f"removed {removed} and its {count} photos from the index")
-    finally:
-        store.close()
+        finally:
+            store.close()
+        return 0
+    if not args.paths:
+        print(f"searchapp: roots {args.action} needs at least one PATH", file=sys.stderr)
+        return 2
+    for path in args.paths:
+        if args.action == "add":
+            command = AddRoots((absolute(path),))
+            outcome = submit(settings, command, wait_s=3600, on_wait=_say_waiting)
+            holder = watcher_running(settings)
+            then = f"the running watcher (pid {holder.pid}) indexes it" if holder else ""
+            print(f"added {outcome.roots[0]}; {then or 'run: searchapp index'}")
+            continue
+        command = RemoveRoot(absolute(path))
+        outcome = submit(settings, command, wait_s=3600, on_wait=_say_waiting)
+        print(f"removed {outcome.roots[0]} and its {outcome.removed_photos} photos from the index")
     return 0
-
-
-def _remove_root(settings: Settings, store, path: str) -> tuple[str, int]:  # noqa: ANN001
-    """Forget a root: by the running watcher if there is one, else under the writer lock."""
-    from searchapp.embedder import model_id_for
-    from searchapp.indexer.lock import WriterLock
-    from searchapp.indexer.service import ask_watcher
-    from searchapp.vectors import IndexFileError, VectorIndex
-
-    target = str(Path(path).expanduser().resolve())
-    answer = ask_watcher(settings, "remove_root", 600, root=target)
-    if answer is not None:
-        return answer["root"], answer["removed"]
-
-    with WriterLock(settings, "index").acquire(3600, _say_waiting):
-        root, ids = store.remove_root(target)
-        try:
-            index = VectorIndex.load(settings.index_path, model_id_for(settings))
-            index.remove(ids)
-            index.save(settings.index_path, store.generation())
-        except IndexFileError:
-            pass  # rebuilt from the store on next open
-    return root.path, len(ids)
 
 
 def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from searchapp.indexer.commands import AddRoots, absolute
     from searchapp.indexer.watcher import run_watch
+    from searchapp.indexer.writer import submit
     from searchapp.store import Store
 
     if args.reconcile_interval is not None:
         settings = settings.with_overrides(reconcile_interval_s=args.reconcile_interval)
+    if args.paths:
+        roots = AddRoots(tuple(absolute(p) for p in args.paths))
+        submit(settings, roots, wait_s=3600, on_wait=_say_waiting)
     store = Store(settings.db_path)
     try:
-        for path in args.paths:
-            store.add_root(path)
         has_roots = bool(store.list_roots())
     finally:
         store.close()

@@ -1,65 +1,69 @@
-"""Work handed to the running watcher instead of writing beside it.
+"""Commands handed to the running watcher instead of writing beside it.
 
-While ``searchapp watch`` holds the writer lock, other commands that would write the
-library (``searchapp index``, ``roots remove``, the page's index button) drop a request
+While ``searchapp watch`` holds the writer lock, other processes that would write the
+library (``searchapp index``, ``roots add/remove``, the page's index button) drop a request
 file in ``<data dir>/requests/`` and wait for the answer file the watcher writes after
-doing the work itself. So there is still one writer, and nobody waits an hour for a
-daemon that never lets go of the lock. Files are written to a temp name and renamed, so
-neither side ever reads half a file.
+running the command through its own ``Writer``. So there is still one writer, and nobody
+waits an hour for a daemon that never lets go of the lock.
+
+The folder is input from outside the watcher, so its side is strict: a request is read
+only from a regular file of at most ``MAX_REQUEST_BYTES`` whose name is ``<id>.request.json``
+with a 32-hex-digit id that matches the id inside; exactly the file read is removed; an
+answer is written only under such an id; nothing in a request can stop the watcher.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import stat
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from searchapp.atomic import write_atomic
 from searchapp.config import Settings
+from searchapp.errors import HandoffError, SearchAppError
+from searchapp.indexer.commands import Command, Outcome, command_from_json, command_to_json
+
+log = logging.getLogger(__name__)
 
 ANSWER_KEEP_S = 3600.0  # answers nobody collected (the caller died) are removed after this
 POLL_S = 0.1
+MAX_REQUEST_BYTES = 64 * 1024
+REQUEST_SUFFIX = ".request.json"
+ANSWER_SUFFIX = ".answer.json"
+_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
 class Request:
-    """One piece of work for the watcher.
-
-    ``action`` is ``index`` (``paths`` None: every root) or ``remove_root`` (``root``).
-    """
+    """One command for the watcher; ``id`` names its answer."""
 
     id: str
-    action: str
-    paths: list[str] | None = None
-    retry_failed: bool = False
-    root: str | None = None
+    command: Command
 
 
-def _folder(settings: Settings) -> Path:
+def requests_folder(settings: Settings) -> Path:
     return settings.data_dir / "requests"
 
 
-def _write_json(path: Path, value: dict) -> None:
-    write_atomic(path, json.dumps(value).encode())
-
-
-def submit_request(settings: Settings, action: str, **fields: object) -> Request:
-    """Queue a request for the watcher and return it (its ``id`` names the answer)."""
-    request = Request(id=uuid.uuid4().hex, action=action, **fields)
-    folder = _folder(settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_json(folder / f"{request.id}.request.json", asdict(request))
+def submit_request(settings: Settings, command: Command) -> Request:
+    """Queue ``command`` for the watcher and return the request (the caller's side)."""
+    request = Request(uuid.uuid4().hex, command)
+    body = {"id": request.id, "command": command_to_json(command)}
+    write_atomic(_request_path(settings, request.id), json.dumps(body).encode())
     return request
 
 
 def withdraw_request(settings: Settings, request: Request) -> bool:
     """Take back a request the watcher has not started; True when it was still queued."""
     try:
-        (_folder(settings) / f"{request.id}.request.json").unlink()
+        _request_path(settings, request.id).unlink()
     except FileNotFoundError:
         return False
     return True
@@ -67,60 +71,111 @@ def withdraw_request(settings: Settings, request: Request) -> bool:
 
 def wait_for_answer(
     settings: Settings, request: Request, is_alive: Callable[[], bool], timeout_s: float
-) -> dict | None:
-    """The watcher's answer, or None when it died or ``timeout_s`` passed without one."""
-    answer = _folder(settings) / f"{request.id}.answer.json"
+) -> Outcome | None:
+    """The watcher's outcome; None when it died or ``timeout_s`` passed without one.
+
+    Raises the watcher's error as a ``SearchAppError`` when the command failed there.
+    """
+    path = _answer_path(settings, request.id)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            value = json.loads(answer.read_text())
-        except FileNotFoundError:
-            if not is_alive():
-                return _answer_after_death(answer)
-            time.sleep(POLL_S)
-            continue
-        answer.unlink(missing_ok=True)
-        return value
+        answer = _read_answer(path)
+        if answer is not None:
+            return _outcome(answer)
+        if not is_alive():
+            answer = _read_answer(path)  # it may have answered just before it exited
+            return None if answer is None else _outcome(answer)
+        time.sleep(POLL_S)
     return None
 
 
-def _answer_after_death(answer: Path) -> dict | None:
-    # the watcher may have answered just before it exited
+def _read_answer(path: Path) -> dict | None:
     try:
-        value = json.loads(answer.read_text())
+        value = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
-        return None
-    answer.unlink(missing_ok=True)
-    return value
+        return None  # not there yet (answers are renamed into place whole)
+    path.unlink(missing_ok=True)
+    return value if isinstance(value, dict) else {"ok": False, "error": "garbled answer"}
 
 
+def _outcome(answer: dict) -> Outcome:
+    if not answer.get("ok"):
+        raise SearchAppError(str(answer.get("error") or "the watcher could not do the work"))
+    return Outcome.from_json(answer.get("outcome") or {})
+
+
+# ---------------------------------------------------------------- the watcher's side
 def take_requests(settings: Settings) -> list[Request]:
-    """Queued requests, oldest first (the watcher's side)."""
-    folder = _folder(settings)
+    """Queued well-formed requests, oldest first; malformed ones are answered and removed."""
+    folder = requests_folder(settings)
     try:
-        files = sorted(folder.glob("*.request.json"), key=_mtime)
+        files = sorted((p for p in folder.iterdir() if p.name.endswith(REQUEST_SUFFIX)), key=_mtime)
     except OSError:
         return []
     out = []
     for path in files:
+        request_id = path.name[: -len(REQUEST_SUFFIX)]
         try:
-            out.append(Request(**json.loads(path.read_text())))
-        except (OSError, ValueError, TypeError):
-            path.unlink(missing_ok=True)  # withdrawn meanwhile, or not ours
+            out.append(_parse_request(path, request_id))
+        except FileNotFoundError:
+            continue  # withdrawn meanwhile
+        except HandoffError as err:
+            log.warning("watch: ignored a malformed request %r: %s", path.name, err)
+            if _ID.fullmatch(request_id):
+                _write_answer(settings, request_id, {"ok": False, "error": str(err)})
+        finally:
+            path.unlink(missing_ok=True)  # exactly the file read, whatever it held
     return out
 
 
-def answer_request(settings: Settings, request: Request, answer: dict) -> None:
-    """Publish the answer, then drop the request (the watcher's side)."""
-    folder = _folder(settings)
-    _write_json(folder / f"{request.id}.answer.json", answer)
-    (folder / f"{request.id}.request.json").unlink(missing_ok=True)
+def _parse_request(path: Path, request_id: str) -> Request:
+    if not _ID.fullmatch(request_id):
+        raise HandoffError("the file name is not <32 hex digits>.request.json")
+    try:
+        value = json.loads(_read_small_file(path))
+    except ValueError:
+        raise HandoffError("not JSON") from None
+    if not isinstance(value, dict) or value.get("id") != request_id:
+        raise HandoffError("the id inside does not match the file name")
+    return Request(request_id, command_from_json(value.get("command")))
+
+
+def _read_small_file(path: Path) -> bytes:
+    """A regular file's bytes, never following a link, blocking or reading past the cap."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise  # withdrawn: not malformed
+    except OSError as err:
+        raise HandoffError(f"cannot be opened ({err.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_REQUEST_BYTES:
+            raise HandoffError(f"not a regular file of at most {MAX_REQUEST_BYTES} bytes")
+        return os.read(fd, MAX_REQUEST_BYTES + 1)
+    finally:
+        os.close(fd)
+
+
+def answer_request(
+    settings: Settings, request: Request, outcome: Outcome | None, error: str | None = None
+) -> None:
+    """Publish what the command did (or why it failed) for the waiting caller."""
+    if error is not None:
+        answer: dict = {"ok": False, "error": error}
+    else:
+        answer = {"ok": True, "outcome": (outcome or Outcome()).to_json()}
+    _write_answer(settings, request.id, answer)
+
+
+def _write_answer(settings: Settings, request_id: str, answer: dict) -> None:
+    write_atomic(_answer_path(settings, request_id), json.dumps(answer).encode())
 
 
 def remove_stale_answers(settings: Settings, now: float | None = None) -> None:
     """Delete answers whose caller never came for them."""
     now = time.time() if now is None else now
-    for path in _folder(settings).glob("*.answer.json"):
+    for path in requests_folder(settings).glob(f"*{ANSWER_SUFFIX}"):
         if now - _mtime(path) > ANSWER_KEEP_S:
             path.unlink(missing_ok=True)
 
@@ -128,10 +183,20 @@ def remove_stale_answers(settings: Settings, now: float | None = None) -> None:
 def has_requests(settings: Settings) -> bool:
     """Cheap check the watcher makes several times a second."""
     try:
-        with os.scandir(_folder(settings)) as entries:
-            return any(e.name.endswith(".request.json") for e in entries)
+        with os.scandir(requests_folder(settings)) as entries:
+            return any(e.name.endswith(REQUEST_SUFFIX) for e in entries)
     except OSError:
         return False
+
+
+def _request_path(settings: Settings, request_id: str) -> Path:
+    return requests_folder(settings) / f"{request_id}{REQUEST_SUFFIX}"
+
+
+def _answer_path(settings: Settings, request_id: str) -> Path:
+    if not _ID.fullmatch(request_id):  # the one guard against writing outside the folder
+        raise HandoffError(f"bad request id {request_id!r}")
+    return requests_folder(settings) / f"{request_id}{ANSWER_SUFFIX}"
 
 
 def _mtime(path: Path) -> float:

@@ -38,6 +38,7 @@ from searchapp.config import Settings
 from searchapp.decoder import is_photo_name
 from searchapp.embedder import ImageEncoder, LazyEmbedder
 from searchapp.errors import SearchAppError, StoreError, WriterBusyError
+from searchapp.indexer.commands import Outcome
 from searchapp.indexer.handoff import (
     Request,
     answer_request,
@@ -46,10 +47,10 @@ from searchapp.indexer.handoff import (
     take_requests,
 )
 from searchapp.indexer.lock import WriterLock
-from searchapp.indexer.pipeline import IndexRun, IndexStats, Progress
+from searchapp.indexer.pipeline import IndexStats, Progress
+from searchapp.indexer.writer import Writer
 from searchapp.paths import is_under
-from searchapp.store import RootRecord, Store
-from searchapp.vectors import open_index
+from searchapp.store import RootRecord
 
 log = logging.getLogger(__name__)
 
@@ -396,9 +397,8 @@ class _Daemon:
         self.lock = lock
         self.embedder = embedder
         self.stop = stop
-        self.store = Store(settings.db_path)
-        self.index = open_index(settings.index_path, self.store, embedder.model_id, embedder.dim)
-        self.generation = self.store.generation()
+        self.writer = Writer(settings, lock, embedder)
+        self.store = self.writer.store  # reads only: every write goes through the writer
         self.collector = _Collector(str(settings.data_dir))
         self.watches = _Watches(self.collector, observer_factory)
         self.offline: set[str] = set()
@@ -454,7 +454,7 @@ class _Daemon:
     def go_offline(self, root: RootRecord) -> None:
         self.offline.add(root.path)
         dropped = self.collector.drop_below(root.path)
-        self.store.set_root_online(root.id, False)
+        self.writer.mark_root_online(root, False)
         log.warning(
             "watch: %s is gone (unmounted?); its photos are kept and marked offline%s",
             root.path,
@@ -473,18 +473,20 @@ class _Daemon:
     # ------------------------------------------------------------ indexing
     def index_run(self, paths: list[str] | None, what: str) -> IndexStats:
         started = time.time()
-        run = IndexRun(self.settings, self.store, self.embedder, self.index)
         try:
-            stats = run.run(self.check_stop, paths, kind="watch")
+            stats = self.writer.index_photos(paths, progress=self.check_stop)
         finally:
-            self.generation = self.store.generation()
             self.runs += 1
+        self.report(stats, what, started)
+        return stats
+
+    def report(self, stats: IndexStats, what: str, started: float) -> None:
+        """One log line per run, the same in writer.json, and each new failure's reason."""
         summary = f"{stats.summary()}" + (f", embedded {stats.embedded}" if stats.embedded else "")
         self.lock.touch(f"{what}: {summary}")
         log.info("watch: %s: %s (%.1f s)", what, summary, stats.seconds)
         if stats.failed:
             self.log_failures(started)
-        return stats
 
     def check_stop(self, _progress: Progress) -> None:
         """Called after each committed batch: stop there if asked to."""
@@ -508,61 +510,46 @@ class _Daemon:
 
     def reload_if_foreign_write(self) -> None:
         """Someone else changed the library (an older client, a repair): reload vectors."""
-        generation = self.store.generation()
-        if generation != self.generation:
-            log.info("watch: the library changed outside the watcher; reloading its vectors")
-            self.index = open_index(
-                self.settings.index_path, self.store, self.embedder.model_id, self.embedder.dim
-            )
-            self.generation = generation
-
-    def save(self) -> None:
-        self.index.save(self.settings.index_path, self.store.generation())
+        if self.writer.reload_if_changed():
+            log.info("watch: the library changed outside the watcher; reloaded its vectors")
 
     # ------------------------------------------------------------ requests
     def serve_requests(self) -> None:
         for request in take_requests(self.settings):
             if self.stop.is_set():
-                return  # left queued: the caller sees us gone and does it itself
+                return  # the caller sees us gone and does it itself
             self.sync_roots()
-            log.info("watch: doing a request: %s %s", request.action, request.paths or "")
-            answer_request(self.settings, request, self.do_request(request))
+            log.info("watch: doing a request: %s", request.command)
+            outcome, error = self.do_request(request)
+            answer_request(self.settings, request, outcome, error)
+            self.sync_roots()  # roots it added or removed
 
-    def do_request(self, request: Request) -> dict:
+    def do_request(self, request: Request) -> tuple[Outcome | None, str | None]:
+        """Run a handed-over command; its failure is the caller's answer, never our end."""
+        started = time.time()
         try:
-            if request.action == "index":
-                if request.retry_failed:
-                    self.store.clear_failures(request.paths)
-                stats = self.index_run(request.paths, "requested index")
-                return {"ok": True, "stats": stats.as_dict(), "pid": os.getpid()}
-            if request.action == "remove_root":
-                return self.remove_root(request.root or "")
-            return {"ok": False, "error": f"unknown request {request.action!r}"}
+            outcome = self.writer.run(request.command, self.check_stop)
         except _StopRequested:
             raise
         except SearchAppError as err:
-            return {"ok": False, "error": str(err)}
+            return None, str(err)
         except Exception as err:  # noqa: BLE001 - the caller gets the reason, we keep running
-            log.exception("watch: request %s failed", request.action)
-            return {"ok": False, "error": f"the watcher failed: {err}"}
-
-    def remove_root(self, path: str) -> dict:
-        root, ids = self.store.remove_root(path)
-        self.index.remove(ids)
-        self.generation = self.store.generation()
-        self.save()
-        self.sync_roots()
-        self.lock.touch(f"removed root {root.path}")
-        log.info("watch: removed root %s and its %d photos", root.path, len(ids))
-        return {"ok": True, "root": root.path, "removed": len(ids)}
+            log.exception("watch: request %s failed", request.command)
+            return None, f"the watcher failed: {err}"
+        if outcome.stats is not None:
+            self.runs += 1
+            self.report(outcome.stats, "requested index", started)
+        elif outcome.roots:
+            self.lock.touch(f"{type(request.command).__name__}: {', '.join(outcome.roots)}")
+        return outcome, None
 
     def close(self) -> None:
         self.watches.stop()
         try:
-            self.save()
+            self.writer.save()
         except Exception:  # noqa: BLE001 - stale index files are rebuilt on open
             log.warning("watch: could not save the index on exit; it is rebuilt next time")
-        self.store.close()
+        self.writer.close()
 
 
 def run_watch(

@@ -36,6 +36,7 @@ class Settings:
     model_lanes: int = 0  # 0: automatic; batches the model embeds at once while indexing
     reconcile_interval_s: float = 3600.0
     max_upload_mb: int = 20
+    ann_threshold: int = 200_000  # vectors from which search is approximate (IVF + SQ8)
 
     @property
     def db_path(self) -> Path:
@@ -78,6 +79,7 @@ _ENV = {
     "model_lanes": "SEARCHAPP_MODEL_LANES",
     "reconcile_interval_s": "SEARCHAPP_RECONCILE_INTERVAL",
     "max_upload_mb": "SEARCHAPP_MAX_UPLOAD_MB",
+    "ann_threshold": "SEARCHAPP_ANN_THRESHOLD",
 }
 
 
@@ -117,6 +119,8 @@ def validate_settings(s: Settings) -> Settings:
         raise ConfigError(f"device {s.device!r} is unknown; use auto, cpu, cuda, cuda:N or mps.")
     if s.decode_workers < 0 or s.torch_threads < 0 or s.model_lanes < 0:
         raise ConfigError("worker and thread counts must be 0 (automatic) or more.")
+    if s.ann_threshold < 1:
+        raise ConfigError("the approximate-search threshold must be at least 1 vector.")
     if s.reconcile_interval_s <= 0:
         raise ConfigError("the reconcile interval must be a positive number of seconds.")
     return s

@@ -55,3 +55,11 @@ class AccessDeniedError(SearchAppError):
 
 class WriterBusyError(SearchAppError):
     """Another process holds the writer lock on this data directory."""
+
+
+class HandoffError(SearchAppError):
+    """A request in the hand-off folder is not a well-formed searchapp command."""
+
+
+class IndexFileError(SearchAppError):
+    """The vector index file is missing, damaged or from another model (it is rebuilt)."""

@@ -5,7 +5,7 @@ and the serialized FAISS index, and is replaced atomically, so a reader sees the
 or the new one, never half of either. Ids are photo ids; scores are inner products of
 L2-normalized vectors, i.e. cosine similarity.
 
-Two kinds, chosen by size: below ``approx_threshold()`` vectors (200,000 by default,
+Two kinds, chosen by size: below ``Settings.ann_threshold`` vectors (200,000 by default,
 ``SEARCHAPP_ANN_THRESHOLD``) search is exact (``IndexIDMap2(IndexFlatIP)``, float32); at
 or above it the index is ``IndexIVFScalarQuantizer`` (8 bits a dimension, a quarter of the
 memory) whose ``nprobe`` is calibrated at build time for recall@10 >= 0.95 against exact
@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import struct
 import threading
 import time
@@ -29,6 +28,7 @@ import faiss
 import numpy as np
 
 from searchapp.atomic import atomic_writer, remove_stale_temps
+from searchapp.errors import IndexFileError
 from searchapp.faults import fault_point
 from searchapp.store import Store
 
@@ -44,18 +44,9 @@ SEARCH_THREADS = 1  # one query: a single thread beats OpenMP barriers on busy c
 RETRAIN_GROWTH = 4  # retrain the coarse quantizer once the index grew this many times
 
 
-class IndexFileError(Exception):
-    """The index file is missing, damaged, or from another model or generation."""
-
-
-def approx_threshold() -> int:
-    """Vectors from which the approximate index is used (``SEARCHAPP_ANN_THRESHOLD``)."""
-    raw = os.environ.get("SEARCHAPP_ANN_THRESHOLD", "")
-    return int(raw) if raw.strip().isdigit() else DEFAULT_APPROX_THRESHOLD
-
-
 def kind_for(count: int, threshold: int | None = None) -> str:
-    return KIND_IVF if count >= (threshold or approx_threshold()) else KIND_FLAT
+    """Exact below ``threshold`` vectors (``Settings.ann_threshold``), approximate above."""
+    return KIND_IVF if count >= (threshold or DEFAULT_APPROX_THRESHOLD) else KIND_FLAT
 
 
 class VectorIndex:
@@ -277,7 +268,7 @@ class VectorIndex:
 
     def needs_rebuild(self, threshold: int | None = None) -> bool:
         """Whether the size has moved past what this index's kind or training suits."""
-        threshold = threshold or approx_threshold()
+        threshold = threshold or DEFAULT_APPROX_THRESHOLD
         if self.kind == KIND_FLAT:
             return self.ntotal >= threshold
         # back to exact well below the threshold (not at it, so sizes near it do not flap)
@@ -394,10 +385,17 @@ class LiveIndex:
     """
 
     def __init__(
-        self, path: Path, store: Store, model_id: str, dim: int, check_every: float = 1.0
+        self,
+        path: Path,
+        store: Store,
+        model_id: str,
+        dim: int,
+        check_every: float = 1.0,
+        threshold: int = DEFAULT_APPROX_THRESHOLD,
     ) -> None:
         self.path, self.store, self.model_id, self.dim = path, store, model_id, dim
         self.check_every = check_every
+        self.threshold = threshold
         self._current: VectorIndex | None = None
         self._checked = 0.0
         self._file_sig: tuple[int, int] | None = None
@@ -426,7 +424,7 @@ class LiveIndex:
         current = self._current
         if current is None or current.generation == self.store.generation():
             return
-        if current.kind == KIND_FLAT and current.ntotal < approx_threshold():
+        if current.kind == KIND_FLAT and current.ntotal < self.threshold:
             self._swap(self._open())
             return
         if self._signature() == self._file_sig:

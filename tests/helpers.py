@@ -14,22 +14,19 @@ import pytest
 from PIL import Image
 
 from searchapp.config import Settings
-from searchapp.embedder import ClipEmbedder
-from searchapp.indexer.pipeline import IndexRun, IndexStats
+from searchapp.embedder import ClipEmbedder, ImageEncoder
+from searchapp.indexer.commands import Index, absolute
+from searchapp.indexer.pipeline import IndexStats
+from searchapp.indexer.writer import submit
 from searchapp.search import SearchService
-from searchapp.store import Store
-from searchapp.vectors import open_index
 
 
-def index_once(settings: Settings, embedder: ClipEmbedder, *roots) -> IndexStats:  # noqa: ANN002
-    store = Store(settings.db_path)
-    for r in roots:
-        store.add_root(r)
-    index = open_index(settings.index_path, store, embedder.model_id, embedder.dim)
-    try:
-        return IndexRun(settings, store, embedder, index).run()
-    finally:
-        store.close()
+def index_once(settings: Settings, embedder: ImageEncoder, *roots) -> IndexStats:  # noqa: ANN002
+    """Add ``roots`` and index the library once, through the writer as the CLI does."""
+    command = Index(add_roots=tuple(absolute(r) for r in roots))
+    stats = submit(settings, command, embedder=embedder).stats
+    assert stats is not None
+    return stats
 
 
 def service(settings: Settings, embedder: ClipEmbedder) -> SearchService:

@@ -74,16 +74,17 @@ def test_incremental_runs_count_model_calls(settings, embedder, photos):
 
 def test_unchanged_library_never_loads_the_model(settings, embedder, photos):
     from searchapp.embedder import LazyEmbedder
-    from searchapp.indexer.service import index_library
+    from searchapp.indexer.commands import Index
+    from searchapp.indexer.writer import submit
 
     index_once(settings, embedder, photos)
     lazy = LazyEmbedder(settings)
-    stats = index_library(settings, embedder=lazy)
+    stats = submit(settings, Index(), embedder=lazy).stats
     assert stats.unchanged == 16 and stats.embedded == 0
     assert not lazy.load_started  # stat-only: no weights read, no model in memory
     shutil.copy(photos / "rocket.jpg", photos / "sub rocket.jpg")
     Image.open(photos / "coffee.png").rotate(90, expand=True).save(photos / "turned.png")
-    stats = index_library(settings, embedder=lazy)
+    stats = submit(settings, Index(), embedder=lazy).stats
     assert (stats.added, stats.embedded) == (2, 1)  # the copy reuses its stored vector
     assert lazy.load_started
     assert lazy.dim == embedder.dim and lazy.model_id == embedder.model_id

@@ -9,8 +9,9 @@ import streamlit as st
 from searchapp.activity import WriterInfo, read_writer
 from searchapp.config import Settings
 from searchapp.errors import SearchAppError
+from searchapp.indexer.commands import Index, absolute
 from searchapp.indexer.pipeline import Progress
-from searchapp.indexer.service import index_library
+from searchapp.indexer.writer import submit
 from searchapp.ui.resources import get_embedder
 
 FLASH = "flash"
@@ -44,22 +45,27 @@ def run_indexing(
     # means "busy", said at once rather than freezing the page.
     holder = read_writer(settings)
     wait_s = WATCHER_WAIT_S if holder is not None and holder.kind == "watch" else 0.0
+    command = Index(
+        paths=tuple(paths) if paths is not None else None,
+        retry_failed=retry_failed,
+        add_roots=tuple(absolute(p) for p in add_roots or ()),
+    )
     try:
-        stats = index_library(
+        outcome = submit(
             settings,
-            add_roots=add_roots or [],
-            paths=paths,
-            retry_failed=retry_failed,
+            command,
+            kind="ui",
             progress=on_progress,
             embedder=get_embedder(settings),
             wait_s=wait_s,
-            kind="ui",
             on_handoff=on_handoff,
         )
     except SearchAppError as err:
         bar.empty()
         st.error(str(err))
         return False
+    stats = outcome.stats
+    assert stats is not None  # an Index command always reports its run
     bar.progress(1.0, text="Done")
     st.session_state[FLASH] = f"Indexing finished: {stats.summary()} ({stats.seconds:.1f} s)."
     return True

@@ -1,0 +1,225 @@
+"""The one owner of a library's writes, and ``submit``, the one way to ask for a write.
+
+A :class:`Writer` holds the open store, the vector index and the generation they share,
+and saves the index file; nothing else writes rows or saves the index. It exists only
+under the writer lock. :func:`submit` decides once, for the CLI and the page alike: take
+the lock and run the command here, or hand it to the running watcher, whose daemon runs
+the same ``Writer`` methods.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from searchapp.activity import WriterInfo, read_writer
+from searchapp.config import Settings
+from searchapp.embedder import ImageEncoder, LazyEmbedder
+from searchapp.errors import DiskFullError, RootError, WriterBusyError
+from searchapp.indexer.commands import (
+    AddRoots,
+    Command,
+    Outcome,
+    RemoveRoot,
+    absolute,
+)
+from searchapp.indexer.handoff import submit_request, wait_for_answer, withdraw_request
+from searchapp.indexer.lock import WriterLock
+from searchapp.indexer.pipeline import IndexRun, IndexStats, ProgressCallback
+from searchapp.store import RootRecord, Store
+from searchapp.vectors import open_index
+
+log = logging.getLogger(__name__)
+
+HANDOFF_NOTICE_S = 1.0  # how long a watcher may take to name itself in writer.json
+
+
+class Writer:
+    """Writes one library: roots, indexing runs, removals; keeps FAISS in step and saved.
+
+    Made with the held ``lock`` (the proof that this process is the one writer); the
+    model loads only when a run has a photo to embed.
+    """
+
+    def __init__(
+        self, settings: Settings, lock: WriterLock, embedder: ImageEncoder | None = None
+    ) -> None:
+        self.settings = settings
+        self.lock = lock
+        self.embedder = embedder or LazyEmbedder(settings)
+        self.store = Store(settings.db_path)
+        try:
+            self.index = self._open_index()
+        except BaseException:
+            self.store.close()
+            raise
+        self.generation = self.store.generation()
+
+    # ------------------------------------------------------------ commands
+    def run(self, command: Command, progress: ProgressCallback | None = None) -> Outcome:
+        """Do one command (from this process or handed over by another)."""
+        if isinstance(command, AddRoots):
+            return Outcome(roots=tuple(r.path for r in self.add_roots(command.paths)))
+        if isinstance(command, RemoveRoot):
+            root, removed = self.remove_root(command.path)
+            return Outcome(roots=(root,), removed_photos=removed)
+        added = self.add_roots(command.add_roots)
+        if not self.store.list_roots():
+            raise RootError("no photo folders yet; add one with: searchapp index PATH")
+        paths = list(command.paths) if command.paths is not None else None
+        stats = self.index_photos(paths, command.retry_failed, progress)
+        return Outcome(stats=stats, roots=tuple(r.path for r in added))
+
+    def add_roots(self, paths: Sequence[str]) -> list[RootRecord]:
+        """Register folders (checked to be folders); the next index run reads them."""
+        return [self.store.add_root(path) for path in paths]
+
+    def index_photos(
+        self,
+        paths: list[str] | None = None,
+        retry_failed: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> IndexStats:
+        """One indexing run over every root, or only ``paths``; the index is saved after."""
+        if retry_failed:
+            self.store.clear_failures(paths)
+        try:
+            run = IndexRun(self.settings, self.store, self.embedder, self.index)
+            return run.run(progress, paths, self.lock.kind)
+        except OSError as err:  # a thumbnail or the FAISS file hit a full disk
+            if err.errno != errno.ENOSPC:
+                raise
+            raise DiskFullError(
+                f"the disk holding {self.settings.data_dir} is full; free some space and run "
+                "the command again (everything committed so far is kept)."
+            ) from None
+        finally:
+            self.generation = self.store.generation()
+
+    def remove_root(self, path: str) -> tuple[str, int]:
+        """Forget a folder and its photos; returns the folder and how many photos left."""
+        root, ids = self.store.remove_root(absolute(path))
+        self.index.remove(ids)
+        self.save()
+        return root.path, len(ids)
+
+    def mark_root_online(self, root: RootRecord, online: bool) -> None:
+        """Record that a folder went away (unmounted drive) or came back; photos are kept."""
+        self.store.set_root_online(root.id, online)
+        self.generation = self.store.generation()
+
+    # ------------------------------------------------------------ the index file
+    def save(self) -> None:
+        """Write the vector index for the store's current generation (atomically)."""
+        self.generation = self.store.generation()
+        self.index.save(self.settings.index_path, self.generation)
+
+    def reload_if_changed(self) -> bool:
+        """Reopen the index when something else changed the library (a repair, an old client)."""
+        if self.store.generation() == self.generation:
+            return False
+        self.index = self._open_index()
+        self.generation = self.store.generation()
+        return True
+
+    def _open_index(self):  # noqa: ANN202 - VectorIndex
+        return open_index(
+            self.settings.index_path, self.store, self.embedder.model_id, self.embedder.dim
+        )
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def submit(
+    settings: Settings,
+    command: Command,
+    *,
+    kind: str = "index",
+    progress: ProgressCallback | None = None,
+    embedder: ImageEncoder | None = None,
+    wait_s: float = 0.0,
+    on_wait: Callable[[WriterInfo | None], None] | None = None,
+    on_handoff: Callable[[WriterInfo], None] | None = None,
+) -> Outcome:
+    """Run ``command`` as the library's one writer, here or in the running watcher.
+
+    Takes the writer lock and runs it in this process; when a watcher holds the lock, it
+    runs the command instead (``on_handoff`` is told, ``progress`` is not called, and the
+    outcome's ``done_by`` names it). Another writer is waited for up to ``wait_s``
+    (``on_wait`` is told), then ``WriterBusyError``. ``kind`` names this process in
+    ``writer.json`` and the runs table (index, ui).
+    """
+    lock = WriterLock(settings, kind)
+    try:
+        lock.acquire()
+    except WriterBusyError:
+        outcome = _hand_to_watcher(settings, command, wait_s, on_handoff)
+        if outcome is not None:
+            return outcome
+        lock.acquire(wait_s, on_wait)
+    try:
+        with Writer(settings, lock, embedder) as writer:
+            return writer.run(command, progress)
+    finally:
+        lock.release()
+
+
+def _hand_to_watcher(
+    settings: Settings,
+    command: Command,
+    wait_s: float,
+    on_handoff: Callable[[WriterInfo], None] | None,
+) -> Outcome | None:
+    """Have the running watcher run ``command``; None when no watcher holds the lock.
+
+    None also when the watcher stopped before taking it (the caller then does it itself).
+    Raises the watcher's error, or ``WriterBusyError`` after ``wait_s``.
+    """
+    holder = _watcher(settings)
+    if holder is None:
+        return None
+    request = submit_request(settings, command)
+    if on_handoff is not None:
+        on_handoff(holder)
+
+    def alive() -> bool:
+        now = read_writer(settings)
+        return now is not None and now.pid == holder.pid
+
+    outcome = wait_for_answer(settings, request, alive, max(wait_s, 1.0))
+    if outcome is not None:
+        return Outcome(outcome.stats, outcome.roots, outcome.removed_photos, holder.pid)
+    if withdraw_request(settings, request) and not alive():
+        return None
+    raise WriterBusyError(
+        f"the running watcher (pid {holder.pid}) did not finish in {wait_s:.0f} s; "
+        "it will still do the work; see: searchapp status"
+    )
+
+
+def _watcher(settings: Settings) -> WriterInfo | None:
+    """The watcher holding the lock, allowing for the moment before it names itself."""
+    deadline = time.monotonic() + HANDOFF_NOTICE_S
+    while True:
+        holder = read_writer(settings)
+        if holder is not None or time.monotonic() >= deadline:
+            return holder if holder is not None and holder.kind == "watch" else None
+        time.sleep(0.1)
+
+
+def watcher_running(settings: Settings) -> WriterInfo | None:
+    """The running watcher, if any (for messages such as "the watcher indexes it")."""
+    holder = read_writer(settings)
+    return holder if holder is not None and holder.kind == "watch" else None
+
+
+__all__ = ["Writer", "submit", "watcher_running"]
