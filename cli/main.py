@@ -209,7 +209,7 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from searchapp.embedder import RANDOM_WARNING, model_id_for
+    from searchapp.model import RANDOM_WARNING, model_id_for
     from searchapp.plan import count_pending
     from searchapp.store import Store
     from searchapp.vectors import IndexFileError, VectorIndex
@@ -329,9 +329,9 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
 
 def _remove_root(settings: Settings, store, path: str) -> tuple[str, int]:  # noqa: ANN001
     """Forget a root: by the running watcher if there is one, else under the writer lock."""
-    from searchapp.embedder import model_id_for
     from searchapp.indexer.lock import WriterLock
     from searchapp.indexer.service import ask_watcher
+    from searchapp.model import model_id_for
     from searchapp.vectors import IndexFileError, VectorIndex
 
     target = str(Path(path).expanduser().resolve())

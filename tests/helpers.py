@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from searchapp.config import Settings
-from searchapp.embedder import ClipEmbedder
 from searchapp.indexer.pipeline import IndexRun, IndexStats
+from searchapp.model import ClipEmbedder
 from searchapp.search import SearchService
 from searchapp.store import Store
 from searchapp.vectors import open_index
