@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from searchapp.config import ENCODER_PIXELS, RANDOM_WEIGHTS, Settings
+from searchapp.config import ENCODER_CLIP, ENCODER_PIXELS, RANDOM_WEIGHTS, Settings
 from searchapp.errors import ConfigError, UnknownModelError, WeightsUnavailableError
 from searchapp.model.preprocess import PreprocessConfig
 
@@ -66,7 +66,7 @@ def resolve_spec(settings: Settings) -> ModelSpec:
     model_cfg = model_config(settings.model)
     kind, value, model_id = _weights_source(settings.model, settings.weights)
     return ModelSpec(
-        encoder="clip",
+        encoder=ENCODER_CLIP,
         model=settings.model,
         weights_kind=kind,
         weights=value,
