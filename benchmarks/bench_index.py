@@ -124,9 +124,10 @@ def run_ours(folder: Path, count: int, env: dict[str, str], args: argparse.Names
 def measure_fidelity(data_dir: Path, folder: Path, paths: list[Path]) -> dict:
     """Stored vectors of the fast path vs the fp32 open_clip reference on the same files."""
     from PIL import Image, ImageOps
+    from reference import ReferenceEncoder
 
     from searchapp.config import load_settings
-    from searchapp.embedder import ReferenceEncoder, model_id_for
+    from searchapp.model import model_id_for
     from searchapp.store import Store
 
     settings = load_settings(data_dir=data_dir, weights="random", precision="fp32")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from searchapp.config import Settings, load_settings
-from searchapp.embedder import model_id_for
+from searchapp.model import model_id_for
 from searchapp.store import BatchWrite, PhotoWrite, Store
 from searchapp.vectors import open_index
 

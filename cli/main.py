@@ -202,7 +202,7 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from searchapp.embedder import RANDOM_WARNING, model_id_for
+    from searchapp.model import RANDOM_WARNING, model_id_for
     from searchapp.plan import count_pending
     from searchapp.store import Store
     from searchapp.vectors import IndexFileError, VectorIndex

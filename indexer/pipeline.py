@@ -18,9 +18,9 @@ import numpy as np
 
 from searchapp.config import Settings
 from searchapp.decoder import decode_photo, hash_bytes, read_file
-from searchapp.embedder import ImageEncoder, set_torch_threads
 from searchapp.errors import ImageDecodeError
 from searchapp.faults import fault_point, trace
+from searchapp.model import ImageEncoder, set_torch_threads
 from searchapp.plan import Plan, WorkItem, plan_changes
 from searchapp.store import (
     STATUS_INDEXED,

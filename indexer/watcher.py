@@ -36,7 +36,6 @@ from watchdog.observers.polling import PollingObserver
 from searchapp.activity import read_writer
 from searchapp.config import Settings
 from searchapp.decoder import is_photo_name
-from searchapp.embedder import ImageEncoder, LazyEmbedder
 from searchapp.errors import SearchAppError, StoreError, WriterBusyError
 from searchapp.indexer.commands import Outcome
 from searchapp.indexer.handoff import (
@@ -49,6 +48,7 @@ from searchapp.indexer.handoff import (
 from searchapp.indexer.lock import WriterLock
 from searchapp.indexer.pipeline import IndexStats, Progress
 from searchapp.indexer.writer import Writer
+from searchapp.model import ImageEncoder, LazyEmbedder
 from searchapp.paths import is_under
 from searchapp.store import RootRecord
 

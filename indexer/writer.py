@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 
 from searchapp.activity import WriterInfo, read_writer
 from searchapp.config import Settings
-from searchapp.embedder import ImageEncoder, LazyEmbedder
 from searchapp.errors import DiskFullError, RootError, WriterBusyError
 from searchapp.indexer.commands import (
     AddRoots,
@@ -28,6 +27,7 @@ from searchapp.indexer.commands import (
 from searchapp.indexer.handoff import submit_request, wait_for_answer, withdraw_request
 from searchapp.indexer.lock import WriterLock
 from searchapp.indexer.pipeline import IndexRun, IndexStats, ProgressCallback
+from searchapp.model import ImageEncoder, LazyEmbedder
 from searchapp.store import RootRecord, Store
 from searchapp.vectors import open_index
 

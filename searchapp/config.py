@@ -14,6 +14,9 @@ DEFAULT_MODEL = "MobileCLIP-S2"
 DEFAULT_WEIGHTS = ""  # the model's standard tag (MobileCLIP-S2: datacompdr)
 RANDOM_WEIGHTS = "random"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+ENCODER_CLIP = "clip"
+ENCODER_PIXELS = "pixels"  # a test encoder: vectors from raw pixels, meaningless for search
+ENCODERS = (ENCODER_CLIP, ENCODER_PIXELS)
 
 
 def default_data_dir() -> Path:
@@ -26,6 +29,7 @@ class Settings:
     """Everything a run needs to know; immutable, pass it around."""
 
     data_dir: Path = field(default_factory=default_data_dir)
+    encoder: str = ENCODER_CLIP
     model: str = DEFAULT_MODEL
     weights: str = DEFAULT_WEIGHTS
     device: str = "auto"
@@ -69,6 +73,7 @@ class Settings:
 
 _ENV = {
     "data_dir": "SEARCHAPP_DATA_DIR",
+    "encoder": "SEARCHAPP_ENCODER",
     "model": "SEARCHAPP_MODEL",
     "weights": "SEARCHAPP_WEIGHTS",
     "device": "SEARCHAPP_DEVICE",
@@ -109,6 +114,10 @@ def _parse(raw: str, type_name: object, var: str) -> object:
 
 def validate_settings(s: Settings) -> Settings:
     """Reject values that would only fail later, with a message naming the fix."""
+    if s.encoder not in ENCODERS:
+        raise ConfigError(
+            f"encoder {s.encoder!r} is unknown; use {ENCODER_CLIP} (or {ENCODER_PIXELS} in tests)."
+        )
     if s.batch_size < 1 or s.batch_size > 1024:
         raise ConfigError(f"batch size {s.batch_size} is out of range; use 1 to 1024.")
     if s.precision not in PRECISIONS:

@@ -22,8 +22,8 @@ from PIL import Image
 
 from searchapp.config import Settings
 from searchapp.decoder import decode_photo, hash_bytes, load_photo
-from searchapp.embedder import ClipEmbedder, load_embedder
 from searchapp.errors import AccessDeniedError, PhotoNotFoundError, QueryError
+from searchapp.model import ClipEmbedder, load_embedder
 from searchapp.paths import is_under
 from searchapp.store import PhotoFilter, PhotoRecord, RootRecord, RunRecord, Store
 from searchapp.vectors import LiveIndex, VectorIndex

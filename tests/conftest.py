@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from searchapp.config import Settings, load_settings
-from searchapp.embedder import ClipEmbedder, load_embedder
+from searchapp.model import ClipEmbedder, PixelEncoder, load_embedder
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -24,6 +24,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def embedder() -> ClipEmbedder:
     return load_embedder(load_settings(weights="random", precision="fp32", data_dir="/tmp"))
+
+
+@pytest.fixture(scope="session")
+def pixel_embedder() -> PixelEncoder:
+    """The deterministic test encoder (``SEARCHAPP_ENCODER=pixels``): no torch, no weights;
+    identical and resized copies match, different photos differ, the numbers mean nothing."""
+    return load_embedder(load_settings(encoder="pixels", data_dir="/tmp"))
 
 
 @pytest.fixture()

@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from searchapp.config import Settings
-from searchapp.embedder import ClipEmbedder, ImageEncoder
 from searchapp.indexer.commands import Index, absolute
 from searchapp.indexer.pipeline import IndexStats
 from searchapp.indexer.writer import submit
+from searchapp.model import ClipEmbedder, ImageEncoder
 from searchapp.search import SearchService
 
 

@@ -73,9 +73,9 @@ def test_incremental_runs_count_model_calls(settings, embedder, photos):
 
 
 def test_unchanged_library_never_loads_the_model(settings, embedder, photos):
-    from searchapp.embedder import LazyEmbedder
     from searchapp.indexer.commands import Index
     from searchapp.indexer.writer import submit
+    from searchapp.model import LazyEmbedder
 
     index_once(settings, embedder, photos)
     lazy = LazyEmbedder(settings)

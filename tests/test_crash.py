@@ -26,7 +26,7 @@ from PIL import Image
 
 from searchapp.config import load_settings
 from searchapp.decoder import hash_bytes
-from searchapp.embedder import model_id_for
+from searchapp.model import model_id_for
 from searchapp.vectors import VectorIndex
 from tests.helpers import mounted_tmpfs
 

@@ -13,11 +13,12 @@ import pytest
 from PIL import Image, ImageOps
 
 from searchapp.config import load_settings
-from searchapp.embedder import ClipEmbedder, ReferenceEncoder, load_embedder
+from searchapp.model import ClipEmbedder, load_embedder
 from searchapp.store import Store
 from tests.helpers import index_once
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from reference import ReferenceEncoder  # noqa: E402
 from synth_library import write_photo  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "data"

@@ -169,8 +169,8 @@ def test_no_shell_pickle_or_unsafe_torch_load_in_app_code():
             if "weights_only=True" not in call:
                 offenders.append(f"{path.relative_to(REPO)}: {call}")
     assert offenders == []
-    embedder_src = (REPO / "searchapp" / "embedder.py").read_text()
-    assert "weights_only=True" in embedder_src  # passed to open_clip's checkpoint loader
+    network_src = (REPO / "searchapp" / "model" / "network.py").read_text()
+    assert "weights_only=True" in network_src  # passed to open_clip's checkpoint loader
 
 
 class _Payload:
@@ -186,7 +186,7 @@ def test_pickled_checkpoint_with_code_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     ckpt = tmp_path / "evil.bin"
     ckpt.write_bytes(pickle.dumps({"state_dict": _Payload(marker)}, protocol=2))
-    from searchapp.embedder import load_embedder
+    from searchapp.model import load_embedder
 
     settings = load_settings(data_dir=tmp_path / "lib", weights=str(ckpt), precision="fp32")
     with pytest.raises(SearchAppError) as info:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from searchapp.config import load_settings
-from searchapp.embedder import model_id_for
+from searchapp.model import model_id_for
 from searchapp.vectors import VectorIndex
 from tests import helpers
 

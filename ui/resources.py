@@ -5,14 +5,14 @@ from __future__ import annotations
 import streamlit as st
 
 from searchapp.config import Settings
-from searchapp.embedder import ClipEmbedder
+from searchapp.model import ClipEmbedder
 from searchapp.search import SearchService
 
 
 @st.cache_resource(show_spinner="Loading the model...")
 def get_embedder(settings: Settings) -> ClipEmbedder:
     """One embedder per model configuration, shared by every session."""
-    from searchapp.embedder import load_embedder
+    from searchapp.model import load_embedder
 
     return load_embedder(settings)
 

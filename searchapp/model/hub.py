@@ -1,0 +1,65 @@
+"""Checkpoints of named tags: found in the Hugging Face cache, else downloaded once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from urllib.parse import urlparse
+
+from searchapp.errors import WeightsUnavailableError
+
+log = logging.getLogger(__name__)
+
+HUB_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def fetch_checkpoint(model: str, tag: str) -> str:
+    """Path of a tag's checkpoint: from the hub cache, else downloaded (with a progress bar).
+
+    Fails fast with one message when the file is not cached and the hub is out of reach,
+    instead of the hub client's minute of retries.
+    """
+    import open_clip
+    from huggingface_hub import hf_hub_download
+
+    repo = (open_clip.get_pretrained_cfg(model, tag).get("hf_hub") or "").strip("/")
+    if not repo:
+        raise WeightsUnavailableError(f"{model} {tag!r} has no Hugging Face hub source.")
+    for filename in HUB_FILES:
+        try:
+            return hf_hub_download(repo, filename, local_files_only=True)
+        except Exception:  # noqa: BLE001 - not cached under this name; try the next
+            continue
+    if not hub_reachable():
+        raise WeightsUnavailableError(
+            f"{model} weights {tag!r} are not in the Hugging Face cache and the hub cannot be"
+            " reached. Connect to the internet once (they download to the hub cache and work"
+            " offline after), or pass --weights PATH to a downloaded checkpoint"
+            f" (e.g. {repo}/{HUB_FILES[0]}), or --weights random to try the app without"
+            " meaningful results."
+        )
+    # a warning, so the default console shows why the first run waits
+    log.warning("downloading %s weights (%s) to the Hugging Face cache...", model, repo)
+    last: Exception | None = None
+    for filename in HUB_FILES:
+        try:
+            return hf_hub_download(repo, filename)
+        except Exception as err:  # noqa: BLE001 - try the other file name
+            last = err
+    raise WeightsUnavailableError(
+        f"downloading {model} weights {tag!r} from {repo} failed ({last}); try again, or pass"
+        " --weights PATH to a downloaded checkpoint."
+    )
+
+
+def hub_reachable(timeout: float = 4.0) -> bool:
+    """Whether the hub answers a TCP connection (always False under HF_HUB_OFFLINE)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout).close()
+    except OSError:
+        return False
+    return True

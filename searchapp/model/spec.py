@@ -1,0 +1,196 @@
+"""What a configuration means before anything loads: the frozen :class:`ModelSpec`.
+
+Resolved once per load from ``Settings``: which encoder, where the weights come from, the
+identity vectors are stored under, the vector length and the checkpoint's preprocessing.
+Never touches the network. Importing this module imports neither torch nor open_clip;
+resolving a CLIP spec imports open_clip (and with it torch), the test encoder's does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from searchapp.config import ENCODER_CLIP, ENCODER_PIXELS, RANDOM_WEIGHTS, Settings
+from searchapp.errors import ConfigError, UnknownModelError, WeightsUnavailableError
+from searchapp.model.preprocess import PreprocessConfig
+
+log = logging.getLogger(__name__)
+
+RANDOM_SEED = 0
+RANDOM_WARNING = (
+    "WARNING: random model weights are in use (--weights random): search results carry no "
+    "meaning. Use the real MobileCLIP weights for real searches."
+)
+PIXELS_WARNING = (
+    "WARNING: test encoder (SEARCHAPP_ENCODER=pixels): vectors come from raw pixels; "
+    "results carry no meaning."
+)
+
+PIXELS_MODEL_ID = "pixels-test-v1"
+PIXELS_DIM = 512
+# the real model's input size, so the decoder drafts JPEGs (and thumbnails) as it would
+PIXELS_PREPROCESS = PreprocessConfig(256, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+
+_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+_CHECKPOINT_SUFFIXES = (".bin", ".pt", ".safetensors")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything known about a model without loading it."""
+
+    encoder: str  # clip, or pixels (the test encoder)
+    model: str  # the architecture name open_clip knows, or "pixels"
+    weights_kind: str  # tag, file, schema (hf-hub:/local-dir:), random or pixels
+    weights: str  # the tag, absolute checkpoint path or schema; "" when random or pixels
+    model_id: str  # the identity vectors are stored under; never shared by two encoders
+    open_clip_name: str  # the name open_clip builds (the schema for hf-hub:/local-dir:)
+    dim: int
+    preprocess: PreprocessConfig
+
+    @property
+    def random_weights(self) -> bool:
+        return self.weights_kind == RANDOM_WEIGHTS
+
+
+def resolve_spec(settings: Settings) -> ModelSpec:
+    """Interpret ``encoder``, ``model`` and ``weights``; a checkpoint file is hashed once."""
+    if settings.encoder == ENCODER_PIXELS:
+        return pixel_spec()
+    model_cfg = model_config(settings.model)
+    kind, value, model_id = _weights_source(settings.model, settings.weights)
+    return ModelSpec(
+        encoder=ENCODER_CLIP,
+        model=settings.model,
+        weights_kind=kind,
+        weights=value,
+        model_id=model_id,
+        open_clip_name=value if kind == "schema" else settings.model,
+        dim=int(model_cfg["embed_dim"]),
+        preprocess=_preprocess_config(settings.model, model_cfg, value if kind == "tag" else None),
+    )
+
+
+def pixel_spec() -> ModelSpec:
+    """The test encoder's spec: vectors from raw pixels, under their own model id."""
+    return ModelSpec(
+        encoder=ENCODER_PIXELS,
+        model=ENCODER_PIXELS,
+        weights_kind=ENCODER_PIXELS,
+        weights="",
+        model_id=PIXELS_MODEL_ID,
+        open_clip_name="",
+        dim=PIXELS_DIM,
+        preprocess=PIXELS_PREPROCESS,
+    )
+
+
+def model_id_for(settings: Settings) -> str:
+    """The identity vectors are stored under, without loading the model."""
+    return resolve_spec(settings).model_id
+
+
+def warn_if_meaningless(spec: ModelSpec) -> None:
+    """Warn when this spec's search results carry no meaning (logging: stdout may be --json)."""
+    if spec.random_weights:
+        announce_random_weights()
+    elif spec.encoder == ENCODER_PIXELS:
+        log.warning(PIXELS_WARNING.removeprefix("WARNING: "))
+
+
+def announce_random_weights() -> None:
+    """Warn that the weights are random."""
+    log.warning(RANDOM_WARNING.removeprefix("WARNING: "))
+
+
+def list_models() -> list[str]:
+    """MobileCLIP and MobileCLIP2 architectures this open_clip knows."""
+    import open_clip
+
+    return [m for m in open_clip.list_models() if m.startswith("MobileCLIP")]
+
+
+def model_config(model: str) -> dict:
+    """open_clip's config of a MobileCLIP architecture; the one place unknown names fail."""
+    import open_clip
+
+    config = open_clip.get_model_config(model) if model in list_models() else None
+    if config is None:
+        raise UnknownModelError(
+            f"unknown model {model!r}; choose one of: {', '.join(list_models())}"
+        )
+    return config
+
+
+def _weights_source(model: str, weights: str) -> tuple[str, str, str]:
+    """``--weights`` as (kind, value, model id)."""
+    import open_clip
+
+    if weights == RANDOM_WEIGHTS:
+        return "random", "", f"{model}/random-seed{RANDOM_SEED}"
+    if weights.startswith(("hf-hub:", "local-dir:")):
+        return "schema", weights, f"{model}/{weights}"
+    tags = open_clip.list_pretrained_tags_by_model(model)
+    tag = weights or (tags[0] if tags else "")
+    if tag in tags:
+        return "tag", tag, f"{model}/{tag}"
+    path = Path(weights).expanduser()
+    if path.is_file():
+        path = path.resolve()
+        return "file", str(path), f"{model}/file-{file_digest(path)}"
+    if path.exists() or os.sep in weights or weights.endswith(_CHECKPOINT_SUFFIXES):
+        raise WeightsUnavailableError(
+            f"weights file {weights} not found; give the path of an open_clip checkpoint "
+            "(.safetensors or .bin), a local-dir:FOLDER, or --weights random."
+        )
+    raise ConfigError(
+        f"{weights!r} is not a weights tag of {model} (tags: {', '.join(tags) or 'none'}), "
+        "nor a file; use a tag, a checkpoint path, hf-hub:ORG/REPO, local-dir:FOLDER or random."
+    )
+
+
+def _preprocess_config(model: str, model_cfg: dict, tag: str | None) -> PreprocessConfig:
+    """The checkpoint's preprocessing, also when weights come from a file or are random."""
+    import open_clip
+
+    size = model_cfg["vision_cfg"].get("image_size", 224)
+    if isinstance(size, list | tuple):
+        size = size[0]
+    tags = open_clip.list_pretrained_tags_by_model(model)
+    pcfg = open_clip.get_pretrained_cfg(model, tag if tag in tags else (tags[0] if tags else ""))
+    pre = model_cfg.get("preprocess_cfg", {})
+    return PreprocessConfig(
+        image_size=int(size),
+        mean=tuple(pcfg.get("mean") or pre.get("mean") or _CLIP_MEAN),
+        std=tuple(pcfg.get("std") or pre.get("std") or _CLIP_STD),
+        interpolation=pcfg.get("interpolation") or pre.get("interpolation") or "bicubic",
+        resize_mode=pcfg.get("resize_mode") or pre.get("resize_mode") or "shortest",
+    )
+
+
+_digests: dict[tuple[str, int, int], str] = {}
+_digests_lock = threading.Lock()
+
+
+def file_digest(path: Path) -> str:
+    """A short hash of a checkpoint's bytes, read once per process per (path, size, mtime)."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    with _digests_lock:  # a second caller waits for the first hash instead of reading again
+        if key not in _digests:
+            _digests[key] = _hash_file(path)
+        return _digests[key]
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=8)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
