@@ -354,7 +354,7 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from searchapp.indexer.watcher import run_watch
+    from searchapp.indexer.daemon import run_watch
     from searchapp.store import Store
 
     if args.reconcile_interval is not None:
@@ -372,7 +372,7 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
-        logging.getLogger("searchapp.indexer.watcher").info("watch: stopping (signal %d)", signum)
+        logging.getLogger("searchapp.indexer.daemon").info("watch: stopping (signal %d)", signum)
         stop.set()
         signal.signal(signum, signal.SIG_DFL)  # a second Ctrl-C or SIGTERM ends it at once
 
@@ -388,7 +388,7 @@ def _log_like_a_daemon(verbose: bool) -> None:
     for handler in logging.getLogger().handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger("searchapp.indexer").setLevel(logging.INFO)
-    logging.getLogger("searchapp.indexer.watcher").setLevel(
+    logging.getLogger("searchapp.indexer.watches").setLevel(  # one DEBUG line per event
         logging.DEBUG if verbose else logging.INFO
     )
 
