@@ -325,7 +325,7 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     import threading
 
     from searchapp.indexer.commands import AddRoots, absolute
-    from searchapp.indexer.watcher import run_watch
+    from searchapp.indexer.daemon import run_watch
     from searchapp.indexer.writer import submit
     from searchapp.store import Store
 
@@ -345,7 +345,7 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
-        logging.getLogger("searchapp.indexer.watcher").info("watch: stopping (signal %d)", signum)
+        logging.getLogger("searchapp.indexer.daemon").info("watch: stopping (signal %d)", signum)
         stop.set()
         signal.signal(signum, signal.SIG_DFL)  # a second Ctrl-C or SIGTERM ends it at once
 
@@ -361,7 +361,7 @@ def _log_like_a_daemon(verbose: bool) -> None:
     for handler in logging.getLogger().handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger("searchapp.indexer").setLevel(logging.INFO)
-    logging.getLogger("searchapp.indexer.watcher").setLevel(
+    logging.getLogger("searchapp.indexer.watches").setLevel(  # one DEBUG line per event
         logging.DEBUG if verbose else logging.INFO
     )
 

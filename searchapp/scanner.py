@@ -1,4 +1,8 @@
-"""Walking photo folders: photo files with their size and mtime, hidden folders skipped."""
+"""Walking photo folders: photo files with their size and mtime, hidden folders skipped.
+
+``wanted_name`` and ``is_wanted_path`` are the one rule of what belongs in the library;
+the watcher filters its events with them, so it agrees with the next full walk.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from dataclasses import dataclass
 
 from searchapp.decoder import is_photo_name
 from searchapp.paths import is_under
+
+LOCK_FILE_PREFIX = "~$"  # office suites' lock files: "~$report.jpg" is no photo
 
 
 @dataclass(frozen=True)
@@ -33,13 +39,12 @@ def scan_root(root: str) -> Iterator[ScannedFile]:
             yield ScannedFile(folder, 0, 0, error=err.strerror or type(err).__name__)
             continue
         for entry in entries:
-            if entry.name.startswith("."):
-                continue
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
+                    if wanted_name(entry.name, is_dir=True):
+                        stack.append(entry.path)
                     continue
-                if not is_photo_name(entry.name):
+                if not wanted_name(entry.name):
                     continue
                 st = entry.stat(follow_symlinks=True)
             except OSError:
@@ -61,32 +66,53 @@ def scan_paths(root: str, paths: Sequence[str]) -> Iterator[ScannedFile]:
         return
     folders: list[str] = []
     for path in sorted({p.rstrip("/") for p in paths if is_under(p, root)}):
-        if any(is_under(path, f) for f in folders) or not _visible_below(root, path):
-            continue  # already walked, or scan_root would not go there
+        if any(is_under(path, f) for f in folders):
+            continue  # already walked
         try:
             mode = os.lstat(path).st_mode
         except OSError:
             continue  # gone: the run finds it missing from the stored files
-        if stat.S_ISDIR(mode):
+        is_dir = stat.S_ISDIR(mode)
+        if not is_wanted_path(path, root, is_dir=is_dir):
+            continue  # scan_root would not yield it or go there
+        if is_dir:
             folders.append(path)
             yield from scan_root(path)
-        elif is_photo_name(path):
-            try:
-                st = os.stat(path)
-            except OSError:
-                yield ScannedFile(path, 0, 0)  # dangling link: the decoder records why
-                continue
-            yield ScannedFile(path, st.st_size, st.st_mtime_ns)
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            yield ScannedFile(path, 0, 0)  # dangling link: the decoder records why
+            continue
+        yield ScannedFile(path, st.st_size, st.st_mtime_ns)
 
 
-def _visible_below(root: str, path: str) -> bool:
-    """No hidden name and no symlinked folder between ``root`` and ``path``."""
+def wanted_name(name: str, *, is_dir: bool = False) -> bool:
+    """The naming rule: hidden names are skipped; a file must be a photo, not a lock file.
+
+    Files still being written under a temporary name (``.part``, ``.crdownload``, ``~``,
+    ``.swp``, ``.tmp``) end in a non-photo extension, so the photo-name rule skips them too.
+    """
+    if name.startswith("."):
+        return False
+    return is_dir or (is_photo_name(name) and not name.startswith(LOCK_FILE_PREFIX))
+
+
+def is_wanted_path(path: str, root: str, *, is_dir: bool = False) -> bool:
+    """True when ``scan_root(root)`` would yield this file (or walk into this folder).
+
+    ``path`` lies strictly below ``root``, with no hidden name and no symlinked folder on
+    the way down, and a wanted last name. Works for paths that no longer exist (the
+    watcher's deletes): a missing folder is not a link.
+    """
+    if path == root or not is_under(path, root):
+        return False
     parts = os.path.relpath(path, root).split(os.sep)
-    if any(part.startswith(".") for part in parts):
+    if not wanted_name(parts[-1], is_dir=is_dir):
         return False
     folder = root
     for part in parts[:-1]:
         folder = os.path.join(folder, part)
-        if os.path.islink(folder):
+        if not wanted_name(part, is_dir=True) or os.path.islink(folder):
             return False
     return True

@@ -84,7 +84,7 @@ def test_installed_wheel_indexes_searches_and_serves(installed: Path, tmp_path: 
     indexed = run("index", str(photos))
     assert indexed.returncode == 0, indexed.stderr
     assert "added 16" in indexed.stdout
-    found = run("search", "--like", str(photos / "rocket.jpg"), "-k", "1", "--json")
+    found = run("search", "--image", str(photos / "rocket.jpg"), "-k", "1", "--json")
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout)[0]["path"] == str((photos / "rocket.jpg").resolve())
     _serve_once(exe, tmp_path)

@@ -16,7 +16,7 @@ from watchdog.observers import Observer
 
 from searchapp.decoder import hash_bytes
 from searchapp.errors import WriterBusyError
-from searchapp.indexer.watcher import run_watch
+from searchapp.indexer.daemon import run_watch
 from searchapp.search import SearchService
 from searchapp.store import Store
 from tests.helpers import wait_for, write_jpegs
@@ -82,7 +82,8 @@ def watching(settings, embedder, store, root):  # noqa: ANN001, ANN201
 def test_watcher_follows_add_modify_delete_rename(
     watching, settings, embedder, store, root, photos, caplog
 ) -> None:  # noqa: ANN001
-    caplog.set_level(logging.DEBUG, logger="indexer.watcher")  # what --verbose turns on
+    caplog.set_level(logging.INFO, logger="searchapp.indexer")
+    caplog.set_level(logging.DEBUG, logger="searchapp.indexer.watches")  # what --verbose adds
     # a second watcher on the same library is refused at once
     with pytest.raises(WriterBusyError, match="already running"):
         run_watch(settings, threading.Event(), embedder)
@@ -175,8 +176,10 @@ def test_slow_chunked_write_is_indexed_once_complete(
     assert photo.status == "indexed", photo.failure_reason
     assert photo.size == len(data)
     assert photo.content_hash == hash_bytes(data)
-    time.sleep(1.0)  # nothing else may follow for this file
-    assert embedder.images_encoded == encoded + 1
+    # anything still queued for the slow file is handed over before a later file is done
+    shutil.copy(photos / "coins.png", root / "later.png")
+    wait_for(lambda: store.find_photo_by_path(root / "later.png"), "a file written later")
+    assert embedder.images_encoded == encoded + 2, "the slow file was read once"
 
 
 class _OutOfWatches(Observer):
@@ -193,7 +196,7 @@ def test_watch_limit_falls_back_to_polling(
     other.mkdir()
     store.add_root(root)
     store.add_root(other)
-    caplog.set_level(logging.INFO, logger="indexer.watcher")
+    caplog.set_level(logging.INFO, logger="searchapp.indexer")
     watcher = Watcher(settings, embedder, observer_factory=_OutOfWatches)
     try:
         wait_for(lambda: store.counts()["photos"] == 2, "the first reconcile")
@@ -214,7 +217,7 @@ def test_vanished_root_is_offline_not_deleted(
 ) -> None:  # noqa: ANN001
     away = tmp_path / "unmounted"
     os.rename(root, away)  # what an unmount looks like from here
-    wait_for(lambda: not store.list_roots()[0].online, "the root marked offline")
+    wait_for(lambda: not store.find_root(root).online, "the root marked offline")
     assert store.counts()["photos"] == 2
     assert store.find_photo_by_path(root / "coffee.png") is not None
     assert SearchService(settings, embedder).search_image(photos / "coffee.png", 1)[0].path == str(
@@ -222,11 +225,17 @@ def test_vanished_root_is_offline_not_deleted(
     )
     shutil.copy(photos / "rocket.jpg", away / "while_away.jpg")
     (away / "astronaut.jpg").unlink()
-    time.sleep(1.5)
+    # a root added now is indexed after the daemon has looked at its roots again
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(photos / "grass.png", other / "grass.png")
+    store.add_root(other)
+    wait_for(lambda: store.find_photo_by_path(other.resolve() / "grass.png"), "another root")
     assert store.find_photo_by_path(root / "astronaut.jpg") is not None
+    assert store.find_photo_by_path(root / "while_away.jpg") is None
 
     os.rename(away, root)  # plugged back in: reconciled, then watched again
-    wait_for(lambda: store.list_roots()[0].online, "the root back online")
+    wait_for(lambda: store.find_root(root).online, "the root back online")
     wait_for(lambda: store.find_photo_by_path(root / "while_away.jpg"), "changes made while away")
     wait_for(lambda: store.find_photo_by_path(root / "astronaut.jpg") is None, "the delete")
     shutil.copy(photos / "coins.png", root / "after.png")
