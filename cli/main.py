@@ -82,7 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = sub.add_parser("ui", help="open the search page in a browser (Streamlit)")
     ui.add_argument("--port", type=int, default=8501, help="port to listen on (default 8501)")
-    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    ui.add_argument(
+        "--host", default="127.0.0.1",
+        help="address to bind (default 127.0.0.1); beyond loopback the page asks for an "
+        "access secret, printed at start (env SEARCHAPP_UI_SECRET sets it)",
+    )  # fmt: skip
     return p
 
 
