@@ -82,7 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = sub.add_parser("ui", help="open the search page in a browser (Streamlit)")
     ui.add_argument("--port", type=int, default=8501, help="port to listen on (default 8501)")
-    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    ui.add_argument(
+        "--host", default="127.0.0.1",
+        help="address to bind (default 127.0.0.1); beyond loopback the page asks for an "
+        "access secret, printed at start (env SEARCHAPP_UI_SECRET sets it)",
+    )  # fmt: skip
     return p
 
 
@@ -367,42 +371,28 @@ def _log_like_a_daemon(verbose: bool) -> None:
 
 
 def cmd_ui(settings: Settings, args: argparse.Namespace) -> int:
-    import os
-    import subprocess
+    from searchapp.ui.guard import choose_secret
+    from searchapp.ui.launch import SERVER, page_command, page_env, run_page
 
-    import searchapp.ui
-
-    app = Path(searchapp.ui.__file__).resolve().parent / "app.py"
-    if not app.exists():
-        print(f"searchapp: the web page is missing ({app}); reinstall searchapp", file=sys.stderr)
+    if not SERVER.exists():
+        print(
+            f"searchapp: the web page is missing ({SERVER}); reinstall searchapp", file=sys.stderr
+        )
         return 1
-    env = dict(os.environ)
-    env.update(
-        {
-            "SEARCHAPP_DATA_DIR": str(settings.data_dir),
-            "SEARCHAPP_MODEL": settings.model,
-            "SEARCHAPP_WEIGHTS": settings.weights,
-            "SEARCHAPP_DEVICE": settings.device,
-            "SEARCHAPP_PRECISION": settings.precision,
-            "SEARCHAPP_BATCH_SIZE": str(settings.batch_size),
-        }
-    )
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", str(app),
-        "--server.address", args.host,
-        "--server.port", str(args.port),
-        "--browser.gatherUsageStats", "false",
-        "--server.maxUploadSize", str(settings.max_upload_mb),
-        "--server.enableXsrfProtection", "true",
-        "--server.headless", "true",  # no e-mail prompt; the URL is printed below
-        "--server.fileWatcherType", "none",
-        "--client.toolbarMode", "minimal",  # no "Deploy" button or developer menu
-    ]  # fmt: skip
-    print(f"searchapp: serving http://{args.host}:{args.port} (Ctrl+C to stop)", file=sys.stderr)
-    try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        return 0
+    secret, generated = choose_secret(args.host, settings.ui_secret)
+    where = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"searchapp: serving http://{where}:{args.port} (Ctrl+C to stop)", file=sys.stderr)
+    if generated:
+        print(
+            f"searchapp: access secret for this start: {secret}\n"
+            "  the page asks for it once per browser; set SEARCHAPP_UI_SECRET to choose your "
+            "own.\n  The connection is plain HTTP: share the page only on a network you trust.",
+            file=sys.stderr,
+        )
+    elif secret:
+        print("searchapp: the page asks for the secret in SEARCHAPP_UI_SECRET", file=sys.stderr)
+    cmd = page_command(args.host, args.port, settings.max_upload_mb)
+    return run_page(cmd, page_env(settings, secret))
 
 
 COMMANDS = {

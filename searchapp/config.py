@@ -41,6 +41,7 @@ class Settings:
     reconcile_interval_s: float = 3600.0
     max_upload_mb: int = 20
     ann_threshold: int = 200_000  # vectors from which search is approximate (IVF + SQ8)
+    ui_secret: str = field(default="", repr=False)  # the page's access secret; never logged
 
     @property
     def db_path(self) -> Path:
@@ -85,6 +86,7 @@ _ENV = {
     "reconcile_interval_s": "SEARCHAPP_RECONCILE_INTERVAL",
     "max_upload_mb": "SEARCHAPP_MAX_UPLOAD_MB",
     "ann_threshold": "SEARCHAPP_ANN_THRESHOLD",
+    "ui_secret": "SEARCHAPP_UI_SECRET",
 }
 
 

@@ -296,23 +296,22 @@ def test_status_shows_a_run_in_progress(monkeypatch, shared_library) -> None:  #
 
 
 def test_cli_ui_runs_streamlit_on_localhost(monkeypatch, tmp_path) -> None:  # noqa: ANN001
-    import subprocess
-
     from searchapp import cli
+    from searchapp.ui import launch
 
     seen = {}
 
-    def fake_call(cmd, env=None, **kw):  # noqa: ANN001, ANN003, ANN202
-        seen["cmd"], seen["env"], seen["kw"] = cmd, env, kw
+    def fake_run(cmd, env):  # noqa: ANN001, ANN202
+        seen["cmd"], seen["env"] = cmd, env
         return 0
 
-    monkeypatch.setattr(subprocess, "call", fake_call)
+    monkeypatch.setattr(launch, "run_page", fake_run)
     rc = cli.main(
         ["--data-dir", str(tmp_path / "lib"), "--weights", "random", "ui", "--port", "9999"]
     )
     assert rc == 0
     cmd = seen["cmd"]
-    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("app.py")
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("server.py")
 
     def flag(name: str) -> str:
         return cmd[cmd.index(name) + 1]
@@ -323,6 +322,5 @@ def test_cli_ui_runs_streamlit_on_localhost(monkeypatch, tmp_path) -> None:  # n
     assert flag("--server.maxUploadSize") == "20"
     assert flag("--server.enableXsrfProtection") == "true"
     assert flag("--client.toolbarMode") == "minimal"
-    assert "shell" not in seen["kw"]
     assert seen["env"]["SEARCHAPP_DATA_DIR"] == str((tmp_path / "lib").resolve())
     assert seen["env"]["SEARCHAPP_WEIGHTS"] == "random"

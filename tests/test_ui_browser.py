@@ -117,6 +117,7 @@ def test_search_page_in_a_real_browser(chromium, served) -> None:  # noqa: ANN00
     except ImportError:
         _unavailable("playwright is not installed (pip install -e '.[test]')")
     url, photos = served
+    expect.set_options(timeout=STEP_MS)
     shots = _shots_dir()
     errors: list[str] = []
     with sync_playwright() as p:

@@ -1,0 +1,51 @@
+"""``searchapp ui`` leaves no process behind: its Streamlit server stops when it does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import psutil
+import pytest
+
+from tests.helpers import wait_for
+from tests.page import free_port, port_bindable, start_page, stop_group
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _server_of(pid: int) -> psutil.Process:
+    children = psutil.Process(pid).children(recursive=True)
+    servers = [c for c in children if "streamlit" in " ".join(c.cmdline())]
+    assert len(servers) == 1, [c.cmdline() for c in children]
+    return servers[0]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_stops_the_server_and_frees_the_port(tmp_path, signum) -> None:  # noqa: ANN001
+    port = free_port()
+    proc = start_page(tmp_path / "lib", port, tmp_path / "server.log")
+    try:
+        server = _server_of(proc.pid)
+        assert not port_bindable(port)
+        os.kill(proc.pid, signum)  # searchapp ui alone, as systemd or `kill` would
+        assert proc.wait(timeout=30) == 0
+        wait_for(lambda: not server.is_running(), "the Streamlit server to exit", timeout_s=15)
+        assert port_bindable(port)
+    finally:
+        stop_group(proc)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux")
+def test_the_server_stops_when_searchapp_ui_is_killed(tmp_path) -> None:  # noqa: ANN001
+    port = free_port()
+    proc = start_page(tmp_path / "lib", port, tmp_path / "server.log")
+    try:
+        server = _server_of(proc.pid)
+        proc.kill()  # no chance to pass anything on
+        proc.wait(timeout=10)
+        wait_for(lambda: not server.is_running(), "the orphaned server to exit", timeout_s=30)
+        assert port_bindable(port)
+    finally:
+        stop_group(proc)

@@ -1,0 +1,101 @@
+"""Start the page's Streamlit server as a child process and make sure it stops with us.
+
+A signal to ``searchapp ui`` (SIGTERM, SIGINT, SIGHUP) is passed on to the server, which gets
+a grace period and is then killed; on Linux the server also gets SIGTERM when its parent
+dies without a chance to pass anything on (``kill -9``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from searchapp.config import Settings
+
+SERVER = Path(__file__).resolve().with_name("server.py")
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
+)
+GRACE_S = 10.0
+_PR_SET_PDEATHSIG = 1
+
+
+def page_command(host: str, port: int, max_upload_mb: int) -> list[str]:
+    """The ``streamlit run`` command line for the guarded page."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(SERVER),
+        "--server.address", host,
+        "--server.port", str(port),
+        "--browser.gatherUsageStats", "false",
+        "--server.maxUploadSize", str(max_upload_mb),
+        "--server.enableXsrfProtection", "true",
+        "--server.enableCORS", "true",
+        "--server.headless", "true",  # no e-mail prompt; searchapp ui prints the URL
+        "--server.fileWatcherType", "none",
+        "--client.toolbarMode", "minimal",  # no "Deploy" button or developer menu
+    ]  # fmt: skip
+
+
+def page_env(settings: Settings, secret: str) -> dict[str, str]:
+    """The child's environment: the settings in effect, and the access secret or none."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "SEARCHAPP_DATA_DIR": str(settings.data_dir),
+            "SEARCHAPP_MODEL": settings.model,
+            "SEARCHAPP_WEIGHTS": settings.weights,
+            "SEARCHAPP_DEVICE": settings.device,
+            "SEARCHAPP_PRECISION": settings.precision,
+            "SEARCHAPP_BATCH_SIZE": str(settings.batch_size),
+            "SEARCHAPP_UI_SECRET": secret,
+        }
+    )
+    return env
+
+
+def run_page(cmd: list[str], env: dict[str, str], grace_s: float = GRACE_S) -> int:
+    """Run the server until it exits or we are told to stop; 0 when stopped by a signal."""
+    proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent())  # noqa: PLW1509
+    stop = threading.Event()
+    killer = threading.Timer(grace_s, proc.kill)
+    killer.daemon = True
+
+    def forward(signum: int, _frame: object) -> None:
+        if not stop.is_set():
+            stop.set()
+            killer.start()
+        proc.send_signal(signum)  # a no-op once the child is gone
+
+    previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
+    try:
+        code = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        killer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return 0 if stop.is_set() else code
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A pre-exec hook asking Linux to SIGTERM the child when this process dies."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)  # resolved before fork: the hook only calls it
+    parent = os.getpid()
+
+    def hook() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+    return hook
