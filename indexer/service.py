@@ -16,7 +16,7 @@ from searchapp.embedder import ImageEncoder, LazyEmbedder
 from searchapp.errors import DiskFullError, SearchAppError, WriterBusyError
 from searchapp.indexer.handoff import submit_request, wait_for_answer, withdraw_request
 from searchapp.indexer.lock import WriterLock
-from searchapp.indexer.pipeline import IndexRun, IndexStats, ProgressCallback
+from searchapp.indexer.pipeline import IndexStats, ProgressCallback, index_roots
 from searchapp.store import Store
 from searchapp.vectors import open_index
 
@@ -61,7 +61,13 @@ def index_library(
             store.clear_failures(paths)
         embedder = embedder or LazyEmbedder(settings)  # loads only if a file needs it
         index = open_index(settings.index_path, store, embedder.model_id, embedder.dim)
-        return IndexRun(settings, store, embedder, index).run(progress, paths, kind)
+
+        def save() -> None:
+            index.save(settings.index_path, store.generation())
+
+        return index_roots(
+            settings, store, embedder, index, save, paths=paths, progress=progress, kind=kind
+        )
     except OSError as err:  # a thumbnail or the FAISS file hit a full disk (SQLite maps its own)
         if err.errno != errno.ENOSPC:
             raise

@@ -1,7 +1,7 @@
 """Folder watcher: keep the index in step with the photo folders while it runs.
 
 ``run_watch`` holds the writer lock for its whole life, does one full reconcile, then
-turns filesystem events (watchdog) into small ``IndexRun.run(paths=...)`` runs.
+turns filesystem events (watchdog) into small ``index_roots(paths=...)`` runs.
 
 - A file is read only once it is complete: where the OS reports closes (inotify) it waits
   for the writer's close and then a short quiet period; elsewhere its size and mtime must
@@ -46,7 +46,7 @@ from searchapp.indexer.handoff import (
     take_requests,
 )
 from searchapp.indexer.lock import WriterLock
-from searchapp.indexer.pipeline import IndexRun, IndexStats, Progress
+from searchapp.indexer.pipeline import IndexStats, Progress, index_roots
 from searchapp.paths import is_under
 from searchapp.store import RootRecord, Store
 from searchapp.vectors import open_index
@@ -473,9 +473,17 @@ class _Daemon:
     # ------------------------------------------------------------ indexing
     def index_run(self, paths: list[str] | None, what: str) -> IndexStats:
         started = time.time()
-        run = IndexRun(self.settings, self.store, self.embedder, self.index)
         try:
-            stats = run.run(self.check_stop, paths, kind="watch")
+            stats = index_roots(
+                self.settings,
+                self.store,
+                self.embedder,
+                self.index,
+                self.save,
+                paths=paths,
+                progress=self.check_stop,
+                kind="watch",
+            )
         finally:
             self.generation = self.store.generation()
             self.runs += 1

@@ -15,7 +15,7 @@ from PIL import Image
 
 from searchapp.config import Settings
 from searchapp.embedder import ClipEmbedder
-from searchapp.indexer.pipeline import IndexRun, IndexStats
+from searchapp.indexer.pipeline import IndexStats, index_roots
 from searchapp.search import SearchService
 from searchapp.store import Store
 from searchapp.vectors import open_index
@@ -26,8 +26,12 @@ def index_once(settings: Settings, embedder: ClipEmbedder, *roots) -> IndexStats
     for r in roots:
         store.add_root(r)
     index = open_index(settings.index_path, store, embedder.model_id, embedder.dim)
+
+    def save() -> None:
+        index.save(settings.index_path, store.generation())
+
     try:
-        return IndexRun(settings, store, embedder, index).run()
+        return index_roots(settings, store, embedder, index, save)
     finally:
         store.close()
 
