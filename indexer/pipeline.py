@@ -1,8 +1,10 @@
-"""One indexing run: scan roots, diff against the store, decode, embed, write in batches.
+"""One indexing run as stages, each a bounded window ahead of the next.
 
-Decoding (read, hash, draft-decode, resize, thumbnail) runs in worker threads while the
-model embeds the previous batch. Each batch is one SQLite transaction, so a run killed
-at any instant resumes where it stopped.
+read and hash (worker threads) -> resolve (this thread: moves, duplicates, stored vectors)
+-> decode and thumbnail, only files that need pixels (worker threads) -> embed (model
+lanes) -> commit in order, one SQLite transaction per batch, then the FAISS index. A run
+killed at any instant resumes where it stopped. The run never saves the FAISS file: it
+calls ``checkpoint`` when a save is due, and its caller saves at the end or on failure.
 """
 
 from __future__ import annotations
@@ -10,31 +12,40 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from searchapp.config import Settings
-from searchapp.decoder import decode_photo, hash_bytes, read_file
-from searchapp.errors import ImageDecodeError
 from searchapp.faults import fault_point, trace
-from searchapp.model import ImageEncoder, set_torch_threads
-from searchapp.plan import Plan, WorkItem, plan_changes
-from searchapp.store import (
-    STATUS_INDEXED,
-    BatchWrite,
-    FailureWrite,
-    MoveWrite,
-    PhotoWrite,
-    Store,
+from searchapp.indexer.resolver import Resolver, vector_of
+from searchapp.indexer.stages import (
+    Claim,
+    Decoded,
+    DecodeStage,
+    Failed,
+    Hashed,
+    Moved,
+    Ready,
+    Resolved,
+    ToDecode,
+    Touched,
+    VectorSource,
+    read_and_hash,
 )
-from searchapp.thumbnails import remove_orphan_thumbnails, write_thumbnail
+from searchapp.model import ImageEncoder, set_torch_threads
+from searchapp.plan import Plan, WorkItem
+from searchapp.store import BatchWrite, FailureWrite, MoveWrite, Store
+from searchapp.thumbnails import remove_orphan_thumbnails
 from searchapp.vectors import VectorIndex
 
 SAVE_EVERY_S = 60.0
 MAX_LANES = 4  # past this, more threads per lane beat more lanes (memory, cache)
+HASH_AHEAD = 1  # batches read and hashed ahead of the resolver
+DECODE_AHEAD = 2  # batches decoding ahead of the model (as many as before the stages split)
 
 
 @dataclass
@@ -75,21 +86,15 @@ ProgressCallback = Callable[[Progress], None]
 
 
 @dataclass
-class _Decoded:
-    work: WorkItem
-    content_hash: str | None = None
-    pixels: np.ndarray | None = None
-    photo: PhotoWrite | None = None
-    failure: str | None = None
-
-
-@dataclass
 class _Chunk:
-    """One batch between classification and commit: what to write, what the model does."""
+    """One batch between decode and commit: what to write, and what the model does."""
 
+    claim: Claim
     batch: BatchWrite
-    to_embed: list[_Decoded]
     size: int
+    sources: dict[str, VectorSource] = field(default_factory=dict)  # rows' contents
+    embed: list[str] = field(default_factory=list)  # contents sent to the model, in order
+    pixels: np.ndarray | None = None  # the model's input for ``embed``
     vectors: Future | None = None
 
 
@@ -112,7 +117,7 @@ class _Counter:
             self.progress(Progress(self.done, self.total, rate, stats))
 
     def save_due(self) -> bool:
-        """True once a minute: a long run saves the FAISS file as it goes."""
+        """True once a minute: a long run has the FAISS file saved as it goes."""
         if time.monotonic() - self.last_save <= SAVE_EVERY_S:
             return False
         self.last_save = time.monotonic()
@@ -120,47 +125,48 @@ class _Counter:
 
 
 class IndexRun:
-    """Indexes every root of a store with one embedder and keeps the FAISS index in step."""
+    """Carries out a plan with one embedder and keeps the FAISS index (in memory) in step.
+
+    ``checkpoint`` is called when a periodic save of the FAISS file is due; saving at the
+    end (see :func:`refit_index`) and after a failure is the caller's.
+    """
 
     def __init__(
-        self, settings: Settings, store: Store, embedder: ImageEncoder, index: VectorIndex
+        self,
+        settings: Settings,
+        store: Store,
+        embedder: ImageEncoder,
+        index: VectorIndex,
+        *,
+        checkpoint: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.embedder = embedder
         self.index = index
+        self.checkpoint = checkpoint
         self.model_id = embedder.model_id
-        self.min_side = embedder.preprocess_config.image_size
-        self._stored: set[str] = set()
-        self._embedding: set[str] = set()  # contents sent to the model, not yet written
 
     def run(
-        self,
-        progress: ProgressCallback | None = None,
-        paths: list[str] | None = None,
-        kind: str = "index",
+        self, plan: Plan, progress: ProgressCallback | None = None, kind: str = "index"
     ) -> IndexStats:
-        """Index all roots (``paths`` limits the scan to files/folders below a root).
+        """Index what ``plan`` found; ``kind`` names who ran it in the runs table.
 
-        ``kind`` names who ran it in the runs table (index, watch, ui).
+        The plan is not changed. Orphan vectors and thumbnails are dropped at the end.
         """
         started = time.monotonic()
-        stats = IndexStats()
+        stats = IndexStats(unchanged=plan.unchanged, offline_roots=plan.offline_roots)
         run_id = self.store.start_run(kind)
         threads = set_torch_threads(model_threads(self.settings))
         try:
-            plan = plan_changes(self.store, self.model_id, paths)
-            stats.unchanged, stats.offline_roots = plan.unchanged, plan.offline_roots
-            self._process(plan, stats, progress, run_id, started)
-            self._finish(stats)
+            self._process(plan, stats, _Counter(len(plan.work), run_id, started, progress))
+            self.store.delete_orphan_embeddings()
+            remove_orphan_thumbnails(self.settings.thumbs_dir, self.store.referenced_hashes())
         except BaseException as err:
             stats.seconds = time.monotonic() - started
             state = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-            try:
-                self.index.save(self.settings.index_path, self.store.generation())
+            with suppress(Exception):  # the original error is the one to report
                 self.store.finish_run(run_id, state, stats.as_dict(), str(err)[:300])
-            except Exception:  # noqa: BLE001 - the original error is the one to report
-                pass
             raise
         finally:
             set_torch_threads(threads)
@@ -168,176 +174,131 @@ class IndexRun:
         self.store.finish_run(run_id, "done", stats.as_dict())
         return stats
 
-    # ------------------------------------------------------------ processing
-    def _process(
-        self,
-        plan: Plan,
-        stats: IndexStats,
-        progress: ProgressCallback | None,
-        run_id: int,
-        started: float,
-    ) -> None:
-        moved_from = {
-            k.content_hash: k
-            for k in plan.missing.values()
-            if k.content_hash and k.status == STATUS_INDEXED
-        }
-        total = len(plan.work)
-        if total:
+    # ------------------------------------------------------------ the stages
+    def _process(self, plan: Plan, stats: IndexStats, counter: _Counter) -> None:
+        if plan.work:
             self.embedder.start_loading()  # the weights load while the first batches decode
+        resolver = Resolver(self.store, self.model_id, plan.missing)
         lanes = model_lanes(self.settings, self.embedder.device)
-        counter = _Counter(total, run_id, started, progress)
+        workers = ThreadPoolExecutor(decode_workers(self.settings), thread_name_prefix="decode")
+        model = ThreadPoolExecutor(lanes, thread_name_prefix="model")
         in_flight: deque[_Chunk] = deque()
-        self._embedding.clear()
-        model_pool = ThreadPoolExecutor(lanes, thread_name_prefix="model")
         try:
-            for decoded in self._decoded(plan.work, moved_from):
-                in_flight.append(self._submit(decoded, model_pool, moved_from, plan, stats))
+            for claim, resolved, ready in self._ready(plan.work, resolver, workers):
+                chunk = self._assemble(claim, resolver.settle(claim, resolved, ready), stats)
+                in_flight.append(self._embed(chunk, model))
                 # one more than the lanes is queued, so no lane idles while a batch is written
                 if len(in_flight) > lanes:
-                    self._commit(in_flight.popleft(), stats, counter)
+                    self._commit(in_flight.popleft(), resolver, stats, counter)
             while in_flight:
-                self._commit(in_flight.popleft(), stats, counter)
-        finally:
-            model_pool.shutdown(wait=True, cancel_futures=True)  # interrupted: drop queued work
-        gone = list(plan.missing)
+                self._commit(in_flight.popleft(), resolver, stats, counter)
+        finally:  # interrupted: drop queued work
+            model.shutdown(wait=True, cancel_futures=True)
+            workers.shutdown(wait=True, cancel_futures=True)
+        gone = resolver.gone()
         if gone:
-            batch = BatchWrite(model_id=self.model_id, removed_ids=gone)
-            self._write(batch)
+            self._write(BatchWrite(model_id=self.model_id, removed_ids=gone), {})
             stats.removed += len(gone)
-        if progress and total == 0:
-            progress(Progress(0, 0, 0.0, stats))
+        if counter.progress and not plan.work:
+            counter.progress(Progress(0, 0, 0.0, stats))
 
-    def _submit(
-        self,
-        decoded: list[_Decoded],
-        pool: ThreadPoolExecutor,
-        moved_from: dict,
-        plan: Plan,
-        stats: IndexStats,
-    ) -> _Chunk:
-        """Classify a decoded batch and hand what needs the model to a free model lane."""
-        chunk = _Chunk(BatchWrite(model_id=self.model_id), [], len(decoded))
-        # one query per batch, not per photo: which contents have (or are getting) a vector
-        self._stored = self._embedding | self.store.embedded_hashes(
-            [d.content_hash for d in decoded if d.content_hash], self.model_id
+    def _hashed(
+        self, work: Sequence[WorkItem], pool: ThreadPoolExecutor
+    ) -> Iterator[list[Hashed | Failed]]:
+        """Read and hash in worker threads, batch by batch in order."""
+        size = self.settings.batch_size
+        pending: deque[list[Future]] = deque()
+        for i in range(0, len(work), size):
+            pending.append([pool.submit(read_and_hash, w) for w in work[i : i + size]])
+            if len(pending) > HASH_AHEAD:
+                yield [f.result() for f in pending.popleft()]
+        while pending:
+            yield [f.result() for f in pending.popleft()]
+
+    def _ready(
+        self, work: Sequence[WorkItem], resolver: Resolver, pool: ThreadPoolExecutor
+    ) -> Iterator[tuple[Claim, list[Resolved], list[Ready]]]:
+        """Resolve each hashed batch here, then decode what needs pixels in worker threads."""
+        decode = DecodeStage(
+            self.settings.thumbs_dir,
+            self.embedder.preprocess_config.image_size,
+            self.embedder.prepare,
         )
-        for d in decoded:
-            self._classify(d, chunk.batch, chunk.to_embed, moved_from, plan, stats)
-        if chunk.to_embed:
-            self._embedding.update(d.content_hash for d in chunk.to_embed)
-            pixels = np.stack([d.pixels for d in chunk.to_embed])
-            chunk.vectors = pool.submit(self.embedder.encode_prepared, pixels)
+        pending: deque[tuple[Claim, list[Resolved], list]] = deque()
+        for hashed in self._hashed(work, pool):
+            claim, resolved = resolver.resolve(hashed)
+            slots = [
+                pool.submit(decode, r, h.data) if isinstance(r, ToDecode) else r
+                for h, r in zip(hashed, resolved, strict=True)
+            ]
+            pending.append((claim, resolved, slots))
+            if len(pending) > DECODE_AHEAD:
+                yield _collect(*pending.popleft())
+        while pending:
+            yield _collect(*pending.popleft())
+
+    def _assemble(self, claim: Claim, items: list[Ready], stats: IndexStats) -> _Chunk:
+        """Turn a decoded batch into one transaction's writes and the model's work."""
+        chunk = _Chunk(claim, BatchWrite(model_id=self.model_id), len(items))
+        pixels = []
+        for item in items:
+            f = item.work.file
+            if isinstance(item, Failed):
+                chunk.batch.failed.append(
+                    FailureWrite(item.work.root_id, f.path, f.size, f.mtime_ns, item.reason)
+                )
+                stats.failed += 1
+            elif isinstance(item, Touched):
+                chunk.batch.touched.append((item.photo_id, f.size, f.mtime_ns))
+                stats.unchanged += 1
+            elif isinstance(item, Moved):
+                move = MoveWrite(item.photo_id, item.work.root_id, f.path, f.size, f.mtime_ns)
+                chunk.batch.moved.append(move)
+                stats.moved += 1
+            else:
+                self._add_row(chunk, item, pixels, stats)
+        chunk.pixels = np.stack(pixels) if pixels else None
         return chunk
 
-    def _commit(self, chunk: _Chunk, stats: IndexStats, counter: _Counter) -> None:
-        """Wait for a batch's vectors and write it: batches commit in the order they came."""
-        if chunk.vectors is not None:
-            vecs = chunk.vectors.result()
-            stats.embedded += len(chunk.to_embed)
-            trace("embedded", [d.content_hash for d in chunk.to_embed])
-            fault_point("embed")
-            for d, v in zip(chunk.to_embed, vecs, strict=True):
-                chunk.batch.vectors[d.content_hash] = v
-        self._write(chunk.batch)
-        # later batches that share a content read its vector from the store now
-        self._embedding.difference_update(chunk.batch.vectors)
-        counter.add(chunk.size, self.store, stats)
-        if counter.save_due():
-            self.index.save(self.settings.index_path, self.store.generation())
-
-    def _decoded(self, work: list[WorkItem], moved_from: dict) -> Iterator[list[_Decoded]]:
-        """Decode in worker threads, in order, a bounded window ahead of the model."""
-        workers = decode_workers(self.settings)
-        size = self.settings.batch_size
-        with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
-            pending = []
-            for i in range(0, len(work), size):
-                pending.append(
-                    [pool.submit(self._decode_one, w, moved_from) for w in work[i : i + size]]
-                )
-                if len(pending) > 2:
-                    yield [f.result() for f in pending.pop(0)]
-            for futures in pending:
-                yield [f.result() for f in futures]
-
-    def _decode_one(self, w: WorkItem, moved_from: dict) -> _Decoded:
-        if w.file.error:
-            return _Decoded(w, failure=f"folder cannot be read ({w.file.error.lower()})")
-        try:
-            fault_point("decode")
-            data = read_file(w.file.path)
-            chash = hash_bytes(data)
-            if chash in moved_from or (
-                w.known and w.known.content_hash == chash and w.known.embedded
-            ):
-                return _Decoded(w, content_hash=chash)  # no decode needed: same content
-            photo = decode_photo(data, self.min_side, chash)
-            write_thumbnail(self.settings.thumbs_dir, chash, photo.image)
-            pixels = self.embedder.prepare(photo.image)
-        except ImageDecodeError as err:
-            return _Decoded(w, failure=str(err))
-        return _Decoded(
-            w,
-            content_hash=chash,
-            pixels=pixels,
-            photo=PhotoWrite(
-                w.root_id,
-                w.file.path,
-                len(data),
-                w.file.mtime_ns,
-                chash,
-                photo.width,
-                photo.height,
-                photo.format,
-                photo.taken_at,
-                photo.camera,
-            ),
-        )
-
-    def _classify(
-        self,
-        d: _Decoded,
-        batch: BatchWrite,
-        to_embed: list[_Decoded],
-        moved_from: dict,
-        plan: Plan,
-        stats: IndexStats,
-    ) -> None:
-        w = d.work
-        if d.failure is not None:
-            batch.failed.append(
-                FailureWrite(w.root_id, w.file.path, w.file.size, w.file.mtime_ns, d.failure)
-            )
-            stats.failed += 1
-            return
-        if d.photo is None and w.known and w.known.content_hash == d.content_hash:
-            batch.touched.append((w.known.id, w.file.size, w.file.mtime_ns))
-            stats.unchanged += 1
-            return
-        if d.photo is None and d.content_hash in moved_from and w.known is None:
-            old = moved_from.pop(d.content_hash)
-            plan.missing.pop(old.id, None)
-            batch.moved.append(
-                MoveWrite(old.id, w.root_id, w.file.path, w.file.size, w.file.mtime_ns)
-            )
-            stats.moved += 1
-            return
-        if d.photo is None:  # hash matched a move target that another file took: decode now
-            d = self._decode_one(WorkItem(w.root_id, w.file, None), {})
-            if d.failure is not None or d.photo is None:
-                self._classify(d, batch, to_embed, {}, plan, stats)
-                return
-        batch.indexed.append(d.photo)
-        if w.known is None:
+    @staticmethod
+    def _add_row(chunk: _Chunk, item: Decoded, pixels: list, stats: IndexStats) -> None:
+        chunk.batch.indexed.append(item.photo)
+        chunk.sources[item.photo.content_hash] = item.source
+        if item.work.known is None:
             stats.added += 1
         else:
             stats.updated += 1
-        if d.content_hash not in self._stored:
-            self._stored.add(d.content_hash)  # a duplicate later in the chunk reuses it
-            to_embed.append(d)
+        if item.pixels is not None:
+            chunk.embed.append(item.photo.content_hash)
+            pixels.append(item.pixels)
 
-    def _write(self, batch: BatchWrite) -> None:
+    def _embed(self, chunk: _Chunk, pool: ThreadPoolExecutor) -> _Chunk:
+        """Hand the batch's new contents to a free model lane."""
+        if chunk.pixels is not None:
+            chunk.vectors = pool.submit(self.embedder.encode_prepared, chunk.pixels)
+            chunk.pixels = None
+        return chunk
+
+    def _commit(
+        self, chunk: _Chunk, resolver: Resolver, stats: IndexStats, counter: _Counter
+    ) -> None:
+        """Wait for a batch's vectors and write it: batches commit in the order they came."""
+        if chunk.vectors is not None:
+            vecs = chunk.vectors.result()
+            stats.embedded += len(chunk.embed)
+            trace("embedded", chunk.embed)
+            fault_point("embed")
+            chunk.claim.vectors.update(zip(chunk.embed, vecs, strict=True))
+        chunk.batch.vectors = chunk.claim.vectors
+        rows = {h: vector_of(source, h) for h, source in chunk.sources.items()}
+        self._write(chunk.batch, rows)
+        resolver.committed(chunk.claim)  # later batches read these vectors from the store
+        counter.add(chunk.size, self.store, stats)
+        if self.checkpoint is not None and counter.save_due():
+            self.checkpoint()
+
+    def _write(self, batch: BatchWrite, vectors: dict[str, np.ndarray]) -> None:
+        """Commit one batch, then bring the FAISS index in step with it."""
         if not batch:
             return
         result = self.store.write_batch(batch)
@@ -345,22 +306,14 @@ class IndexRun:
         if result.removed:
             self.index.remove(np.asarray(result.removed, dtype=np.int64))
         if result.upserted:
-            ids = np.fromiter(result.upserted, dtype=np.int64)
-            vecs = self._vectors_for([result.upserted[i] for i in ids], batch.vectors)
-            self.index.add(ids, vecs)
+            ids = np.fromiter(result.upserted, dtype=np.int64, count=len(result.upserted))
+            self.index.add(ids, np.stack([vectors[h] for h in result.upserted.values()]))
 
-    def _vectors_for(self, hashes: list[str], fresh: dict[str, np.ndarray]) -> np.ndarray:
-        missing = [h for h in set(hashes) if h not in fresh]
-        stored = self.store.vectors_for_hashes(missing, self.model_id) if missing else {}
-        return np.stack([fresh[h] if h in fresh else stored[h] for h in hashes])
 
-    def _finish(self, stats: IndexStats) -> None:
-        self.store.delete_orphan_embeddings()
-        remove_orphan_thumbnails(self.settings.thumbs_dir, self.store.referenced_hashes())
-        generation = self.store.generation()
-        rebuilt = self.index.refit(self.store)  # exact <-> approximate past the size threshold
-        if rebuilt or self.index.generation != generation or not self.settings.index_path.exists():
-            self.index.save(self.settings.index_path, generation)  # else: nothing changed
+def _collect(
+    claim: Claim, resolved: list[Resolved], slots: list
+) -> tuple[Claim, list[Resolved], list[Ready]]:
+    return claim, resolved, [s.result() if isinstance(s, Future) else s for s in slots]
 
 
 def decode_workers(settings: Settings) -> int:

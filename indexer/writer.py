@@ -13,6 +13,7 @@ import errno
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 
 from searchapp.activity import WriterInfo, read_writer
 from searchapp.config import Settings
@@ -28,6 +29,7 @@ from searchapp.indexer.handoff import submit_request, wait_for_answer, withdraw_
 from searchapp.indexer.lock import WriterLock
 from searchapp.indexer.pipeline import IndexRun, IndexStats, ProgressCallback
 from searchapp.model import ImageEncoder, LazyEmbedder
+from searchapp.plan import apply_root_observations, plan_changes
 from searchapp.store import RootRecord, Store
 from searchapp.vectors import open_index
 
@@ -85,18 +87,30 @@ class Writer:
         """One indexing run over every root, or only ``paths``; the index is saved after."""
         if retry_failed:
             self.store.clear_failures(paths)
+        plan = plan_changes(self.store, self.embedder.model_id, paths)
+        apply_root_observations(self.store, plan)
+        run = IndexRun(self.settings, self.store, self.embedder, self.index, checkpoint=self.save)
         try:
-            run = IndexRun(self.settings, self.store, self.embedder, self.index)
-            return run.run(progress, paths, self.lock.kind)
-        except OSError as err:  # a thumbnail or the FAISS file hit a full disk
-            if err.errno != errno.ENOSPC:
-                raise
-            raise DiskFullError(
-                f"the disk holding {self.settings.data_dir} is full; free some space and run "
-                "the command again (everything committed so far is kept)."
-            ) from None
-        finally:
-            self.generation = self.store.generation()
+            stats = run.run(plan, progress, self.lock.kind)
+        except BaseException as err:
+            with suppress(Exception):  # what was committed stays searchable without a rebuild
+                self.save()
+            if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+                raise DiskFullError(
+                    f"the disk holding {self.settings.data_dir} is full; free some space and "
+                    "run the command again (everything committed so far is kept)."
+                ) from None
+            raise
+        self._save_if_stale()
+        return stats
+
+    def _save_if_stale(self) -> None:
+        """Fit the index to its size (exact <-> approximate), then save it if out of date."""
+        rebuilt = self.index.refit(self.store, self.settings.ann_threshold)
+        stale = self.index.generation != self.store.generation()
+        if rebuilt or stale or not self.settings.index_path.exists():
+            self.save()
+        self.generation = self.store.generation()
 
     def remove_root(self, path: str) -> tuple[str, int]:
         """Forget a folder and its photos; returns the folder and how many photos left."""

@@ -1,13 +1,17 @@
 """What a run has to do: the roots on disk diffed against the store by stat alone.
 
-Shared by the indexer (its first step) and the status report (the pending count); no
-file is read.
+Shared by the indexer (its first step) and the status report (the pending count). The
+plan only reads: no file is opened and nothing is written. What it saw of the roots
+(mounted or not, on which device) travels in the plan; the writer records it with
+:func:`apply_root_observations`.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from searchapp.faults import fault_point
 from searchapp.paths import is_under
@@ -15,7 +19,7 @@ from searchapp.scanner import ScannedFile, scan_paths, scan_root
 from searchapp.store import STATUS_INDEXED, KnownFile, RootRecord, Store
 
 
-@dataclass
+@dataclass(frozen=True)
 class WorkItem:
     """One file the run has to read: where it is now, and what the store knew of it."""
 
@@ -24,60 +28,91 @@ class WorkItem:
     known: KnownFile | None
 
 
-@dataclass
+@dataclass(frozen=True)
+class RootObservation:
+    """What the plan saw of one root, for the writer to record."""
+
+    root_id: int
+    online: bool  # its folder is there and is not a mount point its drive left empty
+    was_online: bool  # as the store had it
+    new_device: int | None = None  # device of a non-empty root, when it differs from the stored
+
+
+@dataclass(frozen=True)
 class Plan:
-    """What a run has to do: files to read, stored photos whose file is gone."""
+    """What a run has to do: files to read, stored photos whose file is gone, roots seen."""
 
-    work: list[WorkItem] = field(default_factory=list)
-    missing: dict[int, KnownFile] = field(default_factory=dict)  # photo id -> gone file
+    work: tuple[WorkItem, ...] = ()
+    missing: Mapping[int, KnownFile] = field(default_factory=lambda: MappingProxyType({}))
     unchanged: int = 0
-    offline_roots: int = 0
+    roots: tuple[RootObservation, ...] = ()
+
+    @property
+    def offline_roots(self) -> int:
+        return sum(not r.online for r in self.roots)
 
 
-def plan_changes(
-    store: Store, model_id: str, paths: list[str] | None = None, *, record_online: bool = True
-) -> Plan:
-    """Diff the roots on disk against the store by stat alone (no file is read).
+def plan_changes(store: Store, model_id: str, paths: list[str] | None = None) -> Plan:
+    """Diff the roots on disk against the store by stat alone; reads, never writes.
 
-    ``record_online`` stores which roots are mounted; a read-only look (the status page's
-    pending count) passes False.
+    ``paths`` limits the diff to files and folders at or below them.
     """
-    plan = Plan()
+    work: list[WorkItem] = []
+    missing: dict[int, KnownFile] = {}
+    unchanged = 0
+    roots: list[RootObservation] = []
     for root in store.list_roots():
-        online = _is_scannable(store, root, record_online)
-        if record_online and online != root.online:
-            store.set_root_online(root.id, online)
-        if not online:
-            plan.offline_roots += 1  # unmounted drive: keep its photos, never read as deleted
-            continue
-        _plan_root(plan, root.id, root.path, store.known_files(root.id, model_id), paths)
-    return plan
+        seen = _observe(store, root)
+        roots.append(seen)
+        if not seen.online:
+            continue  # unmounted drive: keep its photos, never read as deleted
+        known = store.known_files(root.id, model_id)
+        unchanged += _plan_root(work, missing, root.id, root.path, known, paths)
+    return Plan(tuple(work), MappingProxyType(missing), unchanged, tuple(roots))
 
 
-def _is_scannable(store: Store, root: RootRecord, record: bool) -> bool:
+def apply_root_observations(store: Store, plan: Plan) -> None:
+    """Record what ``plan`` saw of the roots: which are online, the device of each."""
+    for seen in plan.roots:
+        if seen.online != seen.was_online:
+            store.set_root_online(seen.root_id, seen.online)
+        if seen.new_device is not None:
+            store.set_root_device(seen.root_id, seen.new_device)
+
+
+def _observe(store: Store, root: RootRecord) -> RootObservation:
     """Whether the root's folder is there, and is not a mount point its drive left empty.
 
     An unmounted drive often leaves its mount point behind as an empty folder on another
     device; reading that as "every photo was deleted" would drop the whole library. The
-    device of the last non-empty scan is kept in meta (``record``) to tell the two apart.
+    device of the last non-empty scan is kept in the store to tell the two apart.
     """
     try:
         device = os.stat(root.path).st_dev
         with os.scandir(root.path) as entries:
             empty = next(entries, None) is None
     except OSError:
-        return False  # gone, or not a folder
+        return RootObservation(root.id, False, root.online)  # gone, or not a folder
     known = store.root_device(root.id)
     if empty and known is not None and known != device:
-        return False  # its drive is away: keep its photos
-    if record and not empty and known != device:
-        store.set_root_device(root.id, device)
-    return True
+        return RootObservation(root.id, False, root.online)  # its drive is away
+    new_device = device if not empty and known != device else None
+    return RootObservation(root.id, True, root.online, new_device)
 
 
 def _plan_root(
-    plan: Plan, root_id: int, root_path: str, known: dict[str, KnownFile], paths: list[str] | None
-) -> None:
+    work: list[WorkItem],
+    missing: dict[int, KnownFile],
+    root_id: int,
+    root_path: str,
+    known: dict[str, KnownFile],
+    paths: list[str] | None,
+) -> int:
+    """Add a root's files to read to ``work`` and its gone photos to ``missing``.
+
+    Returns how many files are unchanged.
+    """
+    unchanged = 0
     seen: set[str] = set()
     unreadable: list[str] = []
     for f in scan_paths(root_path, paths) if paths else scan_root(root_path):
@@ -92,14 +127,15 @@ def _plan_root(
             and k.mtime_ns == f.mtime_ns
             and (k.status != STATUS_INDEXED or k.embedded)
         ):
-            plan.unchanged += 1
+            unchanged += 1
         else:
-            plan.work.append(WorkItem(root_id, f, k))
+            work.append(WorkItem(root_id, f, k))
     for path, k in known.items():
         if path in seen or _under_any(path, unreadable):
             continue  # present, or not visible right now (never read as deleted)
         if not paths or _under_any(path, paths):
-            plan.missing[k.id] = k
+            missing[k.id] = k
+    return unchanged
 
 
 def _under_any(path: str, folders: list[str]) -> bool:
@@ -120,5 +156,5 @@ def count_pending(store: Store, model_id: str) -> PendingFiles:
     Stat only (about 2 s for 100,000 files), so a status view can call it when shown; it
     uses the caller's open (possibly read-only) store.
     """
-    plan = plan_changes(store, model_id, record_online=False)
+    plan = plan_changes(store, model_id)
     return PendingFiles(len(plan.work), len(plan.missing))

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import searchapp.indexer.pipeline as pipeline
+import searchapp.indexer.stages as stages
 from searchapp.decoder import decode_photo, hash_bytes
 from searchapp.errors import ImageDecodeError
 from searchapp.store import STATUS_FAILED, STATUS_INDEXED, Store
@@ -157,7 +157,7 @@ def test_hostile_inputs_are_recorded_or_indexed(settings, embedder, tmp_path, mo
     expect, good = build_root(root)
     swapped = jpeg_bytes(99)
     good[str(root / "swap.jpg")] = swapped
-    real_read = pipeline.read_file
+    real_read = stages.read_file
 
     def racing_read(path):  # noqa: ANN001, ANN202 - the file changes after the scan saw it
         if str(path).endswith("vanish.jpg"):
@@ -166,7 +166,7 @@ def test_hostile_inputs_are_recorded_or_indexed(settings, embedder, tmp_path, mo
             Path(path).write_bytes(swapped)
         return real_read(path)
 
-    monkeypatch.setattr(pipeline, "read_file", racing_read)
+    monkeypatch.setattr(stages, "read_file", racing_read)
     stats = index_once(settings, embedder, root)
     assert stats.failed == sum(v != INDEXED for v in expect.values())
 
@@ -192,7 +192,7 @@ def test_hostile_inputs_are_recorded_or_indexed(settings, embedder, tmp_path, mo
     assert store.integrity_check() == "ok"
     store.close()
 
-    monkeypatch.setattr(pipeline, "read_file", real_read)
+    monkeypatch.setattr(stages, "read_file", real_read)
     again = index_once(settings, embedder)  # nothing left to do; the vanished file is gone
     assert again.embedded == 0 and again.added == 0 and again.removed == 1
 

@@ -1,0 +1,114 @@
+"""The staged pipeline: a pure plan, and each file read and decoded at most once."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+import searchapp.indexer.stages as stages
+from searchapp.indexer.pipeline import IndexRun
+from searchapp.plan import apply_root_observations, count_pending, plan_changes
+from searchapp.store import Store
+from searchapp.vectors import open_index
+from tests.helpers import index_once
+
+
+def _roots(store: Store) -> list[tuple]:
+    return [(r.id, r.path, r.online, store.root_device(r.id)) for r in store.list_roots()]
+
+
+def test_plan_only_reads_and_the_writer_records_the_roots(settings, tmp_path):
+    here, away = tmp_path / "here", tmp_path / "away"
+    here.mkdir()
+    (here / "a.jpg").write_bytes(b"not decoded by a plan")
+    away.mkdir()
+    store = Store(settings.db_path)
+    kept, gone = store.add_root(here), store.add_root(away)
+    device = os.stat(here).st_dev
+    store.set_root_device(kept.id, device + 1)  # recorded on another drive than now
+    away.rmdir()  # an unplugged drive: its folder is gone
+    before, generation = _roots(store), store.generation()
+
+    plan = plan_changes(store, "some-model")
+    assert count_pending(store, "some-model").to_index == 1
+    assert _roots(store) == before and store.generation() == generation  # nothing written
+    seen = {r.root_id: r for r in plan.roots}
+    assert plan.offline_roots == 1 and not seen[gone.id].online and seen[gone.id].was_online
+    assert seen[kept.id].online and seen[kept.id].new_device == device
+    with pytest.raises(TypeError):
+        plan.missing[1] = None  # type: ignore[index]
+
+    apply_root_observations(store, plan)
+    online = {r.id: r.online for r in store.list_roots()}
+    assert online == {kept.id: True, gone.id: False}
+    assert store.root_device(kept.id) == device
+    store.close()
+
+
+def test_copy_of_a_taken_move_target_is_read_and_decoded_once_in_a_worker(
+    settings, embedder, photos, monkeypatch
+):
+    index_once(settings, embedder, photos)
+    content = (photos / "rocket.jpg").read_bytes()
+    (photos / "rocket.jpg").unlink()  # gone: its content is a move target ...
+    (photos / "a").mkdir()
+    (photos / "a" / "rocket.jpg").write_bytes(content)  # ... taken by one new path
+    (photos / "b").mkdir()
+    (photos / "b" / "rocket.jpg").write_bytes(content)  # the other is a new duplicate
+
+    reads: list[str] = []
+    decodes: list[str] = []
+    real_read, real_decode = stages.read_file, stages.decode_photo
+
+    def counting_read(path):  # noqa: ANN001, ANN202
+        reads.append(str(path))
+        return real_read(path)
+
+    def counting_decode(data, min_side, content_hash=None):  # noqa: ANN001, ANN202
+        decodes.append(threading.current_thread().name)
+        return real_decode(data, min_side, content_hash)
+
+    monkeypatch.setattr(stages, "read_file", counting_read)
+    monkeypatch.setattr(stages, "decode_photo", counting_decode)
+    store = Store(settings.db_path)
+    index = open_index(settings.index_path, store, embedder.model_id, embedder.dim)
+    plan = plan_changes(store, embedder.model_id)
+    missing = dict(plan.missing)
+    stats = IndexRun(settings, store, embedder, index).run(plan)
+
+    assert (stats.moved, stats.added, stats.embedded, stats.removed) == (1, 1, 0, 0)
+    assert sorted(reads) == sorted(str(w.file.path) for w in plan.work)  # each read once
+    assert len(decodes) == 1 and decodes[0].startswith("decode")  # the copy, in a worker
+    assert dict(plan.missing) == missing and len(missing) == 1  # the run kept its own state
+    ids = {store.find_photo_by_path(photos / d / "rocket.jpg").id for d in "ab"}
+    assert set(missing) < ids  # the moved one kept its id
+    assert sorted(index.ids().tolist()) == sorted(
+        p.id for p in store.get_photos(list(range(1, 100))).values() if p.status == "indexed"
+    )
+    store.close()
+
+
+def test_copies_of_a_content_whose_decode_failed_fail_with_it(
+    settings, embedder, tmp_path, monkeypatch
+):
+    """The file that sends a content to the model fails (memory): its copies cannot reuse it."""
+    from searchapp.errors import ImageDecodeError
+    from tests.helpers import write_jpegs
+
+    root = tmp_path / "copies"
+    (first,) = write_jpegs(root, 1, seed=5)
+    (root / "copy.jpg").write_bytes(first.read_bytes())
+
+    def failing_prepare(image):  # noqa: ANN001, ANN202 - only the first copy is prepared
+        raise ImageDecodeError("image needs more memory than is available")
+
+    monkeypatch.setattr(embedder, "prepare", failing_prepare)
+    stats = index_once(settings, embedder, root)
+    assert (stats.failed, stats.added, stats.embedded) == (2, 0, 0)
+    store = Store(settings.db_path)
+    reasons = {p.path: p.failure_reason for p in store.failures()}
+    assert set(reasons) == {str(first), str(root / "copy.jpg")}
+    assert set(reasons.values()) == {"image needs more memory than is available"}
+    store.close()
