@@ -16,7 +16,7 @@ from PIL import Image
 from searchapp.config import Settings
 from searchapp.embedder import ClipEmbedder
 from searchapp.indexer.pipeline import IndexRun, IndexStats
-from searchapp.search import SearchService
+from searchapp.library import Library
 from searchapp.store import Store
 from searchapp.vectors import open_index
 
@@ -32,8 +32,8 @@ def index_once(settings: Settings, embedder: ClipEmbedder, *roots) -> IndexStats
         store.close()
 
 
-def service(settings: Settings, embedder: ClipEmbedder) -> SearchService:
-    return SearchService(settings, embedder)
+def service(settings: Settings, embedder: ClipEmbedder) -> Library:
+    return Library(settings, embedder)
 
 
 def wait_for(

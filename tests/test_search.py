@@ -1,4 +1,4 @@
-"""SearchService.query: relevance cutoff, sort by date, paging, filters, mixed parts, guard."""
+"""Library.query: relevance cutoff, sort by date, paging, filters, mixed parts, guard."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from PIL import Image
 
 from searchapp.config import load_settings
 from searchapp.errors import AccessDeniedError, QueryError
-from searchapp.search import QueryPart, SearchService, parse_query, relevant_count
-from searchapp.store import PhotoFilter
+from searchapp.library import Library, PhotoFilter, QueryPart, parse_query
+from searchapp.relevance import relevant_count
 from tests.conftest import DATA
 from tests.helpers import index_once
 
@@ -48,7 +48,7 @@ def lib(tmp_path_factory, embedder):  # noqa: ANN001, ANN201
     Image.open(photos / "coffee.png").convert("RGB").save(photos / "turned.jpg", exif=exif)
     settings = load_settings(data_dir=base / "lib", weights="random", precision="fp32")
     index_once(settings, embedder, photos)
-    service = SearchService(settings, embedder)
+    service = Library(settings, embedder)
     yield service, photos
     service.close()
 
