@@ -106,9 +106,7 @@ class Library:
     def store(self) -> Store:
         """The open store (core only; front-ends use the methods below)."""
         with self._lock:
-            if self._store is None:
-                self._store = Store(self.settings.db_path, readonly=True)
-            return self._store
+            return self._open_store()
 
     @property
     def exists(self) -> bool:
@@ -148,12 +146,13 @@ class Library:
         return self._live.get()
 
     def _open_store(self) -> Store:
+        # under self._lock; read-only: a missing library raises StoreError ("index first")
         if self._store is None:
             self._store = Store(self.settings.db_path, readonly=True)
         return self._store
 
     def _dim(self) -> int:
-        # only an empty library needs it (a stored vector gives the length otherwise)
+        # used only to build an empty index; stored vectors carry their own length
         if self._embedder is not None:
             return self._embedder.dim
         from searchapp.embedder import embed_dim_for
