@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synth_store import ensure_store  # noqa: E402
 
-from searchapp.search import SearchService  # noqa: E402
+from searchapp.library import Library  # noqa: E402
 
 WORDS = [
     "dog",
@@ -75,7 +75,7 @@ def main() -> None:
     args = ap.parse_args()
     settings, _ = ensure_store(args.count)
     started = time.perf_counter()
-    service = SearchService(settings)
+    service = Library(settings)
     loaded = time.perf_counter()
     service.warm_up()
     warmed = time.perf_counter()

@@ -179,22 +179,24 @@ class _progress_bar:
 
 def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
     from searchapp.errors import QueryError
-    from searchapp.search import SearchService
-    from searchapp.store import PhotoFilter
+    from searchapp.library import Library, PhotoFilter
+    from searchapp.model import RANDOM_WARNING
 
     chosen = [x for x in (args.text, args.image, args.like) if x]
     if len(chosen) != 1:
         raise QueryError("give exactly one of: TEXT, --image PATH, --like PHOTO")
     if args.k < 1:
         raise QueryError("-k must be at least 1.")
-    service = SearchService(settings)
     flt = PhotoFilter(folder=str(Path(args.folder).resolve())) if args.folder else None
-    if args.text:
-        results = service.search_text(args.text, args.k, flt)
-    elif args.image:
-        results = service.search_image(args.image, args.k, flt)
-    else:
-        results = service.search_like(args.like, args.k, flt)
+    if settings.random_weights:
+        print(RANDOM_WARNING, file=sys.stderr)
+    with Library(settings) as library:
+        if args.text:
+            results = library.search_text(args.text, args.k, flt)
+        elif args.image:
+            results = library.search_image(args.image, args.k, flt)
+        else:
+            results = library.search_like(args.like, args.k, flt)
     if args.json:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:
@@ -206,106 +208,30 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from searchapp.model import RANDOM_WARNING, model_id_for
-    from searchapp.plan import count_pending
-    from searchapp.store import Store
-    from searchapp.vectors import IndexFileError, VectorIndex
+    from searchapp.cli.report import status_lines
+    from searchapp.library import Library
+    from searchapp.model import RANDOM_WARNING
 
-    store = Store(settings.db_path)
-    model_id = model_id_for(settings)
-    counts = store.counts()
-    pending = count_pending(store, model_id)  # stat only: new, changed and gone files
-    try:
-        loaded = VectorIndex.load(settings.index_path, model_id)
-        size, kind = loaded.ntotal, loaded.describe()
-    except IndexFileError:
-        size, kind = 0, "none yet"
-    runs = store.recent_runs(1)
-    info = {
-        "roots": [{"path": r.path, "online": r.online} for r in store.list_roots()],
-        "photos": counts["photos"],
-        "failed": counts["failed"],
-        "pending": {"to_index": pending.to_index, "to_remove": pending.to_remove},
-        "failures": [{"path": f.path, "reason": f.failure_reason} for f in store.failures()],
-        "model": settings.model,
-        "weights": settings.weights or "default",
-        "model_id": model_id,
-        "random_weights": settings.random_weights,
-        "index": {
-            "type": kind,
-            "vectors": size,
-            "path": str(settings.index_path),
-        },
-        "data_dir": str(settings.data_dir),
-        "last_run": runs[0].__dict__ if runs else None,
-        **_writer_status(settings),
-    }
+    with Library(settings) as library:
+        report = library.status()
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(report.as_dict(), indent=2))
         return 0
-    if settings.random_weights:
+    if report.random_weights:
         print(RANDOM_WARNING)
-    print(f"library: {settings.data_dir}")
-    print(f"model:   {settings.model} weights {info['weights']}")
-    print(f"index:   {size} vectors ({info['index']['type']})")
-    print(
-        f"photos:  {counts['photos']} indexed, {counts['failed']} failed, "
-        f"{pending.to_index} new or changed to index, {pending.to_remove} gone to remove"
-    )
-    print(f"watcher: {_describe_daemon(info['daemon'])}")
-    if info["writer"] and info["writer"]["kind"] != "watch":
-        w = info["writer"]
-        print(f"writing: 'searchapp {w['kind']}' (pid {w['pid']}) since {_clock(w['since'])}")
-    for r in info["roots"]:
-        print(f"root:    {r['path']}{'' if r['online'] else '  (offline)'}")
-    for f in info["failures"]:
-        print(f"failed:  {f['path']}: {f['reason']}")
+    print("\n".join(status_lines(report)))
     return 0
-
-
-def _writer_status(settings: Settings) -> dict:
-    """Who writes the library now, and whether that is a watcher (for ``status``)."""
-    from searchapp.activity import read_writer
-
-    holder = read_writer(settings)
-    writer = holder.__dict__ if holder else None
-    daemon = {"running": False}
-    if holder is not None and holder.kind == "watch":
-        daemon = {
-            "running": True,
-            "pid": holder.pid,
-            "since": holder.since,
-            "last_activity": holder.last_activity,
-            "activity": holder.activity,
-        }
-    return {"daemon": daemon, "writer": writer}
-
-
-def _clock(t: float) -> str:
-    import time
-
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
-
-
-def _describe_daemon(d: dict) -> str:
-    if not d["running"]:
-        return "not running (start it with: searchapp watch)"
-    last = f"{_clock(d['last_activity'])}" + (f" ({d['activity']})" if d["activity"] else "")
-    return f"running, pid {d['pid']}, since {_clock(d['since'])}; last activity {last}"
 
 
 def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
     from searchapp.indexer.commands import AddRoots, RemoveRoot, absolute
     from searchapp.indexer.writer import submit, watcher_running
-    from searchapp.store import Store
+    from searchapp.library import Library
 
     if args.action == "list":
-        store = Store(settings.db_path)
-        try:
-            for r in store.list_roots():
+        with Library(settings) as library:
+            for r in library.roots():
                 print(r.path + ("" if r.online else "  (offline)"))
-        finally:
-            store.close()
         return 0
     if not args.paths:
         print(f"searchapp: roots {args.action} needs at least one PATH", file=sys.stderr)
@@ -331,18 +257,15 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     from searchapp.indexer.commands import AddRoots, absolute
     from searchapp.indexer.daemon import run_watch
     from searchapp.indexer.writer import submit
-    from searchapp.store import Store
+    from searchapp.library import Library
 
     if args.reconcile_interval is not None:
         settings = settings.with_overrides(reconcile_interval_s=args.reconcile_interval)
     if args.paths:
         roots = AddRoots(tuple(absolute(p) for p in args.paths))
         submit(settings, roots, wait_s=3600, on_wait=_say_waiting)
-    store = Store(settings.db_path)
-    try:
-        has_roots = bool(store.list_roots())
-    finally:
-        store.close()
+    with Library(settings) as library:
+        has_roots = bool(library.roots())
     if not has_roots:
         print("searchapp: no photo folders yet; run: searchapp watch PATH", file=sys.stderr)
         return 1

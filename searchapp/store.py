@@ -647,8 +647,10 @@ class Store:
                 s.execute(
                     update(PhotoRow).where(PhotoRow.id == pid).values(size=size, mtime_ns=mtime_ns)
                 )
+            # one lookup for the batch, not a query (and an autoflush) per file
+            rows = self._rows_by_path(s, [w.path for w in (*batch.indexed, *batch.failed)])
             for pw in batch.indexed:
-                row = self._upsert_photo(s, pw.root_id, pw.path, pw.size, pw.mtime_ns)
+                row = self._upsert_photo(s, rows, pw.root_id, pw.path, pw.size, pw.mtime_ns)
                 row.content_hash = pw.content_hash
                 row.width, row.height, row.format = pw.width, pw.height, pw.format
                 row.taken_at, row.camera = pw.taken_at, pw.camera
@@ -656,7 +658,7 @@ class Store:
                 s.flush()
                 upserted[row.id] = pw.content_hash
             for fw in batch.failed:
-                row = self._upsert_photo(s, fw.root_id, fw.path, fw.size, fw.mtime_ns)
+                row = self._upsert_photo(s, rows, fw.root_id, fw.path, fw.size, fw.mtime_ns)
                 if row.id is not None and row.status == STATUS_INDEXED:
                     removed.append(row.id)
                 row.content_hash = None
@@ -667,10 +669,20 @@ class Store:
         return BatchResult(upserted=upserted, removed=removed, generation=generation)
 
     @staticmethod
-    def _upsert_photo(s: Session, root_id: int, path: str, size: int, mtime_ns: int) -> PhotoRow:
-        row = s.scalar(select(PhotoRow).where(PhotoRow.path == path))
+    def _rows_by_path(s: Session, paths: list[str]) -> dict[str, PhotoRow]:
+        rows: dict[str, PhotoRow] = {}
+        for i in range(0, len(paths), 500):
+            for row in s.scalars(select(PhotoRow).where(PhotoRow.path.in_(paths[i : i + 500]))):
+                rows[row.path] = row
+        return rows
+
+    @staticmethod
+    def _upsert_photo(
+        s: Session, rows: dict[str, PhotoRow], root_id: int, path: str, size: int, mtime_ns: int
+    ) -> PhotoRow:
+        row = rows.get(path)
         if row is None:
-            row = PhotoRow(path=path, status=STATUS_FAILED)
+            row = rows[path] = PhotoRow(path=path, status=STATUS_FAILED)
             s.add(row)
         row.root_id, row.folder, row.size, row.mtime_ns = (
             root_id,

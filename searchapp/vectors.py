@@ -18,10 +18,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import struct
 import threading
 import time
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
@@ -459,3 +461,58 @@ class LiveIndex:
         except OSError:
             return None
         return st.st_mtime_ns, st.st_size
+
+
+@dataclass(frozen=True)
+class IndexFileInfo:
+    """An index file's header, read without loading its vectors (for status reports)."""
+
+    model_id: str
+    generation: int
+    count: int
+    kind: str
+    nprobe: int
+    size_bytes: int
+
+    def describe(self) -> str:
+        if self.kind == KIND_FLAT:
+            return "exact: faiss IndexIDMap2(IndexFlatIP)"
+        return f"approximate: faiss IndexIVFScalarQuantizer (SQ8, nprobe {self.nprobe})"
+
+
+def read_index_info(path: Path) -> IndexFileInfo:
+    """The header of an index file; :class:`IndexFileError` when missing or unreadable.
+
+    Reads a few hundred bytes and checks the file's length, not the vectors' checksum
+    (:meth:`VectorIndex.load` does that).
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if head[:8] != MAGIC:
+                raise IndexFileError("not a searchapp index file")
+            (hlen,) = struct.unpack_from("<I", head, 8)
+            if hlen > 1 << 20:
+                raise IndexFileError("damaged (header too long)")
+            header = json.loads(f.read(hlen))
+            (blen,) = struct.unpack("<Q", f.read(8))
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError:
+        raise IndexFileError("missing") from None
+    except OSError as err:
+        raise IndexFileError(f"unreadable ({err.strerror or err})") from None
+    except (struct.error, ValueError) as err:
+        raise IndexFileError(f"damaged ({err})") from None
+    if size != 20 + hlen + blen:
+        raise IndexFileError("truncated")
+    try:
+        return IndexFileInfo(
+            str(header["model_id"]),
+            int(header["generation"]),
+            int(header["count"]),
+            str(header.get("kind", KIND_FLAT)),
+            int(header.get("nprobe", 0)),
+            size,
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise IndexFileError(f"damaged (header: {err})") from None

@@ -17,8 +17,8 @@ from searchapp.config import Settings
 from searchapp.indexer.commands import Index, absolute
 from searchapp.indexer.pipeline import IndexStats
 from searchapp.indexer.writer import submit
+from searchapp.library import Library
 from searchapp.model import ClipEmbedder, ImageEncoder
-from searchapp.search import SearchService
 
 
 def index_once(settings: Settings, embedder: ImageEncoder, *roots) -> IndexStats:  # noqa: ANN002
@@ -29,8 +29,8 @@ def index_once(settings: Settings, embedder: ImageEncoder, *roots) -> IndexStats
     return stats
 
 
-def service(settings: Settings, embedder: ClipEmbedder) -> SearchService:
-    return SearchService(settings, embedder)
+def service(settings: Settings, embedder: ClipEmbedder) -> Library:
+    return Library(settings, embedder)
 
 
 def wait_for(

@@ -2,7 +2,7 @@
 
 The writer is a real ``searchapp index`` process that saves its FAISS file every half
 second (instead of every minute) so readers meet many file swaps. The reader is a real
-process running ``SearchService`` searches in a loop and loading the FAISS file directly:
+process running ``Library`` searches in a loop and loading the FAISS file directly:
 no search may fail or return a photo that is not committed, a loaded file must be whole
 (its header's count and its body agree) and hold only committed photos, and the number of
 results for "everything" may only grow.
@@ -54,14 +54,14 @@ def reader_main(data_dir: str, done_flag: str, out: str, min_searches: int) -> N
     """Search in a loop until the writer is done and enough searches ran; write a report."""
     from searchapp.config import load_settings
     from searchapp.errors import SearchAppError
-    from searchapp.search import QueryPart, SearchService
+    from searchapp.library import Library, QueryPart
     from searchapp.store import Store
     from searchapp.vectors import IndexFileError, VectorIndex
 
     settings = load_settings(data_dir=data_dir, weights="random", precision="fp32")
     while not settings.db_path.exists():
         time.sleep(0.05)
-    service = SearchService(settings)
+    service = Library(settings)
     store: Store = service.store
     report = {"searches": 0, "during": 0, "errors": [], "counts": [], "file_loads": 0}
     report["file_counts"] = []

@@ -1,4 +1,4 @@
-"""SearchService.query: relevance cutoff, sort by date, paging, filters, mixed parts, guard."""
+"""Library.query: relevance cutoff, sort by date, paging, filters, mixed parts, guard."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from PIL import Image
 
 from searchapp.config import load_settings
 from searchapp.errors import AccessDeniedError, QueryError
-from searchapp.search import QueryPart, SearchService, parse_query, relevant_count
-from searchapp.store import PhotoFilter
+from searchapp.library import Library, PhotoFilter, QueryPart, parse_query
+from searchapp.relevance import relevant_count
 from tests.conftest import DATA
 from tests.helpers import index_once
 
@@ -48,7 +48,7 @@ def lib(tmp_path_factory, embedder):  # noqa: ANN001, ANN201
     Image.open(photos / "coffee.png").convert("RGB").save(photos / "turned.jpg", exif=exif)
     settings = load_settings(data_dir=base / "lib", weights="random", precision="fp32")
     index_once(settings, embedder, photos)
-    service = SearchService(settings, embedder)
+    service = Library(settings, embedder)
     yield service, photos
     service.close()
 
@@ -179,3 +179,37 @@ def test_preview_is_oriented_and_bounded(lib) -> None:  # noqa: ANN001
         assert im.format == "JPEG" and im.size == (300, 200)
     with Image.open(io.BytesIO(service.preview_jpeg(photos / "turned.jpg"))) as im:
         assert im.size == (400, 600), "EXIF orientation not applied"
+
+
+def test_facets_details_thumbnails_and_status(lib) -> None:  # noqa: ANN001
+    library, photos = lib
+    facets = library.facets()
+    assert facets.roots == [str(photos)] and facets.folders == [str(photos)]
+    assert {"JPEG", "PNG"} <= set(facets.formats)
+    assert facets.taken_first == datetime(2019, 7, 1, 12).timestamp()
+    assert facets.taken_last == datetime(2023, 11, 20, 18, 45).timestamp()
+    assert library.facets(root="/elsewhere").folders == []
+
+    hit = library.search_image(photos / "coffee.png", k=1)[0]
+    record = library.photo(hit.photo_id)
+    assert record.path == hit.path and (record.width, record.height) == (600, 400)
+    assert library.photo(10**9) is None
+    thumb = library.thumbnail(hit.content_hash)
+    assert thumb is not None and thumb.exists() and library.thumbnail("0" * 64) is None
+
+    report = library.status(pending=False)
+    assert (report.photos, report.failed, report.pending) == (library.photo_count(), 0, None)
+    assert report.index.problem is None and report.index.vectors == report.photos
+    assert report.as_dict()["index"]["type"] == "exact: faiss IndexIDMap2(IndexFlatIP)"
+
+
+def test_more_like_this_never_loads_the_model(lib) -> None:  # noqa: ANN001
+    library, photos = lib
+    fresh = Library(library.settings)  # no embedder given: it would load on demand
+    try:
+        coffee = fresh.resolve_photo(str(photos / "coffee.png"))
+        names = _names(fresh.search_like(coffee, k=2))
+        assert set(names) == {"coffee_copy.png", "coffee_small.jpg"}
+        assert fresh._embedder is None, "a 'more like this' query loaded the model"
+    finally:
+        fresh.close()

@@ -270,6 +270,22 @@ def test_status_lists_failed_files_and_retries_them(
     assert not at.dataframe
 
 
+def test_status_says_a_missing_index_file_is_rebuilt(
+    monkeypatch, settings, embedder, photos
+) -> None:  # noqa: ANN001
+    index_once(settings, embedder, photos)
+    settings.index_path.unlink()  # photos indexed, no vector file: not "0 vectors"
+    at = _app(monkeypatch, settings.data_dir)
+    at.session_state["tab"] = "Status"
+    at.run()
+    assert not at.exception
+    lines = [t.value for t in at.text if t.value.startswith("Index: ")]
+    assert lines == ["Index: file missing; rebuilt from the stored vectors on the next search "
+                     "or index run"]  # fmt: skip
+    assert {m.label: m.value for m in at.metric}["Indexed"] == "16"
+    assert not settings.index_path.exists(), "the page only reads"
+
+
 def test_status_shows_a_run_in_progress(monkeypatch, shared_library) -> None:  # noqa: ANN001
     from searchapp.indexer.lock import WriterLock
     from searchapp.store import Store

@@ -17,7 +17,7 @@ from watchdog.observers import Observer
 from searchapp.decoder import hash_bytes
 from searchapp.errors import WriterBusyError
 from searchapp.indexer.daemon import run_watch
-from searchapp.search import SearchService
+from searchapp.library import Library
 from searchapp.store import Store
 from tests.helpers import wait_for, write_jpegs
 
@@ -97,7 +97,7 @@ def test_watcher_follows_add_modify_delete_rename(
     (root / "swap.jpg~").write_bytes(target.read_bytes())
     added = wait_for(lambda: store.find_photo_by_path(target), "the copied photo")
     assert added.status == "indexed", added.failure_reason
-    search = SearchService(settings, embedder)
+    search = Library(settings, embedder)
     wait_for(lambda: search.search_image(target, 3)[0].path == str(target), "search by its image")
     for name in ("ignored.jpg.part", ".hidden.jpg", "swap.jpg~"):
         assert store.find_photo_by_path(root / name) is None
@@ -220,7 +220,7 @@ def test_vanished_root_is_offline_not_deleted(
     wait_for(lambda: not store.find_root(root).online, "the root marked offline")
     assert store.counts()["photos"] == 2
     assert store.find_photo_by_path(root / "coffee.png") is not None
-    assert SearchService(settings, embedder).search_image(photos / "coffee.png", 1)[0].path == str(
+    assert Library(settings, embedder).search_image(photos / "coffee.png", 1)[0].path == str(
         root / "coffee.png"
     )
     shutil.copy(photos / "rocket.jpg", away / "while_away.jpg")

@@ -1,1 +1,1 @@
-"""The Streamlit web page (``searchapp ui``); it talks only to ``SearchService``."""
+"""The Streamlit web page (``searchapp ui``); it reads only through ``Library``."""

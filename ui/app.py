@@ -2,8 +2,8 @@
 
 Run it with ``searchapp ui`` (or ``streamlit run ui/app.py``). Settings come from
 ``load_settings()``, so ``SEARCHAPP_DATA_DIR``, ``SEARCHAPP_WEIGHTS`` etc. apply. The page
-reads the library through ``SearchService`` and indexes only through ``index_library``
-(under the writer lock, like the CLI).
+reads the library only through ``searchapp.library.Library`` and indexes only through
+``index_library`` (under the writer lock, like the CLI).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import streamlit as st
 from searchapp.config import Settings, load_settings
 from searchapp.errors import SearchAppError
 from searchapp.ui.indexing import add_folder_form, show_flash
-from searchapp.ui.resources import get_service
+from searchapp.ui.resources import get_library, get_warm_library
 from searchapp.ui.search_view import show_search
 from searchapp.ui.status_view import show_status
 
@@ -43,29 +43,29 @@ def main() -> None:
     if settings.random_weights:
         st.warning(RANDOM_BANNER, icon=":material/warning:")
     show_flash()
-    if not settings.db_path.exists():
+    if not get_library(settings).exists:
         _empty_state(settings)
         return
     try:
-        service = get_service(settings)
-        indexed = service.store.counts()["photos"]
+        library = get_warm_library(settings)
+        indexed = library.photo_count()
     except SearchAppError as err:
         st.error(str(err))
         return
     if indexed == 0:
         _empty_state(settings)
         with st.expander("Library status"):
-            show_status(service, settings)
+            show_status(library, settings)
         return
     # lazy tabs: only the open one runs, so the status tab's folder check costs nothing
     # while someone searches
     search_tab, status_tab = st.tabs(["Search", "Status"], key="tab", on_change="rerun")
     with search_tab:
         if search_tab.open:
-            show_search(service, settings)
+            show_search(library)
     with status_tab:
         if status_tab.open:
-            show_status(service, settings)
+            show_status(library, settings)
 
 
 def _empty_state(settings: Settings) -> None:

@@ -1,12 +1,12 @@
-"""Objects the page shares across reruns and sessions: the model, the search service."""
+"""Objects the page shares across reruns and sessions: the model, the library."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from searchapp.config import Settings
+from searchapp.library import Library
 from searchapp.model import ClipEmbedder
-from searchapp.search import SearchService
 
 
 @st.cache_resource(show_spinner="Loading the model...")
@@ -17,22 +17,25 @@ def get_embedder(settings: Settings) -> ClipEmbedder:
     return load_embedder(settings)
 
 
-@st.cache_resource(show_spinner="Opening the library and warming up the model...")
-def get_service(settings: Settings) -> SearchService:
-    """One read-only service per library; it reloads the index when the store moves on.
+@st.cache_resource(show_spinner=False)
+def get_library(settings: Settings) -> Library:
+    """One read-only library per configuration; opening it loads nothing yet."""
+    return Library(settings)
 
-    Warmed up here, once, so the first query does not pay for loading the index or for
-    the text tower's first call.
-    """
-    service = SearchService(settings, get_embedder(settings))
-    service.warm_up()
-    return service
+
+@st.cache_resource(show_spinner="Opening the library and warming up the model...")
+def get_warm_library(settings: Settings) -> Library:
+    """The library, warmed up once: the first query pays neither for loading the index
+    nor for the text tower's first call. It reloads the index when the store moves on."""
+    library = get_library(settings)
+    library.warm_up()
+    return library
 
 
 @st.cache_data(max_entries=16, show_spinner="Loading the photo...")
-def get_preview(_service: SearchService, path: str, mtime_ns: int) -> bytes:
+def get_preview(_library: Library, path: str, mtime_ns: int) -> bytes:
     """The detail view's large preview (guarded read, EXIF-oriented, <= 1600 px).
 
     ``mtime_ns`` is part of the cache key so an edited photo is decoded again.
     """
-    return _service.preview_jpeg(path)
+    return _library.preview_jpeg(path)

@@ -13,13 +13,17 @@ from pathlib import Path
 
 import streamlit as st
 
-from searchapp.config import Settings
 from searchapp.errors import SearchAppError
-from searchapp.paths import is_under
-from searchapp.search import QueryPart, SearchPage, SearchResult, SearchService, describe_parts
-from searchapp.search import parse_query as parse_text
-from searchapp.store import PhotoFilter
-from searchapp.thumbnails import thumbnail_path
+from searchapp.library import (
+    Facets,
+    Library,
+    PhotoFilter,
+    QueryPart,
+    SearchPage,
+    SearchResult,
+    describe_parts,
+)
+from searchapp.library import parse_query as parse_text
 from searchapp.ui.resources import get_preview
 
 COLUMNS = 4
@@ -59,15 +63,15 @@ def load_more() -> None:
 
 
 # ---------------------------------------------------------------- the tab
-def show_search(service: SearchService, settings: Settings) -> None:
+def show_search(library: Library) -> None:
     """Controls, then the grid of this query's results."""
     st.session_state.setdefault("like", None)
     st.session_state.setdefault("upload_gen", 0)
-    flt, k, sort, show_all = _sidebar(service)
-    parts, signature = _query_controls(service, settings)
+    flt, k, sort, show_all = _sidebar(library)
+    parts, signature = _query_controls(library)
     detail = st.session_state.pop("detail", None)
     if detail is not None:
-        _detail_dialog(service, int(detail))
+        _detail_dialog(library, int(detail))
     if not parts:
         st.info("Type what to look for, upload an image, or use a photo's 'More like this'.")
         return
@@ -77,19 +81,19 @@ def show_search(service: SearchService, settings: Settings) -> None:
         st.session_state["pages"] = 1
     limit = k * st.session_state.get("pages", 1)
     try:
-        page = service.query(
-            service.guard_parts(parts), k=limit, flt=flt, cutoff=not show_all, sort=sort
+        page = library.query(
+            library.guard_parts(parts), k=limit, flt=flt, cutoff=not show_all, sort=sort
         )
     except SearchAppError as err:
         st.error(str(err))
         return
     _show_summary(page, show_all)
-    _show_grid(settings, page.results)
+    _show_grid(library, page.results)
     if page.has_more:
         st.button(f"Load {k} more", key="more", on_click=load_more)
 
 
-def _sidebar(service: SearchService) -> tuple[PhotoFilter | None, int, str, bool]:
+def _sidebar(library: Library) -> tuple[PhotoFilter | None, int, str, bool]:
     with st.sidebar:
         st.header("Results")
         k = int(st.number_input("Results per page", 1, 200, 20, step=4, key="k"))
@@ -102,19 +106,17 @@ def _sidebar(service: SearchService) -> tuple[PhotoFilter | None, int, str, bool
             help="Off: only results that stand out for this query. On: every photo, by score.",
         )
         st.header("Filters")
-        flt = _filters(service)
+        flt = _filters(library)
     return (None if flt.is_empty() else flt), k, sort, show_all
 
 
-def _filters(service: SearchService) -> PhotoFilter:
-    roots = [r.path for r in service.store.list_roots()]
+def _filters(library: Library) -> PhotoFilter:
+    roots = [r.path for r in library.roots()]
     root = st.selectbox("Photo folder (root)", [ALL, *roots], key="root")
-    folders = service.store.folders()
-    if root != ALL:
-        folders = [f for f in folders if is_under(f, root)]
-    folder = st.selectbox("Folder (and below)", [ALL, *folders], key="folder")
-    formats = st.multiselect("File type", service.store.formats(), key="formats")
-    after, before = _date_range(service)
+    facets = library.facets(root if root != ALL else None)
+    folder = st.selectbox("Folder (and below)", [ALL, *facets.folders], key="folder")
+    formats = st.multiselect("File type", facets.formats, key="formats")
+    after, before = _date_range(facets)
     min_side = int(
         st.number_input(
             "Minimum size (px, both sides)", 0, 20000, 0, step=100, key="min_side",
@@ -132,8 +134,8 @@ def _filters(service: SearchService) -> PhotoFilter:
     )
 
 
-def _date_range(service: SearchService) -> tuple[float | None, float | None]:
-    lo, hi = service.store.taken_range()
+def _date_range(facets: Facets) -> tuple[float | None, float | None]:
+    lo, hi = facets.taken_first, facets.taken_last
     if lo is None or hi is None:
         st.caption("Date taken: no photo has a date yet.")
         return None, None
@@ -148,7 +150,7 @@ def _date_range(service: SearchService) -> tuple[float | None, float | None]:
     return after, before
 
 
-def _query_controls(service: SearchService, settings: Settings) -> tuple[list[QueryPart], tuple]:
+def _query_controls(library: Library) -> tuple[list[QueryPart], tuple]:
     """The query parts from the box, the 'less of' box, the upload and the liked photo."""
     left, right = st.columns([3, 2])
     with left:
@@ -185,12 +187,12 @@ def _query_controls(service: SearchService, settings: Settings) -> tuple[list[Qu
     like = st.session_state.get("like")
     names: dict[int, str] = {}
     if like is not None:
-        source = service.get_photo(int(like))
+        source = library.photo(int(like))
         if source is None:
             clear_like()
         else:
             names[source.id] = Path(source.path).name
-            thumb = _thumb(settings, source.content_hash)
+            thumb = _thumb(library, source.content_hash)
             weight = _weight_control("like_weight", f"More like {names[source.id]}", thumb, like)
             parts.append(QueryPart("photo", source.id, weight))
     if len(parts) > 1:
@@ -230,25 +232,23 @@ def _show_summary(page: SearchPage, show_all: bool) -> None:
         st.info("No results. Try other words, or loosen the filters.")
 
 
-def _thumb(settings: Settings, content_hash: str | None) -> str | None:
-    if not content_hash:
-        return None
-    path = thumbnail_path(settings.thumbs_dir, content_hash)
-    return str(path) if path.exists() else None
+def _thumb(library: Library, content_hash: str | None) -> str | None:
+    path = library.thumbnail(content_hash)
+    return None if path is None else str(path)
 
 
-def _show_grid(settings: Settings, results: list[SearchResult]) -> None:
+def _show_grid(library: Library, results: list[SearchResult]) -> None:
     """Cards in rows of COLUMNS; thumbnails come from the cache, never from originals."""
     with st.container(key="grid"):
         for start in range(0, len(results), COLUMNS):
             cols = st.columns(COLUMNS)
             for col, r in zip(cols, results[start : start + COLUMNS], strict=False):
                 with col, st.container(border=True):
-                    _card(settings, r)
+                    _card(library, r)
 
 
-def _card(settings: Settings, r: SearchResult) -> None:
-    thumb = _thumb(settings, r.content_hash)
+def _card(library: Library, r: SearchResult) -> None:
+    thumb = _thumb(library, r.content_hash)
     if thumb is not None:
         st.image(thumb, width="stretch")
     else:
@@ -273,15 +273,15 @@ def md_escape(text: str) -> str:
 
 # ---------------------------------------------------------------- the detail view
 @st.dialog("Photo", width="large")
-def _detail_dialog(service: SearchService, photo_id: int) -> None:
-    record = service.get_photo(photo_id)
+def _detail_dialog(library: Library, photo_id: int) -> None:
+    record = library.photo(photo_id)
     if record is None:
         st.warning("This photo is no longer in the index.")
         return
     left, right = st.columns([3, 2])
     with left:
         try:
-            st.image(get_preview(service, record.path, record.mtime_ns), width="stretch")
+            st.image(get_preview(library, record.path, record.mtime_ns), width="stretch")
         except SearchAppError as err:
             st.error(str(err))
     with right:
@@ -297,7 +297,7 @@ def _detail_dialog(service: SearchService, photo_id: int) -> None:
             st.rerun()
         if st.button("Open folder", key="detail-open",
                      help="Opens the folder on the computer running searchapp."):  # fmt: skip
-            _open_folder(service, record.path)
+            _open_folder(library, record.path)
 
 
 def _when(taken_at: float | None) -> str:
@@ -306,10 +306,10 @@ def _when(taken_at: float | None) -> str:
     return datetime.fromtimestamp(taken_at).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _open_folder(service: SearchService, path: str) -> None:
+def _open_folder(library: Library, path: str) -> None:
     """Show the photo's folder in the file manager (guarded like every read)."""
     try:
-        folder = service.photo_file(path).parent
+        folder = library.photo_file(path).parent
     except SearchAppError as err:
         st.error(str(err))
         return

@@ -7,44 +7,40 @@ from datetime import datetime
 
 import streamlit as st
 
-from searchapp.activity import read_writer
 from searchapp.config import Settings
-from searchapp.plan import PendingFiles, count_pending
-from searchapp.search import LibraryStatus, SearchService
-from searchapp.store import RunRecord
+from searchapp.library import Library, PendingFiles, RunRecord, StatusReport, WriterInfo
 from searchapp.ui.indexing import add_folder_form, run_indexing
 
 LIVE_EVERY_S = 1.0
 PENDING_TTL_S = 15  # new files on disk show up in the count within this long
+FAILURES_SHOWN = 200
 
 
-def show_status(service: SearchService, settings: Settings) -> None:
+def show_status(library: Library, settings: Settings) -> None:
     """Everything about the library; refreshes itself while an indexing run is going."""
-    status = service.library_status()
-    if _is_running(status.last_run, settings):
-        _live_progress(service, settings)
-    _show_counts(status, _pending(service, str(settings.data_dir), service.store.generation()))
-    _show_library(status, settings)
+    status = library.status(failures=FAILURES_SHOWN, pending=False)
+    if _is_running(status.last_run, status.writer):
+        _live_progress(library)
+    _show_counts(status, _pending(library, status.data_dir, library.generation()))
+    _show_library(status)
     _show_failures(status, settings)
     with st.expander("Add a photo folder"):
         add_folder_form(settings, key="status-add")
 
 
-def _is_running(run: RunRecord | None, settings: Settings) -> bool:
+def _is_running(run: RunRecord | None, writer: WriterInfo | None) -> bool:
     # A run row says "running" until it finishes; only a live writer makes it true.
-    return run is not None and run.state == "running" and read_writer(settings) is not None
+    return run is not None and run.state == "running" and writer is not None
 
 
 @st.fragment(run_every=LIVE_EVERY_S)
-def _live_progress(service: SearchService, settings: Settings) -> None:
+def _live_progress(library: Library) -> None:
     """Polls the runs table; when the run ends, the whole page reruns with fresh counts."""
-    runs = service.store.recent_runs(1)
-    run = runs[0] if runs else None
-    if not _is_running(run, settings):
+    run, holder = library.last_run(), library.writer()
+    if not _is_running(run, holder):
         st.rerun(scope="app")
         return
-    holder = read_writer(settings)
-    who = f"searchapp {holder.kind} (pid {holder.pid})" if holder else f"pid {run.pid}"
+    who = f"searchapp {holder.kind} (pid {holder.pid})"
     elapsed = max((run.heartbeat_at or time.time()) - run.started_at, 1e-6)
     rate = run.done / elapsed
     fraction = run.done / run.total if run.total else 0.0
@@ -55,14 +51,14 @@ def _live_progress(service: SearchService, settings: Settings) -> None:
 
 
 @st.cache_data(ttl=PENDING_TTL_S, show_spinner="Checking the photo folders...")
-def _pending(_service: SearchService, data_dir: str, generation: int) -> PendingFiles:
+def _pending(_library: Library, data_dir: str, generation: int) -> PendingFiles:
     """Stat-only diff of the folders against the library, cached per library and generation."""
-    return count_pending(_service.store, _service.embedder.model_id)
+    return _library.pending()
 
 
-def _show_counts(status: LibraryStatus, pending: PendingFiles) -> None:
+def _show_counts(status: StatusReport, pending: PendingFiles) -> None:
     cols = st.columns(4)
-    cols[0].metric("Indexed", status.indexed)
+    cols[0].metric("Indexed", status.photos)
     cols[1].metric("Failed", status.failed)
     cols[2].metric(
         "Pending",
@@ -75,7 +71,7 @@ def _show_counts(status: LibraryStatus, pending: PendingFiles) -> None:
     cols[3].metric("Roots", len(status.roots))
 
 
-def _show_library(status: LibraryStatus, settings: Settings) -> None:
+def _show_library(status: StatusReport) -> None:
     st.markdown("**Photo folders**")
     if not status.roots:
         st.caption("No folders yet.")
@@ -83,12 +79,13 @@ def _show_library(status: LibraryStatus, settings: Settings) -> None:
         st.text(root.path + ("" if root.online else "  (offline: kept, not scanned)"))
     st.markdown("**Model and index**")
     st.text(f"Model: {status.model}, weights {status.weights} ({status.model_id})")
-    st.text(
-        f"Index: {status.index_type}, {status.index_vectors} vectors, "
-        f"{_size_text(status.index_bytes)}"
-    )
-    st.text(f"Library: {settings.data_dir}")
-    holder = read_writer(settings)
+    index = status.index
+    if index.note:
+        st.text(f"Index: {index.note}")
+    else:
+        st.text(f"Index: {index.type}, {index.vectors} vectors, {_size_text(index.size_bytes)}")
+    st.text(f"Library: {status.data_dir}")
+    holder = status.writer
     if holder is not None:
         since = datetime.fromtimestamp(holder.since).strftime("%Y-%m-%d %H:%M:%S")
         st.text(f"Writer: searchapp {holder.kind} (pid {holder.pid}) since {since}")
@@ -118,7 +115,7 @@ def _describe_run(run: RunRecord | None) -> str:
     return text
 
 
-def _show_failures(status: LibraryStatus, settings: Settings) -> None:
+def _show_failures(status: StatusReport, settings: Settings) -> None:
     st.markdown(f"**Failed files ({status.failed})**")
     if not status.failures:
         st.caption("None: every file found was indexed.")
@@ -126,7 +123,7 @@ def _show_failures(status: LibraryStatus, settings: Settings) -> None:
     st.dataframe(
         {
             "file": [f.path for f in status.failures],
-            "reason": [f.failure_reason or "" for f in status.failures],
+            "reason": [f.reason for f in status.failures],
         },
         hide_index=True,
         width="stretch",

@@ -1,0 +1,396 @@
+"""The read API: a photo library opened for searching, browsing and status.
+
+Front-ends (the CLI and the page) read only through :class:`Library`; the store and the
+vector index stay inside the core. A ``Library`` never writes: it is safe to hold open
+while another process indexes, and it follows the writer's saves (the index is reloaded
+when the store's generation moves on). The model loads on the first query that needs it
+(text or an image); "more like this" and status never load it.
+
+Queries are weighted parts (see :mod:`searchapp.query`); filters are applied inside
+FAISS (an id selector), so top-k is top-k of the filtered set. :meth:`Library.query`
+adds the page's needs: the per-query relevance cutoff (:mod:`searchapp.relevance`),
+sorting by date among the relevant results, paging, and "show all".
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from searchapp.access import PREVIEW_SIDE, guarded_original, preview_jpeg
+from searchapp.activity import WriterInfo, read_writer
+from searchapp.config import Settings
+from searchapp.errors import PhotoNotFoundError, QueryError
+from searchapp.plan import PendingFiles, count_pending
+from searchapp.query import QueryPart, describe_parts, parse_query
+from searchapp.query_encoder import QueryEncoder
+from searchapp.relevance import CUTOFF_POOL, relevant_count, sort_by_date
+from searchapp.status import StatusReport, build_status
+from searchapp.store import PhotoFilter, PhotoRecord, RootRecord, RunRecord, Store
+from searchapp.thumbnails import thumbnail_path
+from searchapp.vectors import LiveIndex, VectorIndex
+
+if TYPE_CHECKING:
+    from searchapp.model import ClipEmbedder, ModelSpec
+
+RELOAD_MIN_S = 1.0
+SORTS = ("relevance", "newest", "oldest")
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    rank: int
+    score: float
+    photo_id: int
+    path: str
+    taken_at: float | None
+    size: int
+    width: int | None
+    height: int | None
+    format: str | None
+    content_hash: str | None = None  # names the cached thumbnail
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """One page of a query: ``total`` results in the (cut or full) list, ``hidden`` below it."""
+
+    results: list[SearchResult]
+    total: int
+    hidden: int
+    threshold: float | None  # the lowest score kept by the cutoff; None when showing all
+    offset: int
+    sort: str
+
+    @property
+    def has_more(self) -> bool:
+        return self.offset + len(self.results) < self.total
+
+
+@dataclass(frozen=True)
+class Facets:
+    """What the filters can offer: roots, folders (under ``root`` if given), formats, dates."""
+
+    roots: list[str]
+    folders: list[str]
+    formats: list[str]
+    taken_first: float | None  # earliest date taken; None when no photo has a date
+    taken_last: float | None
+
+
+class Library:
+    """One library, read-only; thread-safe for concurrent searches."""
+
+    def __init__(self, settings: Settings, embedder: ClipEmbedder | None = None) -> None:
+        self.settings = settings
+        self._embedder = embedder
+        self._model_id = embedder.model_id if embedder is not None else None
+        self._store: Store | None = None
+        self._live: LiveIndex | None = None
+        self._lock = threading.Lock()
+        self._encoder = QueryEncoder(
+            lambda: self.embedder,
+            lambda pid: self.store.photo_vector(pid, self.model_id),
+            settings.max_upload_mb,
+        )
+
+    # ------------------------------------------------------------ what it is made of
+    @property
+    def store(self) -> Store:
+        """The open store (core only; front-ends use the methods below)."""
+        with self._lock:
+            return self._open_store()
+
+    @property
+    def exists(self) -> bool:
+        """Whether the library has been created (something was indexed or added)."""
+        return self._store is not None or self.settings.db_path.exists()
+
+    @property
+    def model_id(self) -> str:
+        """The identity vectors are stored under; known without loading the model."""
+        if self._model_id is None:
+            self._model_id = self._spec().model_id
+        return self._model_id
+
+    @property
+    def embedder(self) -> ClipEmbedder:
+        """The model, loaded (once per process and configuration) on first use."""
+        if self._embedder is None:
+            from searchapp.model import load_embedder
+
+            # front-ends say "random weights" their own way (stderr line, page banner)
+            self._embedder = load_embedder(self.settings, announce=False)
+        return self._embedder
+
+    @property
+    def index(self) -> VectorIndex:
+        """The freshest vector index: reloaded when the store moves on (large ones in the
+        background). For tests and benchmarks; front-ends search through :meth:`query`."""
+        with self._lock:
+            if self._live is None:
+                dim = self._dim()
+                self._live = LiveIndex(
+                    self.settings.index_path, self._open_store(), self.model_id, dim,
+                    check_every=RELOAD_MIN_S, threshold=self.settings.ann_threshold,
+                )  # fmt: skip
+        return self._live.get()
+
+    def _open_store(self) -> Store:
+        # under self._lock; read-only: a missing library raises StoreError ("index first")
+        if self._store is None:
+            self._store = Store(self.settings.db_path, readonly=True)
+        return self._store
+
+    def _dim(self) -> int:
+        # used only to build an empty index; stored vectors carry their own length
+        if self._embedder is not None:
+            return self._embedder.dim
+        return self._spec().dim
+
+    def _spec(self) -> ModelSpec:
+        from searchapp.model import resolve_spec
+
+        return resolve_spec(self.settings)
+
+    def warm_up(self) -> None:
+        """Load the index and run the text tower once, so the first query pays neither."""
+        _ = self.index
+        self.embedder.encode_texts(["a photo"])
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+            self._store, self._live = None, None
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ searching
+    def search_text(
+        self, text: str, k: int = 20, flt: PhotoFilter | None = None
+    ) -> list[SearchResult]:
+        """Photos matching a query in the query language (``beach + 2:dog - people``)."""
+        return self.search(parse_query(text), k, flt)
+
+    def search_image(
+        self, image: str | Path | bytes, k: int = 20, flt: PhotoFilter | None = None
+    ) -> list[SearchResult]:
+        """Photos like an image file (a path) or an uploaded image (its bytes)."""
+        value = image if isinstance(image, bytes) else str(image)
+        return self.search([QueryPart("image", value)], k, flt)
+
+    def search_like(
+        self, photo: int | str, k: int = 20, flt: PhotoFilter | None = None
+    ) -> list[SearchResult]:
+        """More like an indexed photo (by id or path); the photo itself is left out."""
+        parts = [QueryPart("photo", self.resolve_photo(photo))]
+        return self.query(parts, k=k, flt=flt, cutoff=False, skip_query_photos=True).results
+
+    def search(
+        self, parts: list[QueryPart], k: int = 20, flt: PhotoFilter | None = None
+    ) -> list[SearchResult]:
+        """Combined query: weighted sum of part vectors, re-normalized; top-k by score."""
+        return self.query(parts, k=k, flt=flt, cutoff=False, skip_query_photos=False).results
+
+    def query(
+        self,
+        parts: list[QueryPart],
+        *,
+        k: int = 20,
+        offset: int = 0,
+        flt: PhotoFilter | None = None,
+        cutoff: bool = True,
+        sort: str = "relevance",
+        skip_query_photos: bool = True,
+    ) -> SearchPage:
+        """One page of a combined query, for the page's grid.
+
+        With ``cutoff`` only results that stand out in this query's score distribution
+        count (see :func:`relevant_count`); without it ("show all") every photo that
+        passes ``flt`` does. ``sort`` (relevance, newest, oldest) orders that list; photos
+        without a date go last. Pages are ``[offset, offset + k)`` of it. Photos that are
+        positive parts of the query are left out (they would match themselves first).
+        """
+        if sort not in SORTS:
+            raise QueryError(f"unknown sort {sort!r}; use one of {', '.join(SORTS)}.")
+        vec = self._encoder.encode(parts)
+        skip = {int(p.value) for p in parts if p.kind == "photo" and p.weight > 0}
+        skip = skip if skip_query_photos else set()
+        scores, ids, candidates = self._ranked(
+            vec, flt, skip, offset + k, cutoff or sort != "relevance"
+        )
+        threshold = None
+        if cutoff:
+            keep = relevant_count(scores)
+            scores, ids = scores[:keep], ids[:keep]
+            total, hidden = keep, max(candidates - keep, 0)
+            threshold = float(scores[-1]) if keep else None
+        else:
+            total, hidden = max(candidates, len(ids)), 0
+        order = list(zip(ids.tolist(), scores.tolist(), strict=True))
+        records: dict[int, PhotoRecord] = {}
+        if sort != "relevance":
+            records = self.store.get_photos([pid for pid, _ in order])
+            taken = {pid: rec.taken_at for pid, rec in records.items()}
+            order = sort_by_date(order, taken.get, newest=sort == "newest")
+        page = order[offset : offset + k]
+        missing = [pid for pid, _ in page if pid not in records]
+        records.update(self.store.get_photos(missing) if missing else {})
+        results = [
+            _result(offset + i + 1, score, records[pid])
+            for i, (pid, score) in enumerate(page)
+            if pid in records
+        ]
+        return SearchPage(results, total, hidden, threshold, offset, sort)
+
+    def _ranked(
+        self, vec: np.ndarray, flt: PhotoFilter | None, skip: set[int], want: int, pool: bool
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Scores and ids, best first, of the filtered photos; and how many there are."""
+        allowed = None if flt is None or flt.is_empty() else self.store.filter_ids(flt)
+        index = self.index
+        available = index.ntotal if allowed is None else len(allowed)
+        if pool:  # the cutoff and date sorts look at a whole pool, not just one page
+            want = max(want, CUTOFF_POOL)
+        scores, ids = index.search(vec, min(want, available) + len(skip), allowed)
+        mask = ~np.isin(ids, np.fromiter(skip, dtype=np.int64, count=len(skip)))
+        return scores[mask], ids[mask], available - int(np.count_nonzero(~mask))
+
+    def guard_parts(self, parts: list[QueryPart]) -> list[QueryPart]:
+        """Parts safe to run for the page: image paths must be indexed photos under a root.
+
+        ``image:PATH`` typed into the page becomes a ``photo`` part (its stored vector); a
+        path outside the indexed folders raises ``AccessDeniedError``.
+        """
+        out = []
+        for part in parts:
+            if part.kind == "image" and not isinstance(part.value, bytes):
+                real = self.photo_file(str(part.value))
+                part = QueryPart("photo", self.resolve_photo(str(real)), part.weight)
+            elif part.kind == "photo":
+                part = QueryPart("photo", self.resolve_photo(int(part.value)), part.weight)
+            out.append(part)
+        return out
+
+    def resolve_photo(self, photo: int | str) -> int:
+        """A photo id, or the path of an indexed photo, to its id."""
+        if isinstance(photo, int) or str(photo).isdigit():
+            pid = int(photo)
+            if not self.store.get_photos([pid]):
+                raise PhotoNotFoundError(f"no photo with id {pid}; see searchapp search --json.")
+            return pid
+        record = self.store.find_photo_by_path(str(photo))
+        if record is None:
+            raise PhotoNotFoundError(f"{photo} is not an indexed photo.")
+        return record.id
+
+    # ------------------------------------------------------------ browsing
+    def roots(self) -> list[RootRecord]:
+        """The photo folders, with whether each was found at the last scan."""
+        return self.store.list_roots() if self.exists else []
+
+    def photo_count(self) -> int:
+        """Indexed photos (failed files not counted); 0 before anything was indexed."""
+        return self.store.counts()["photos"] if self.exists else 0
+
+    def facets(self, root: str | None = None) -> Facets:
+        """The values the filters offer; folders only under ``root`` when it is given."""
+        from searchapp.paths import is_under
+
+        store = self.store
+        folders = store.folders()
+        if root is not None:
+            folders = [f for f in folders if is_under(f, root)]
+        first, last = store.taken_range()
+        roots = [r.path for r in store.list_roots()]
+        return Facets(roots, folders, store.formats(), first, last)
+
+    def photo(self, photo_id: int) -> PhotoRecord | None:
+        """One photo's details (path, size, dimensions, date, camera), or None."""
+        return self.store.get_photos([photo_id]).get(photo_id)
+
+    def thumbnail(self, content_hash: str | None) -> Path | None:
+        """The cached thumbnail of a photo's content, if there is one on disk."""
+        if not content_hash:
+            return None
+        path = thumbnail_path(self.settings.thumbs_dir, content_hash)
+        return path if path.exists() else None
+
+    def photo_file(self, path: str | Path) -> Path:
+        """The real file behind ``path`` if it is an indexed photo under an indexed root.
+
+        Originals are read only through this: ``..``, absolute paths elsewhere and symlinks
+        that lead out of a root are refused with ``AccessDeniedError``.
+        """
+        return guarded_original(self.store, path)
+
+    def preview_jpeg(self, path: str | Path, max_side: int = PREVIEW_SIDE) -> bytes:
+        """A JPEG of an indexed photo (through :meth:`photo_file`), long side <= max_side."""
+        return preview_jpeg(self.photo_file(path), max_side)
+
+    # ------------------------------------------------------------ status
+    def status(self, *, failures: int | None = None, pending: bool = True) -> StatusReport:
+        """The one status report (CLI text, ``--json`` and the page).
+
+        ``failures`` bounds the failed files listed (None: all); ``pending`` counts new and
+        gone files by stat (skip it where it is shown apart, see :meth:`pending`).
+        """
+        store = self.store if self.exists else None
+        return build_status(self.settings, store, self.model_id, failures=failures, pending=pending)
+
+    def pending(self) -> PendingFiles:
+        """Files the next run would read or remove, by stat alone (nothing is read)."""
+        if not self.exists:
+            return PendingFiles(0, 0)
+        return count_pending(self.store, self.model_id)
+
+    def last_run(self) -> RunRecord | None:
+        """The latest indexing run (its live progress while it runs)."""
+        runs = self.store.recent_runs(1) if self.exists else []
+        return runs[0] if runs else None
+
+    def writer(self) -> WriterInfo | None:
+        """Who holds the writer lock now (``index``, ``watch`` or ``ui``), or None."""
+        return read_writer(self.settings)
+
+    def generation(self) -> int:
+        """A number that changes whenever the library's contents change."""
+        return self.store.generation() if self.exists else 0
+
+
+def _result(rank: int, score: float, p: PhotoRecord) -> SearchResult:
+    return SearchResult(
+        rank, round(float(score), 6), p.id, p.path, p.taken_at, p.size, p.width, p.height,
+        p.format, p.content_hash,
+    )  # fmt: skip
+
+
+__all__ = [
+    "Facets",
+    "Library",
+    "PendingFiles",
+    "PhotoFilter",
+    "PhotoRecord",
+    "QueryPart",
+    "RootRecord",
+    "RunRecord",
+    "SORTS",
+    "SearchPage",
+    "SearchResult",
+    "StatusReport",
+    "WriterInfo",
+    "describe_parts",
+    "parse_query",
+]

@@ -1,0 +1,75 @@
+"""The query language: weighted text and image parts, rclip style.
+
+``beach + 2:dog - people`` is three parts (weights 1, 2 and -1); a term can also be
+``photo:ID`` (an indexed photo) or ``image:PATH`` (an image file), so text and images mix
+in one query. Parsing is pure: nothing here reads the library or runs the model.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from searchapp.errors import QueryError
+
+_TERM = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*:)?\s*(.+?)\s*$")
+
+
+@dataclass(frozen=True)
+class QueryPart:
+    """One weighted term: ``kind`` is text, image (a path or bytes) or photo (an id)."""
+
+    kind: str
+    value: str | bytes | int
+    weight: float = 1.0
+
+
+def parse_query(text: str) -> list[QueryPart]:
+    """Split ``a + 2:b - c`` into weighted parts (negative weight for ``-``)."""
+    parts: list[QueryPart] = []
+    tokens = re.split(r"\s+([+-])\s+", " " + text.strip() + " ")
+    sign = 1.0
+    for tok in tokens:
+        if tok in ("+", "-"):
+            sign = 1.0 if tok == "+" else -1.0
+            continue
+        if not tok.strip():
+            continue
+        m = _TERM.match(tok)
+        weight = float(m.group(1)) if m.group(1) else 1.0
+        parts.append(_term_part(m.group(2), sign * weight))
+    if not parts:
+        raise QueryError("the query is empty; type what to look for, e.g. 'dog on a beach'.")
+    return parts
+
+
+def _term_part(term: str, weight: float) -> QueryPart:
+    """``photo:ID`` and ``image:PATH`` terms name images; anything else is text."""
+    kind, _, value = term.partition(":")
+    if kind == "photo" and value.strip():
+        if not value.strip().isdigit():
+            raise QueryError(f"'{term}': photo: takes a photo id, e.g. photo:42.")
+        return QueryPart("photo", int(value), weight)
+    if kind == "image" and value.strip():
+        return QueryPart("image", value.strip(), weight)
+    return QueryPart("text", term, weight)
+
+
+def describe_parts(parts: list[QueryPart], names: dict[int, str] | None = None) -> str:
+    """``beach + 2 × photo cat.png - people``: a query as one line for people."""
+    out = []
+    for i, p in enumerate(parts):
+        sign = "-" if p.weight < 0 else "+"
+        weight = abs(p.weight)
+        if p.kind == "photo":
+            label = f"photo {(names or {}).get(int(p.value), p.value)}"
+        elif p.kind == "image":
+            label = "uploaded image" if isinstance(p.value, bytes) else f"image {p.value}"
+        else:
+            label = str(p.value)
+        term = label if weight == 1 else f"{weight:g} × {label}"
+        out.append(term if i == 0 and sign == "+" else f"{sign} {term}")
+    return " ".join(out)
+
+
+__all__ = ["QueryPart", "describe_parts", "parse_query"]

@@ -1,0 +1,131 @@
+"""The one status report (``searchapp status``, ``--json``, the page) on real libraries."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from searchapp import cli
+from searchapp.library import Library
+from searchapp.store import BatchWrite, FailureWrite, Store
+from tests.helpers import index_once
+
+REASONS = {
+    "not an image, or a format Pillow cannot read": 30_000,
+    "damaged image": 15_000,  # each with its own detail, as the decoder writes them
+    "file too large": 5_000,
+}
+
+
+def _status(settings, capsys, *flags: str) -> str:  # noqa: ANN001
+    argv = ["--data-dir", str(settings.data_dir), "--weights", "random", "status", *flags]
+    assert cli.main(argv) == 0
+    return capsys.readouterr().out
+
+
+def test_status_never_says_0_vectors_while_photos_are_indexed(
+    settings, embedder, photos, capsys
+) -> None:  # noqa: ANN001
+    index_once(settings, embedder, photos)
+    assert "index:   16 vectors (exact: faiss IndexIDMap2(IndexFlatIP))" in _status(
+        settings, capsys
+    )
+    fresh = settings.index_path.read_bytes()
+
+    settings.index_path.unlink()  # a writer died before its first save, or a user tidied up
+    text = _status(settings, capsys)
+    assert "0 vectors" not in text
+    assert "index:   file missing; rebuilt from the stored vectors" in text
+    info = json.loads(_status(settings, capsys, "--json"))
+    assert info["photos"] == 16
+    assert info["index"]["vectors"] == 0 and info["index"]["problem"] == "missing"
+
+    library = Library(settings, embedder)  # a search rebuilds it in memory, writes nothing
+    try:
+        assert len(library.search_image(photos / "coffee.png", k=16)) == 16
+        assert library.status(pending=False).index.problem == "missing"
+    finally:
+        library.close()
+
+    shutil.copy(photos / "rocket.jpg", photos / "rocket again.jpg")
+    index_once(settings, embedder)  # saves a current file: 17 vectors
+    settings.index_path.write_bytes(fresh)  # and an older one comes back: stale
+    text = _status(settings, capsys)
+    assert "index:   file stale (16 vectors from generation" in text and "rebuilt" in text
+    index_once(settings, embedder)  # a run starts by rebuilding a stale file and saving it
+    assert "index:   17 vectors (exact" in _status(settings, capsys)
+
+
+def _write_failures(settings, root) -> None:  # noqa: ANN001
+    store = Store(settings.db_path)
+    try:
+        root_id = store.add_root(root).id
+        failed, i = [], 0
+        for reason, count in REASONS.items():
+            for _ in range(count):
+                detail = (
+                    f"{reason} (bad chunk at byte {i})" if reason == "damaged image" else reason
+                )
+                failed.append(FailureWrite(root_id, f"{root}/f{i:05d}.jpg", 10, 1, detail))
+                i += 1
+        for start in range(0, len(failed), 10_000):
+            store.write_batch(BatchWrite("m", failed=failed[start : start + 10_000]))
+    finally:
+        store.close()
+
+
+def test_status_summarizes_50000_failures_by_reason(settings, tmp_path, capsys) -> None:  # noqa: ANN001
+    root = tmp_path / "photos"
+    root.mkdir()
+    _write_failures(settings, root)
+
+    lines = _status(settings, capsys).splitlines()
+    assert len(lines) < 30, lines
+    assert next(x for x in lines if x.startswith("photos:")).startswith(
+        "photos:  0 indexed, 50000 failed"
+    )
+    at = lines.index("failed:  50000 files; by reason (every file: searchapp status --json)")
+    assert lines[at + 1].split(None, 1) == ["30000", "not an image, or a format Pillow cannot read"]
+    assert (
+        lines[at + 2]
+        == f"           {root}/f00000.jpg: not an image, or a format Pillow cannot read"
+    )
+    assert lines[at + 4].endswith("f00002.jpg: not an image, or a format Pillow cannot read")
+    assert lines[at + 5] == "           ... and 29997 more"
+    assert lines[at + 6].split(None, 1) == ["15000", "damaged image"]
+    assert lines[at + 7].endswith("f30000.jpg: damaged image (bad chunk at byte 30000)")
+    assert lines[at + 11].split(None, 1) == ["5000", "file too large"]
+    assert lines[-1] == "           ... and 4997 more"
+
+    info = json.loads(_status(settings, capsys, "--json"))
+    assert info["failed"] == 50_000 and len(info["failures"]) == 50_000
+    assert info["failures"][30_000] == {
+        "path": f"{root}/f30000.jpg",
+        "reason": "damaged image (bad chunk at byte 30000)",
+    }
+
+
+def test_few_failures_are_listed_one_a_line(settings, embedder, photos, capsys) -> None:  # noqa: ANN001
+    (photos / "broken.jpg").write_bytes(b"not a jpeg")
+    (photos / "empty.jpg").write_bytes(b"")
+    index_once(settings, embedder, photos)
+    failed = [line for line in _status(settings, capsys).splitlines() if line.startswith("failed")]
+    assert failed == [
+        f"failed:  {photos / 'broken.jpg'}: not an image, or a format Pillow cannot read",
+        f"failed:  {photos / 'empty.jpg'}: empty file",
+    ]
+
+
+def test_status_of_a_library_not_created_yet_writes_nothing(settings, capsys) -> None:  # noqa: ANN001
+    info = json.loads(_status(settings, capsys, "--json"))
+    assert (info["photos"], info["failed"], info["roots"]) == (0, 0, [])
+    assert info["index"] == {
+        "type": "none yet",
+        "vectors": 0,
+        "path": str(settings.index_path),
+        "bytes": 0,
+        "problem": None,
+    }
+    assert info["pending"] == {"to_index": 0, "to_remove": 0}
+    assert "index:   0 vectors (none yet)" in _status(settings, capsys)
+    assert not settings.db_path.exists()
