@@ -320,7 +320,7 @@ def decode_workers(settings: Settings) -> int:
     """Decode threads: half the cores, at least two.
 
     Decoding a 12 MP JPEG in draft mode costs about a third of embedding it; two decoders
-    on 2 cores keep both model lanes fed (22 vs 21 images/s with one, 288 photos).
+    keep both model lanes fed (docs/PERFORMANCE.md, "Tuning choices").
     """
     return settings.decode_workers or max(2, (os.cpu_count() or 2) // 2)
 
@@ -328,9 +328,9 @@ def decode_workers(settings: Settings) -> int:
 def model_lanes(settings: Settings, device: str) -> int:
     """Batches the model works on at once, each in its own thread.
 
-    On CPU, single-threaded lanes beat one multi-threaded call: two lanes of one thread
-    embed at 33 ms per image on 2 cores, one call on two threads at 39 ms (MobileCLIP-S2,
-    bf16), and a lane fills the gaps a decoder leaves. A GPU takes one batch at a time.
+    On CPU, single-threaded lanes beat one multi-threaded call (no OpenMP barriers, and a
+    lane fills the gaps a decoder leaves; docs/PERFORMANCE.md, "Tuning choices"). A GPU
+    takes one batch at a time.
     """
     if settings.model_lanes:
         return settings.model_lanes

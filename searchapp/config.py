@@ -34,7 +34,7 @@ class Settings:
     weights: str = DEFAULT_WEIGHTS
     device: str = "auto"
     precision: str = "auto"
-    batch_size: int = 16  # per model lane; 16 beat 32 on 2 cores (22 vs 19 images/s)
+    batch_size: int = 16  # per model lane (docs/PERFORMANCE.md, "Tuning choices")
     decode_workers: int = 0  # 0: choose from the CPU count
     torch_threads: int = 0  # 0: automatic (indexing: per model lane; search: torch's default)
     model_lanes: int = 0  # 0: automatic; batches the model embeds at once while indexing

@@ -153,7 +153,7 @@ class PendingFiles:
 def count_pending(store: Store, model_id: str) -> PendingFiles:
     """Compare the photo folders with the library without reading a photo or writing.
 
-    Stat only (about 2 s for 100,000 files), so a status view can call it when shown; it
+    Stat only (docs/PERFORMANCE.md: re-scan of an unchanged library), so a status view can call it when shown; it
     uses the caller's open (possibly read-only) store.
     """
     plan = plan_changes(store, model_id)

@@ -74,7 +74,7 @@ class ClipEmbedder:
         from timm.utils import reparameterize_model
 
         model = create_network(self.spec, announce=announce)
-        # fuse MobileOne/FastViT branches into single convs: same function, ~40% faster
+        # fuse MobileOne/FastViT branches into single convs: same function, faster
         model = reparameterize_model(model, inplace=True)  # no second copy held at load
         model.to(self.device)
         if self.device == "cpu":
@@ -120,7 +120,7 @@ class ClipEmbedder:
         """Strings -> float32 [N, dim], L2-normalized.
 
         On CPU a query runs on one thread: one short sequence gains little from more, and
-        OpenMP threads waiting on busy cores (an indexer next door) cost 10x the latency.
+        OpenMP threads waiting on busy cores (an indexer next door) multiply the latency.
         """
         import torch
 
