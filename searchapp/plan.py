@@ -153,8 +153,8 @@ class PendingFiles:
 def count_pending(store: Store, model_id: str) -> PendingFiles:
     """Compare the photo folders with the library without reading a photo or writing.
 
-    Stat only (docs/PERFORMANCE.md: re-scan of an unchanged library), so a status view can call it when shown; it
-    uses the caller's open (possibly read-only) store.
+    Stat only, so a status view can call it when shown (docs/PERFORMANCE.md has its
+    cost); it uses the caller's open (possibly read-only) store.
     """
     plan = plan_changes(store, model_id)
     return PendingFiles(len(plan.work), len(plan.missing))
