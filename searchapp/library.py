@@ -25,6 +25,7 @@ from searchapp.access import PREVIEW_SIDE, guarded_original, preview_jpeg
 from searchapp.activity import WriterInfo, read_writer
 from searchapp.config import Settings
 from searchapp.errors import PhotoNotFoundError, QueryError
+from searchapp.live_index import LiveIndex
 from searchapp.plan import PendingFiles, count_pending
 from searchapp.query import QueryPart, describe_parts, parse_query
 from searchapp.query_encoder import QueryEncoder
@@ -32,7 +33,7 @@ from searchapp.relevance import CUTOFF_POOL, relevant_count, sort_by_date
 from searchapp.status import StatusReport, build_status
 from searchapp.store import PhotoFilter, PhotoRecord, RootRecord, RunRecord, Store
 from searchapp.thumbnails import thumbnail_path
-from searchapp.vectors import LiveIndex, VectorIndex
+from searchapp.vectors import VectorIndex
 
 if TYPE_CHECKING:
     from searchapp.model import ClipEmbedder, ModelSpec

@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import struct
-import threading
 import time
 import zlib
 from dataclasses import dataclass
@@ -374,93 +373,6 @@ def open_index(
     if save:
         index.save(path, index.generation)
     return index
-
-
-class LiveIndex:
-    """A reader's view of the index file that follows the writer without blocking searches.
-
-    Checks the store generation at most every ``check_every`` seconds. An exact index is
-    small and reloads at once (results stay current); a large approximate one is loaded
-    in a background thread while searches keep using the index already held, and is
-    swapped in whole when ready. A stale approximate file is not rebuilt by readers: the
-    writer saves a fresh one (every minute while indexing, and at the end).
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        store: Store,
-        model_id: str,
-        dim: int,
-        check_every: float = 1.0,
-        threshold: int = DEFAULT_APPROX_THRESHOLD,
-    ) -> None:
-        self.path, self.store, self.model_id, self.dim = path, store, model_id, dim
-        self.check_every = check_every
-        self.threshold = threshold
-        self._current: VectorIndex | None = None
-        self._checked = 0.0
-        self._file_sig: tuple[int, int] | None = None
-        self._loading: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> VectorIndex:
-        """The index to search now; never waits for a large reload."""
-        now = time.monotonic()
-        if self._current is None:
-            self._swap(self._open())
-            self._checked = now
-        elif now - self._checked > self.check_every:
-            self._checked = now
-            self._maybe_refresh()
-        assert self._current is not None
-        return self._current
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Wait for a background reload (tests and benchmarks)."""
-        thread = self._loading
-        if thread is not None:
-            thread.join(timeout)
-
-    def _maybe_refresh(self) -> None:
-        current = self._current
-        if current is None or current.generation == self.store.generation():
-            return
-        if current.kind == KIND_FLAT and current.ntotal < self.threshold:
-            self._swap(self._open())
-            return
-        if self._signature() == self._file_sig:
-            return  # the writer has not saved a newer file yet; keep the one we have
-        with self._lock:
-            if self._loading is None or not self._loading.is_alive():
-                self._loading = threading.Thread(
-                    target=self._load_in_background, name="index-reload", daemon=True
-                )
-                self._loading.start()
-
-    def _load_in_background(self) -> None:
-        try:
-            self._swap(self._open())
-        except Exception:  # noqa: BLE001 - keep serving the old index; retried next check
-            log.exception("reloading the vector index failed; still using the previous one")
-
-    def _open(self) -> VectorIndex:
-        sig = self._signature()
-        index = open_index(
-            self.path, self.store, self.model_id, self.dim, save=False, rebuild_large=False
-        )
-        self._file_sig = sig
-        return index
-
-    def _swap(self, index: VectorIndex) -> None:
-        self._current = index  # one reference assignment: searches see old or new, whole
-
-    def _signature(self) -> tuple[int, int] | None:
-        try:
-            st = self.path.stat()
-        except OSError:
-            return None
-        return st.st_mtime_ns, st.st_size
 
 
 @dataclass(frozen=True)

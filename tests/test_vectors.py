@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from searchapp.live_index import LiveIndex
 from searchapp.store import BatchWrite, PhotoWrite, Store
-from searchapp.vectors import KIND_FLAT, KIND_IVF, LiveIndex, VectorIndex, open_index
+from searchapp.vectors import KIND_FLAT, KIND_IVF, VectorIndex, open_index
 
 DIM = 512
 MODEL = "test-model"
