@@ -9,6 +9,9 @@ on weight values). Afterwards the fidelity of what ``searchapp index`` stored is
 against the fp32 open_clip reference on every photo (upright, as EXIF says).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_index.py --count 96 --rounds 2
+
+``--before OTHER_CHECKOUT`` adds that checkout's ``searchapp index`` to every round, so a
+change is measured against the code before it side by side, in one run.
 """
 
 from __future__ import annotations
@@ -97,9 +100,12 @@ def run_baseline(folder: Path, count: int, env: dict[str, str]) -> dict:
     }
 
 
-def run_ours(folder: Path, count: int, env: dict[str, str], args: argparse.Namespace) -> dict:
+def run_ours(
+    folder: Path, count: int, env: dict[str, str], args: argparse.Namespace, repo: Path = REPO
+) -> dict:
+    """``searchapp index`` of the checkout ``repo`` (its ``.venv``) into a fresh data dir."""
     data_dir = Path(tempfile.mkdtemp(prefix="bench-index-", dir=args.work))
-    cmd = [str(REPO / ".venv/bin/searchapp"), "--data-dir", str(data_dir), "--weights", "random"]
+    cmd = [str(repo / ".venv/bin/searchapp"), "--data-dir", str(data_dir), "--weights", "random"]
     cmd += ["--precision", args.precision]
     if args.batch_size:
         cmd += ["--batch-size", str(args.batch_size)]
@@ -190,6 +196,12 @@ def main() -> None:
     ap.add_argument("--precision", default="auto", help="ours: auto (default), fp32, bf16")
     ap.add_argument("--batch-size", type=int, default=0, help="ours: batch size (default app's)")
     ap.add_argument("--no-fidelity", action="store_true", help="skip the fidelity pass")
+    ap.add_argument(
+        "--before",
+        type=Path,
+        help="another checkout (with its own .venv) whose searchapp index runs in the same "
+        "rounds, for a before/after ratio of a change",
+    )
     ap.add_argument("--baseline-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -203,7 +215,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEARCHAPP_")}
     env["HF_HUB_OFFLINE"] = "1"
     print(f"{args.count} photos, {np.mean([p.stat().st_size for p in paths]) / 2**20:.1f} MB each")
-    base_runs, our_runs = [], []
+    base_runs, our_runs, before_runs = [], [], []
     for r in range(args.rounds):
         b = run_baseline(folder, args.count, env)
         base_runs.append(b)
@@ -219,6 +231,15 @@ def main() -> None:
             f"(run {o['run_s']:.1f} s; whole command {o['wall_s']:.1f} s "
             f"= {o['images_per_s_wall']:.2f} img/s), peak {mb(o['peak_rss'])}"
         )
+        if args.before:
+            o0 = run_ours(folder, args.count, env, args, args.before.resolve())
+            before_runs.append(o0)
+            shutil.rmtree(o0["data_dir"], ignore_errors=True)
+            print(
+                f"round {r + 1} before:   {o0['images_per_s']:.2f} img/s "
+                f"(run {o0['run_s']:.1f} s; whole command {o0['wall_s']:.1f} s "
+                f"= {o0['images_per_s_wall']:.2f} img/s), peak {mb(o0['peak_rss'])}"
+            )
         if r < args.rounds - 1:
             shutil.rmtree(o["data_dir"], ignore_errors=True)
     base = float(np.median([b["images_per_s"] for b in base_runs]))
@@ -241,6 +262,14 @@ def main() -> None:
         f"ratio of whole processes (interpreter, imports, model load, all work): "
         f"{ours_wall / base_wall:.1f}x ({base_wall:.2f} vs {ours_wall:.2f} img/s)"
     )
+    if before_runs:
+        was = float(np.median([o["images_per_s"] for o in before_runs]))
+        was_wall = float(np.median([o["images_per_s_wall"] for o in before_runs]))
+        print(
+            f"before/after ({args.before}): run {was:.2f} -> {ours:.2f} img/s "
+            f"({ours / was:.2f}x); whole command {was_wall:.2f} -> {ours_wall:.2f} img/s "
+            f"({ours_wall / was_wall:.2f}x)"
+        )
     if not args.no_fidelity:
         f = measure_fidelity(our_runs[-1]["data_dir"], folder, paths)
         print(
