@@ -48,11 +48,9 @@ class Resolver:
     def resolve(self, batch: Sequence[Hashed | Failed]) -> tuple[Claim, list[Resolved]]:
         """Decide what each file of a batch needs; new contents are claimed for this batch."""
         out: list[Resolved | Hashed] = [self._stat_or_move(item) for item in batch]
-        need = {h.content_hash for h in out if isinstance(h, Hashed)}
+        need = {h.content_hash for h in out if isinstance(h, Hashed)} - self._claims.keys()
         # one query per batch: the stored vectors these files will reuse
-        stored = self.store.vectors_for_hashes(
-            [h for h in need if h not in self._claims], self.model_id
-        )
+        stored = self.store.vectors_for_hashes(list(need), self.model_id) if need else {}
         claim = Claim()
         return claim, [self._source(item, stored, claim) for item in out]
 

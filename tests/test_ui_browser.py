@@ -126,6 +126,7 @@ def test_search_page_in_a_real_browser(chromium, served) -> None:  # noqa: ANN00
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.on("pageerror", lambda err: errors.append(str(err)))
             page.set_default_timeout(STEP_MS)
+            expect.set_options(timeout=STEP_MS)  # assertions wait as long as actions (5 s else)
             _drive(page, expect, url, photos, shots)
         finally:
             browser.close()
