@@ -128,7 +128,7 @@ class IndexRun:
     """Carries out a plan with one embedder and keeps the FAISS index (in memory) in step.
 
     ``checkpoint`` is called when a periodic save of the FAISS file is due; saving at the
-    end (see :func:`refit_index`) and after a failure is the caller's.
+    end (the `Writer` refits and saves when the file is stale) and after a failure is the caller's.
     """
 
     def __init__(
