@@ -127,8 +127,8 @@ class _Counter:
 class IndexRun:
     """Carries out a plan with one embedder and keeps the FAISS index (in memory) in step.
 
-    ``checkpoint`` is called when a periodic save of the FAISS file is due; saving at the
-    end (the `Writer` refits and saves when the file is stale) and after a failure is the caller's.
+    ``checkpoint`` is called when a periodic save of the FAISS file is due; saving after
+    a failure and at the end (refit, then save when stale) is the caller's: the Writer's.
     """
 
     def __init__(
