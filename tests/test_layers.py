@@ -1,5 +1,6 @@
 """The layers, read from the source: the core never imports a front-end or the indexer,
-and the front-ends read the library only through ``searchapp.library``."""
+and the front-ends read the library only through ``searchapp.library`` (and write only
+through the writer's ``submit``)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,6 @@ REPO = Path(__file__).resolve().parent.parent
 FRONT_ENDS = ("ui", "cli")
 PRIVATE_TO_CORE = ("searchapp.store", "searchapp.vectors", "faiss", "sqlalchemy")
 ABOVE_CORE = ("searchapp.indexer", "searchapp.ui", "searchapp.cli", "indexer", "ui", "cli")
-# The CLI's write commands still open the store themselves until they go through the
-# writer's submit (issue 11, point 1); nothing else in a front-end may.
-WRITE_PATHS = {"cli/main.py": {"cmd_index", "cmd_roots", "_remove_root", "cmd_watch"}}
 
 
 def _imports(path: Path) -> list[tuple[str, str, int]]:
@@ -42,9 +40,8 @@ def test_front_ends_read_only_through_the_library() -> None:
     for folder in FRONT_ENDS:
         for path in _sources(folder):
             rel = str(path.relative_to(REPO))
-            allowed = WRITE_PATHS.get(rel, set())
-            for module, scope, line in _imports(path):
-                if _is(module, PRIVATE_TO_CORE) and scope not in allowed:
+            for module, _, line in _imports(path):
+                if _is(module, PRIVATE_TO_CORE):
                     offenders.append(f"{rel}:{line} imports {module}")
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Attribute) and node.attr in ("store", "_store"):
