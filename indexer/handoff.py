@@ -20,6 +20,7 @@ from pathlib import Path
 
 from searchapp.atomic import write_atomic
 from searchapp.config import Settings
+from searchapp.datadir import make_private_dir
 
 ANSWER_KEEP_S = 3600.0  # answers nobody collected (the caller died) are removed after this
 POLL_S = 0.1
@@ -51,7 +52,7 @@ def submit_request(settings: Settings, action: str, **fields: object) -> Request
     """Queue a request for the watcher and return it (its ``id`` names the answer)."""
     request = Request(id=uuid.uuid4().hex, action=action, **fields)
     folder = _folder(settings)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_private_dir(folder)
     _write_json(folder / f"{request.id}.request.json", asdict(request))
     return request
 

@@ -19,6 +19,7 @@ from filelock import FileLock, Timeout
 from searchapp.activity import WriterInfo, describe_writer, read_writer, writer_info_path
 from searchapp.atomic import write_atomic
 from searchapp.config import Settings
+from searchapp.dbfile import read_only
 from searchapp.errors import WriterBusyError
 
 
@@ -38,6 +39,8 @@ class WriterLock:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._lock.acquire(timeout=0)
+        except PermissionError:
+            raise read_only(self.settings.db_path) from None  # a read-only library
         except Timeout:
             holder = read_writer(self.settings)
             if wait_s <= 0:

@@ -55,3 +55,11 @@ class AccessDeniedError(SearchAppError):
 
 class WriterBusyError(SearchAppError):
     """Another process holds the writer lock on this data directory."""
+
+
+class DamagedLibraryError(StoreError):
+    """The database file is damaged; the message says how to recover."""
+
+
+class ReadOnlyLibraryError(StoreError):
+    """The library cannot be written by this user (read-only folder or file)."""
