@@ -11,6 +11,7 @@ from pathlib import Path
 from searchapp import __version__
 from searchapp.config import Settings, load_settings
 from searchapp.errors import SearchAppError
+from searchapp.text import printable
 
 EXAMPLES = """\
 examples:
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return COMMANDS[args.command](settings, args)
     except SearchAppError as err:
-        print(f"searchapp: {err}", file=sys.stderr)
+        print(f"searchapp: {printable(str(err))}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("searchapp: interrupted; everything committed so far is kept.", file=sys.stderr)
@@ -202,7 +203,7 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:
         for r in results:
-            print(f"{r.rank:3d}  {r.score:.3f}  [{r.photo_id}]  {r.path}")
+            print(f"{r.rank:3d}  {r.score:.3f}  [{r.photo_id}]  {printable(r.path)}")
         if not results:
             print("no results")
     return 0
@@ -248,7 +249,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     if settings.random_weights:
         print(RANDOM_WARNING)
-    print(f"library: {settings.data_dir}")
+    print(f"library: {printable(str(settings.data_dir))}")
     print(f"model:   {settings.model} weights {info['weights']}")
     print(f"index:   {size} vectors ({info['index']['type']})")
     print(
@@ -260,9 +261,9 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         w = info["writer"]
         print(f"writing: 'searchapp {w['kind']}' (pid {w['pid']}) since {_clock(w['since'])}")
     for r in info["roots"]:
-        print(f"root:    {r['path']}{'' if r['online'] else '  (offline)'}")
+        print(f"root:    {printable(r['path'])}{'' if r['online'] else '  (offline)'}")
     for f in info["failures"]:
-        print(f"failed:  {f['path']}: {f['reason']}")
+        print(f"failed:  {printable(f['path'])}: {printable(f['reason'] or '')}")
     return 0
 
 
@@ -305,7 +306,7 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.action == "list":
             for r in store.list_roots():
-                print(r.path + ("" if r.online else "  (offline)"))
+                print(printable(r.path) + ("" if r.online else "  (offline)"))
             return 0
         if not args.paths:
             print(f"searchapp: roots {args.action} needs at least one PATH", file=sys.stderr)
@@ -313,7 +314,7 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
         for path in args.paths:
             if args.action == "add":
                 # registering a folder is safe beside a running watcher, which picks it up
-                added = store.add_root(path).path
+                added = printable(store.add_root(path).path)
                 holder = read_writer(settings)
                 if holder is not None and holder.kind == "watch":
                     print(f"added {added}; the running watcher (pid {holder.pid}) indexes it")
@@ -321,7 +322,7 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
                     print(f"added {added}; run: searchapp index")
                 continue
             removed, count = _remove_root(settings, store, path)
-            print(f"removed {removed} and its {count} photos from the index")
+            print(f"removed {printable(removed)} and its {count} photos from the index")
     finally:
         store.close()
     return 0

@@ -46,7 +46,8 @@ def secure_data_dir(data_dir: Path) -> bool:
     """Make an existing data folder private if group or others can read it.
 
     Only what this user owns is changed; a folder it cannot or should not change
-    (someone else's library, a read-only folder or mount) is left as it is. Returns True when anything changed.
+    (someone else's library, a read-only folder or mount) is left as it is. Returns
+    True when anything changed.
     """
     try:
         st = data_dir.stat()
