@@ -108,8 +108,8 @@ def read_file(path: str | Path) -> bytes:
     """Read a whole regular file (links followed), turning OS errors into one-line reasons.
 
     FIFOs, devices (a link to ``/dev/zero``) and sockets are refused by ``stat`` before
-    any open, and again by ``fstat`` on the opened descriptor (the name may have been
-    swapped in between). The open is non-blocking, so a FIFO cannot hang it; never more
+    any open (opening some devices has side effects), and again by ``fstat`` on the
+    opened descriptor (the name may have been swapped in between). The open is non-blocking, so a FIFO cannot hang it; never more
     than :data:`MAX_FILE_BYTES` is read, even from a file that grows meanwhile.
     """
     try:

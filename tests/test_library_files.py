@@ -193,6 +193,7 @@ def test_new_library_files_are_private(library, settings):
         store.close()
     with WriterLock(settings, "index"):
         assert mode(writer_info_path(settings)) == 0o600
+        assert mode(settings.lock_path) == 0o600
     request = submit_request(settings, "index")
     try:
         requests = next(p for p in settings.data_dir.iterdir() if p.name == "requests")
