@@ -11,6 +11,7 @@ from pathlib import Path
 from searchapp import __version__
 from searchapp.config import Settings, load_settings
 from searchapp.errors import SearchAppError
+from searchapp.text import printable
 
 EXAMPLES = """\
 examples:
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return COMMANDS[args.command](settings, args)
     except SearchAppError as err:
-        print(f"searchapp: {err}", file=sys.stderr)
+        print(f"searchapp: {printable(str(err))}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("searchapp: interrupted; everything committed so far is kept.", file=sys.stderr)
@@ -201,7 +202,7 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:
         for r in results:
-            print(f"{r.rank:3d}  {r.score:.3f}  [{r.photo_id}]  {r.path}")
+            print(f"{r.rank:3d}  {r.score:.3f}  [{r.photo_id}]  {printable(r.path)}")
         if not results:
             print("no results")
     return 0
@@ -219,7 +220,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     if report.random_weights:
         print(RANDOM_WARNING)
-    print("\n".join(status_lines(report)))
+    print("\n".join(printable(line) for line in status_lines(report)))  # names may hold ESC, CR
     return 0
 
 
@@ -231,7 +232,7 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "list":
         with Library(settings) as library:
             for r in library.roots():
-                print(r.path + ("" if r.online else "  (offline)"))
+                print(printable(r.path) + ("" if r.online else "  (offline)"))
         return 0
     if not args.paths:
         print(f"searchapp: roots {args.action} needs at least one PATH", file=sys.stderr)
@@ -242,11 +243,12 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
             outcome = submit(settings, command, wait_s=3600, on_wait=_say_waiting)
             holder = watcher_running(settings)
             then = f"the running watcher (pid {holder.pid}) indexes it" if holder else ""
-            print(f"added {outcome.roots[0]}; {then or 'run: searchapp index'}")
+            print(f"added {printable(outcome.roots[0])}; {then or 'run: searchapp index'}")
             continue
         command = RemoveRoot(absolute(path))
         outcome = submit(settings, command, wait_s=3600, on_wait=_say_waiting)
-        print(f"removed {outcome.roots[0]} and its {outcome.removed_photos} photos from the index")
+        removed = outcome.removed_photos
+        print(f"removed {printable(outcome.roots[0])} and its {removed} photos from the index")
     return 0
 
 

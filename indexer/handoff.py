@@ -27,6 +27,7 @@ from pathlib import Path
 
 from searchapp.atomic import write_atomic
 from searchapp.config import Settings
+from searchapp.datadir import make_private_dir
 from searchapp.errors import HandoffError, SearchAppError
 from searchapp.indexer.commands import Command, Outcome, command_from_json, command_to_json
 
@@ -55,6 +56,7 @@ def requests_folder(settings: Settings) -> Path:
 def submit_request(settings: Settings, command: Command) -> Request:
     """Queue ``command`` for the watcher and return the request (the caller's side)."""
     request = Request(uuid.uuid4().hex, command)
+    make_private_dir(requests_folder(settings))
     body = {"id": request.id, "command": command_to_json(command)}
     write_atomic(_request_path(settings, request.id), json.dumps(body).encode())
     return request

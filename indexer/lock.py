@@ -19,6 +19,8 @@ from filelock import FileLock, Timeout
 from searchapp.activity import WriterInfo, describe_writer, read_writer, writer_info_path
 from searchapp.atomic import write_atomic
 from searchapp.config import Settings
+from searchapp.datadir import make_private_dir
+from searchapp.dbfile import read_only
 from searchapp.errors import WriterBusyError
 
 
@@ -28,16 +30,18 @@ class WriterLock:
     def __init__(self, settings: Settings, kind: str) -> None:
         self.settings = settings
         self.kind = kind
-        self._lock = FileLock(str(settings.lock_path))
+        self._lock = FileLock(str(settings.lock_path), mode=0o600)
         self._since = 0.0
 
     def acquire(
         self, wait_s: float = 0.0, on_wait: Callable[[WriterInfo | None], None] | None = None
     ) -> WriterLock:
         """Take the lock, waiting up to ``wait_s``; raises ``WriterBusyError`` if held."""
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.settings.data_dir)
         try:
             self._lock.acquire(timeout=0)
+        except PermissionError:
+            raise read_only(self.settings.db_path) from None  # a read-only library
         except Timeout:
             holder = read_writer(self.settings)
             if wait_s <= 0:

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from searchapp.datadir import make_private_dir
+
 TEMP_SUFFIX = ".tmp"
 
 
@@ -22,10 +24,10 @@ def atomic_writer(path: Path, *, durable: bool = False) -> Iterator[BinaryIO]:
     """A binary file that replaces ``path`` in one rename when the block exits cleanly.
 
     The temp file is created 0600 beside ``path`` (same filesystem, so the rename is
-    atomic) and removed on any error. ``durable`` fsyncs before the rename, for files a
-    power cut must not leave empty.
+    atomic; missing folders are made 0700) and removed on any error. ``durable`` fsyncs
+    before the rename, for files a power cut must not leave empty.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -1,25 +1,43 @@
 """Reading photo files: hash the bytes, decode near the model's size, orient, read EXIF.
 
 Fast path for big JPEGs: Pillow's draft mode lets libjpeg scale by 1/2, 1/4 or 1/8 in
-the DCT, so a 12 MP photo decodes at ~500x375 instead of 4000x3000. EXIF orientation is
-applied after the shrink. Every failure becomes an :class:`ImageDecodeError` whose text
-is the one-line reason stored for the file.
+the DCT, so a 12 MP photo decodes at ~500x375 instead of 4000x3000. Other formats are
+decoded whole and shrunk (in stripes, by an integer box filter) before any colour
+conversion. EXIF orientation is applied after the shrink.
+
+Bounds (see :mod:`searchapp.decode_limits`): only regular files are read, never more than
+:data:`MAX_FILE_BYTES`; only a fixed set of decoders is reachable; what a decode would
+allocate is estimated from the header and refused over budget; decoding stops at a time
+limit. Whatever goes wrong becomes an :class:`ImageDecodeError` whose text is the
+one-line reason stored for the file.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
-import io
 import os
-import warnings
+import stat
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
+from searchapp import decode_limits
+from searchapp.decode_limits import (
+    FORMATS,
+    REDUCIBLE_MODES,
+    DeadlineReader,
+    DecodeTimeout,
+    check_deadline,
+    check_decode_cost,
+    deadline_after,
+    shrink_factor,
+)
 from searchapp.errors import ImageDecodeError
+from searchapp.libmessages import route_library_messages
 
 try:  # HEIC/HEIF support is optional at import time but listed as a dependency
     import pillow_heif
@@ -31,13 +49,22 @@ except ImportError:  # pragma: no cover - only when the wheel is missing for a p
 
 # Truncated files must fail loudly, never decode as half-grey pictures.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+route_library_messages()
 
 PHOTO_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
 )
 MAX_FILE_BYTES = 512 * 1024 * 1024
-JPEG_MAX_PIXELS = 1_000_000_000  # decoded at 1/8 scale in draft mode: <= ~16 MP in memory
 HASH_BYTES = 16
+_READ_CHUNK = 1 << 20
+_STRIPE_BYTES = 4 << 20  # source rows shrunk at a time: a few MB, never a full-size copy
+_FILE_KINDS = {
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a folder",
+}
 
 _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 36867
@@ -78,43 +105,92 @@ def hash_bytes(data: bytes) -> str:
 
 
 def read_file(path: str | Path) -> bytes:
-    """Read a whole file, turning OS errors into one-line reasons."""
+    """Read a whole regular file (links followed), turning OS errors into one-line reasons.
+
+    FIFOs, devices (a link to ``/dev/zero``) and sockets are refused by ``stat`` before
+    any open (opening some devices has side effects), and again by ``fstat`` on the
+    opened descriptor (the name may have been swapped in between). The open is
+    non-blocking, so a FIFO cannot hang it; never more than :data:`MAX_FILE_BYTES` is read,
+    even from a file that grows meanwhile.
+    """
     try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            if st.st_size > MAX_FILE_BYTES:
-                raise ImageDecodeError(f"file too large ({st.st_size // 2**20} MB)")
-            return f.read()
-    except FileNotFoundError:
-        if os.path.islink(path):
-            raise ImageDecodeError("broken symbolic link") from None
-        raise ImageDecodeError("file vanished before it could be read") from None
-    except PermissionError:
-        raise ImageDecodeError("permission denied") from None
-    except IsADirectoryError:
-        raise ImageDecodeError("is a folder, not a file") from None
+        _require_regular(os.stat(path).st_mode)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as err:
-        if err.errno == errno.ELOOP:
-            raise ImageDecodeError("symbolic link loop") from None
+        raise ImageDecodeError(_open_failure(path, err)) from None
+    try:
+        st = os.fstat(fd)
+        _require_regular(st.st_mode)
+        if st.st_size > MAX_FILE_BYTES:
+            raise ImageDecodeError(f"file too large ({st.st_size // 2**20} MB)")
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        return _read_at_most(fd, st.st_size)
+    except OSError as err:
         raise ImageDecodeError(f"cannot read file ({err.strerror or err})") from None
+    finally:
+        os.close(fd)
+
+
+def _require_regular(mode: int) -> None:
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise ImageDecodeError("is a folder, not a file")
+    kind = _FILE_KINDS.get(stat.S_IFMT(mode), "a special file")
+    raise ImageDecodeError(f"not a regular file ({kind}); only regular files are read")
+
+
+def _open_failure(path: str | Path, err: OSError) -> str:
+    if err.errno == errno.ENOENT:
+        return (
+            "broken symbolic link"
+            if os.path.islink(path)
+            else "file vanished before it could be read"
+        )
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if err.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if err.errno == errno.ENXIO:
+        return "not a regular file (a socket); only regular files are read"
+    return f"cannot read file ({err.strerror or err})"
+
+
+def _read_at_most(fd: int, size_hint: int) -> bytes:
+    """The file's bytes; one byte past the expected size tells a file that grew."""
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        want = max(size_hint + 1 - total, _READ_CHUNK)
+        chunk = os.read(fd, min(want, MAX_FILE_BYTES + 1 - total))
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
+        total += len(chunk)
+        if total > MAX_FILE_BYTES:
+            raise ImageDecodeError(f"file too large (over {MAX_FILE_BYTES // 2**20} MB)")
 
 
 def decode_photo(data: bytes, min_side: int, content_hash: str | None = None) -> DecodedPhoto:
     """Decode image bytes to RGB with the short side >= ``min_side`` where possible.
 
-    ``content_hash`` saves hashing the bytes again when the caller already has it.
+    ``content_hash`` saves hashing the bytes again when the caller already has it. Any
+    failure, whatever a decoder raised, is an :class:`ImageDecodeError` with one line.
     """
     if not data:
         raise ImageDecodeError("empty file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return _decode(data, min_side, content_hash or hash_bytes(data))
+        return _decode(data, min_side, content_hash or hash_bytes(data))
     except ImageDecodeError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+    except DecodeTimeout:
         raise ImageDecodeError(
-            f"image too large, refused as a possible decompression bomb ({err})"[:300]
+            f"decoding took over {decode_limits.DECODE_TIME_LIMIT_S:g} s, the limit for one "
+            "file; refused"
+        ) from None
+    except Image.DecompressionBombError as err:
+        raise ImageDecodeError(
+            _reason(f"image too large, refused as a possible decompression bomb ({err})")
         ) from None
     except UnidentifiedImageError:
         raise ImageDecodeError("not an image, or a format Pillow cannot read") from None
@@ -123,24 +199,40 @@ def decode_photo(data: bytes, min_side: int, content_hash: str | None = None) ->
     except (OSError, SyntaxError, ValueError, TypeError, IndexError, KeyError, EOFError) as err:
         text = str(err).strip() or type(err).__name__
         if "truncated" in text.lower() or isinstance(err, EOFError):
-            raise ImageDecodeError(f"truncated or damaged image data ({text})"[:300]) from None
-        raise ImageDecodeError(f"damaged image ({text})"[:300]) from None
+            raise ImageDecodeError(_reason(f"truncated or damaged image data ({text})")) from None
+        raise ImageDecodeError(_reason(f"damaged image ({text})")) from None
+    except Exception as err:  # noqa: BLE001 - any decoder's surprise fails this file only
+        text = str(err).strip()
+        name = type(err).__name__
+        raise ImageDecodeError(
+            _reason(f"damaged image ({name}: {text})" if text else f"damaged image ({name})")
+        ) from None
+
+
+def _reason(text: str) -> str:
+    """One line of at most 300 characters."""
+    return " ".join(text.split())[:300]
 
 
 def _decode(data: bytes, min_side: int, content_hash: str) -> DecodedPhoto:
-    im = _open(data)
+    deadline = deadline_after()
+    im = _open(data, deadline)
     fmt = (im.format or "UNKNOWN").upper()
-    exif = im.getexif()
-    orientation = exif.get(0x0112, 1)
     if getattr(im, "is_animated", False):
         im.seek(0)
-    width, height = im.size
-    if orientation in (5, 6, 7, 8):
-        width, height = height, width
+    full_size = im.size
     if fmt in ("JPEG", "MPO"):  # MPO: a JPEG with extra frames (some cameras)
         im.draft("RGB", (min_side, min_side))
+    check_decode_cost(im, data, min_side, full_size)
     im.load()
-    im = _to_rgb(im)
+    check_deadline(deadline)
+    exif = im.getexif()  # only now: a PNG's EXIF may follow its pixels, and reading it loads them
+    orientation = exif.get(0x0112, 1)
+    width, height = full_size
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    im = _to_rgb(_shrink(im, fmt, min_side, deadline))
+    check_deadline(deadline)
     if orientation in _TRANSPOSE:
         im = im.transpose(_TRANSPOSE[orientation])
     return DecodedPhoto(
@@ -155,30 +247,60 @@ def _decode(data: bytes, min_side: int, content_hash: str) -> DecodedPhoto:
     )
 
 
-def _open(data: bytes) -> Image.Image:
-    """Open image bytes; JPEGs past Pillow's pixel limit are allowed up to our own.
+def _open(data: bytes, deadline: float) -> Image.Image:
+    """Open image bytes with one of the allowed decoders.
 
-    Pillow refuses anything over ~179 MP (and warns past ~89 MP) because a full decode
-    would need gigabytes. A JPEG is decoded in draft mode at 1/8 scale by libjpeg, so a
-    1 GP panorama needs ~16 MP of memory; only larger claims are refused as bombs.
+    Pillow refuses anything over ~179 MP at ``Image.open``. A JPEG past that is opened
+    again without Pillow's check: draft mode decodes it at 1/8 scale in libjpeg, and
+    :func:`check_decode_cost` applies the JPEG limits before any pixel is decoded.
     """
     try:
-        return Image.open(io.BytesIO(data))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return Image.open(DeadlineReader(data, deadline), formats=FORMATS)
+    except Image.DecompressionBombError:
         if not data.startswith(b"\xff\xd8\xff"):
             raise
-    im = JpegImagePlugin.jpeg_factory(io.BytesIO(data))
-    if im.width * im.height > JPEG_MAX_PIXELS:
-        raise Image.DecompressionBombError(
-            f"{im.width}x{im.height} JPEG is over {JPEG_MAX_PIXELS // 10**6} MP"
-        )
-    return im
+    return JpegImagePlugin.jpeg_factory(DeadlineReader(data, deadline))
+
+
+def _shrink(im: Image.Image, fmt: str, min_side: int, deadline: float) -> Image.Image:
+    """A big non-JPEG picture reduced by an integer box filter, one stripe at a time.
+
+    Done before colour conversion, so no full-size copy is made (JPEGs were already
+    shrunk by libjpeg in draft mode). The short side stays >= twice ``min_side``.
+    """
+    factor = shrink_factor(*im.size, min_side)
+    if fmt in ("JPEG", "MPO") or factor < 2:
+        return im
+    if im.mode not in REDUCIBLE_MODES:
+        im = _reducible(im)
+    width, height = im.size
+    out = Image.new(im.mode, (-(-width // factor), -(-height // factor)))
+    step = factor * max(1, _STRIPE_BYTES // (width * 4 * factor))
+    premultiplied = im.mode in ("LA", "RGBA")  # reduce() would convert the whole image
+    for top in range(0, height, step):
+        check_deadline(deadline)
+        box = (0, top, width, min(height, top + step))
+        part = im.crop(box).reduce(factor) if premultiplied else im.reduce(factor, box)
+        out.paste(part, (0, top // factor))
+    return out
+
+
+def _reducible(im: Image.Image) -> Image.Image:
+    """A mode ``Image.reduce`` works on, keeping transparency and 16-bit range."""
+    if im.mode in ("P", "PA"):
+        alpha = im.mode == "PA" or "transparency" in im.info
+        return im.convert("RGBA" if alpha else "RGB")
+    if im.mode == "1":
+        return im.convert("L")
+    if im.mode.startswith("I;16"):
+        return im.convert("I")
+    return im.convert("RGBA" if "A" in im.getbands() else "RGB")
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
     """RGB for the model; transparent pixels become white, as a viewer shows them."""
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
+        rgba = im if im.mode == "RGBA" else im.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background

@@ -63,3 +63,11 @@ class HandoffError(SearchAppError):
 
 class IndexFileError(SearchAppError):
     """The vector index file is missing, damaged or from another model (it is rebuilt)."""
+
+
+class DamagedLibraryError(StoreError):
+    """The database file is damaged; the message says how to recover."""
+
+
+class ReadOnlyLibraryError(StoreError):
+    """The library cannot be written by this user (read-only folder or file)."""

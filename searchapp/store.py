@@ -8,7 +8,6 @@ built from, so readers can tell a stale index from a fresh one.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import sqlite3
@@ -37,10 +36,20 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from searchapp.errors import DiskFullError, RootError, SchemaTooNewError, StoreError
+from searchapp.datadir import create_private_file, make_private_dir, secure_data_dir
+from searchapp.dbfile import (
+    backup_database,
+    can_write,
+    disk_full,
+    is_disk_full,
+    read_only,
+    read_only_engine,
+    store_error,
+)
+from searchapp.errors import RootError, SchemaTooNewError, StoreError
 from searchapp.faults import fault_point
 
 STATUS_INDEXED = "indexed"
@@ -319,13 +328,11 @@ def _set_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     cur.close()
 
 
-def _is_disk_full(err: BaseException) -> bool:
-    text = str(err).lower()
-    return (
-        "database or disk is full" in text
-        or "no space left" in text
-        or (isinstance(err, OSError) and err.errno == errno.ENOSPC)
-    )
+def _set_reader_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+    # no journal_mode switch: that is a write, refused on a read-only file or folder
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
 
 
 def _root_device_key(root_id: int) -> str:
@@ -337,25 +344,54 @@ def _path_folder(path: str) -> str:
 
 
 class Store:
-    """The photo library database. Safe to open from several processes at once."""
+    """The photo library database. Safe to open from several processes at once.
+
+    ``readonly`` opens an existing library without creating one. A library this user
+    cannot write (a read-only folder or file) is opened with a read-only connection:
+    reading works, and a write raises :class:`ReadOnlyLibraryError`.
+    """
 
     def __init__(self, db_path: Path, *, readonly: bool = False) -> None:
         self.db_path = Path(db_path)
-        self.readonly = readonly
         if not readonly:
-            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+            self._create()
         elif not self.db_path.exists():
             raise StoreError(
                 f"no library at {self.db_path.parent}; index a folder first: searchapp index PATH"
             )
-        self.engine: Engine = create_engine(f"sqlite:///{self.db_path}")
-        event.listen(self.engine, "connect", _set_pragmas)
+        secure_data_dir(self.db_path.parent)
+        self.readonly = not can_write(self.db_path)
+        if self.readonly:
+            self.engine: Engine = read_only_engine(self.db_path)
+            event.listen(self.engine, "connect", _set_reader_pragmas)
+        else:
+            self.engine = create_engine(f"sqlite:///{self.db_path}")
+            event.listen(self.engine, "connect", _set_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         try:
-            prepare_schema(self.engine, self.db_path)
+            prepare_schema(self.engine, self.db_path, readonly=self.readonly)
+        except DatabaseError as err:
+            self.engine.dispose()
+            raise store_error(err, self.db_path) from None
         except BaseException:
             self.engine.dispose()  # a refused file is left as it was: no -wal/-shm beside it
             raise
+
+    def _create(self) -> None:
+        """The data folder (0700) and an empty 0600 database file, if missing."""
+        try:
+            make_private_dir(self.db_path.parent)
+            create_private_file(self.db_path)
+        except PermissionError:
+            if not self.db_path.exists():
+                raise StoreError(
+                    f"cannot create a library in {self.db_path.parent} (permission denied); "
+                    "choose a --data-dir you can write."
+                ) from None
+        except OSError as err:
+            if is_disk_full(err):
+                raise disk_full(self.db_path) from None
+            raise StoreError(f"cannot create {self.db_path}: {err.strerror or err}") from None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -365,13 +401,8 @@ class Store:
         try:
             with self._sessions.begin() as session:
                 yield session
-        except OperationalError as err:
-            if _is_disk_full(err):
-                raise DiskFullError(
-                    f"the disk holding {self.db_path.parent} is full; free some space and "
-                    "run the command again (everything committed so far is kept)."
-                ) from err
-            raise StoreError(f"database error in {self.db_path}: {err.orig}") from err
+        except DatabaseError as err:
+            raise store_error(err, self.db_path) from err
 
     # ------------------------------------------------------------ meta
     def get_meta(self, key: str, default: str | None = None) -> str | None:
@@ -765,8 +796,11 @@ class Store:
 
     # ------------------------------------------------------------ maintenance
     def integrity_check(self) -> str:
-        with self.engine.connect() as conn:
-            return str(conn.exec_driver_sql("PRAGMA integrity_check").scalar())
+        try:
+            with self.engine.connect() as conn:
+                return str(conn.exec_driver_sql("PRAGMA integrity_check").scalar())
+        except DatabaseError as err:
+            raise store_error(err, self.db_path) from err
 
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -781,10 +815,11 @@ def _alembic_config(connection: object):  # noqa: ANN202 - alembic types are opt
     return cfg
 
 
-def prepare_schema(engine: Engine, db_path: Path) -> None:
+def prepare_schema(engine: Engine, db_path: Path, *, readonly: bool = False) -> None:
     """Create or upgrade the schema with Alembic; refuse a database from a newer version.
 
-    An existing database is copied (SQLite backup API) before any upgrade touches it.
+    An existing database is copied (SQLite backup API) before any upgrade touches it. A
+    ``readonly`` database must already be at the current schema.
     """
     from alembic import command
     from alembic.runtime.migration import MigrationContext
@@ -811,13 +846,16 @@ def prepare_schema(engine: Engine, db_path: Path) -> None:
                 f"{db_path} was written by a newer searchapp (schema {current}); "
                 "upgrade searchapp (pip install -U searchapp) or use another --data-dir."
             ) from None
-        backup = db_path.with_name(f"{db_path.name}.backup-{current}-{int(time.time())}")
-        src, dst = sqlite3.connect(db_path), sqlite3.connect(backup)
-        try:
-            src.backup(dst)
-        finally:
-            dst.close()
-            src.close()
+    if readonly:
+        raise StoreError(
+            f"{read_only(db_path)} It also needs setting up or a schema upgrade "
+            f"({current or 'empty'} -> {head}): run searchapp status once as a user who can "
+            "write it."
+        )
+    if current is not None:
+        backup_database(
+            db_path, db_path.with_name(f"{db_path.name}.backup-{current}-{int(time.time())}")
+        )
     with engine.begin() as conn:
         command.upgrade(_alembic_config(conn), "head")
 

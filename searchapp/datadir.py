@@ -1,0 +1,89 @@
+"""The data folder is private: 0700 for it and its folders, 0600 for its files.
+
+It holds every indexed path and the image vectors, which with the public model let
+anyone who can read them search someone else's photos. New folders and files are
+created private; a folder left readable by an older version (or by hand) is tightened
+the first time a command opens it, with one warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from pathlib import Path
+
+log = logging.getLogger("searchapp.datadir")
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+_OPEN_TO_OTHERS = stat.S_IRWXG | stat.S_IRWXO
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` and any missing parents, each 0700 (existing ones are left as they are)."""
+    missing: list[Path] = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` empty and 0600 if it does not exist, so whatever fills it is private.
+
+    SQLite gives the ``-wal`` and ``-shm`` files the mode of the database file.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def secure_data_dir(data_dir: Path) -> bool:
+    """Make an existing data folder private if group or others can read it.
+
+    Only what this user owns is changed; a folder it cannot or should not change
+    (someone else's library, a read-only folder or mount) is left as it is. Returns
+    True when anything changed.
+    """
+    try:
+        st = data_dir.stat()
+    except OSError:
+        return False
+    if not stat.S_IMODE(st.st_mode) & _OPEN_TO_OTHERS or st.st_uid != os.geteuid():
+        return False
+    if not os.access(data_dir, os.W_OK):
+        return False  # a read-only library is used as it is, never changed
+    changed = _tighten(data_dir, PRIVATE_DIR_MODE)
+    for folder, dirs, files in os.walk(data_dir):
+        for name in dirs:
+            changed += _tighten(Path(folder, name), PRIVATE_DIR_MODE)
+        for name in files:
+            changed += _tighten(Path(folder, name), PRIVATE_FILE_MODE)
+    if changed:
+        log.warning(
+            "the data folder %s was readable by other users; made it private "
+            "(folders 0700, files 0600; %d changed)",
+            data_dir,
+            changed,
+        )
+    return bool(changed)
+
+
+def _tighten(path: Path, mode: int) -> int:
+    """Remove group and other bits (never adds any); 1 if the mode changed."""
+    try:
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode) or st.st_uid != os.geteuid():
+            return 0
+        current = stat.S_IMODE(st.st_mode)
+        wanted = current & mode
+        if wanted == current:
+            return 0
+        path.chmod(wanted)
+    except OSError:
+        return 0
+    return 1
