@@ -9,7 +9,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 FRONT_ENDS = ("ui", "cli")
-PRIVATE_TO_CORE = ("searchapp.store", "searchapp.vectors", "faiss", "sqlalchemy")
+PRIVATE_TO_CORE = (
+    "searchapp.store",
+    "searchapp.store_runs",
+    "searchapp.store_facets",
+    "searchapp.store_embeddings",
+    "searchapp.schema",
+    "searchapp.vectors",
+    "faiss",
+    "sqlalchemy",
+)
 ABOVE_CORE = ("searchapp.indexer", "searchapp.ui", "searchapp.cli", "indexer", "ui", "cli")
 
 

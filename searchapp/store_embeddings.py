@@ -1,0 +1,88 @@
+"""The embeddings table: vectors by (content hash, model id), read for reuse, for one
+photo or for a whole index rebuild, and pruned once no photo references them.
+
+A mixin of :class:`searchapp.store.Store`; like the store, the only code that runs SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+
+import numpy as np
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from searchapp.records import STATUS_INDEXED
+from searchapp.schema import EmbeddingRow, PhotoRow
+
+
+class EmbeddingQueries:
+    """Vector reads and pruning; the host class provides ``_session`` (one transaction)."""
+
+    _session: Callable[[], AbstractContextManager[Session]]
+
+    def embedded_hashes(self, hashes: Iterable[str], model_id: str) -> set[str]:
+        """The subset of ``hashes`` that already have a vector for ``model_id``."""
+        wanted = list(set(hashes))
+        found: set[str] = set()
+        with self._session() as s:
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                q = select(EmbeddingRow.content_hash).where(
+                    EmbeddingRow.model_id == model_id, EmbeddingRow.content_hash.in_(chunk)
+                )
+                found.update(s.scalars(q))
+        return found
+
+    def vectors_for_hashes(self, hashes: Sequence[str], model_id: str) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        with self._session() as s:
+            for i in range(0, len(hashes), 500):
+                q = select(EmbeddingRow.content_hash, EmbeddingRow.vector).where(
+                    EmbeddingRow.model_id == model_id,
+                    EmbeddingRow.content_hash.in_(list(hashes[i : i + 500])),
+                )
+                for h, blob in s.execute(q):
+                    out[h] = np.frombuffer(blob, dtype=np.float32).copy()
+        return out
+
+    def photo_vector(self, photo_id: int, model_id: str) -> np.ndarray | None:
+        q = (
+            select(EmbeddingRow.vector)
+            .join(PhotoRow, PhotoRow.content_hash == EmbeddingRow.content_hash)
+            .where(PhotoRow.id == photo_id, EmbeddingRow.model_id == model_id)
+        )
+        with self._session() as s:
+            blob = s.scalar(q)
+        return None if blob is None else np.frombuffer(blob, dtype=np.float32).copy()
+
+    def load_vectors(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ids int64[n], vectors float32[n, d]) of every indexed photo, for this model."""
+        q = (
+            select(PhotoRow.id, EmbeddingRow.vector)
+            .join(
+                EmbeddingRow,
+                (EmbeddingRow.content_hash == PhotoRow.content_hash)
+                & (EmbeddingRow.model_id == model_id),
+            )
+            .where(PhotoRow.status == STATUS_INDEXED)
+            .order_by(PhotoRow.id)
+        )
+        ids: list[int] = []
+        blobs: list[bytes] = []
+        with self._session() as s:
+            for pid, blob in s.execute(q):
+                ids.append(pid)
+                blobs.append(blob)
+        if not ids:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        vecs = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), -1)
+        return np.asarray(ids, dtype=np.int64), vecs.copy()
+
+    def delete_orphan_embeddings(self) -> int:
+        """Drop vectors no photo references any more (after deletes), keeping the file small."""
+        used = select(PhotoRow.content_hash).where(PhotoRow.content_hash.is_not(None))
+        q = delete(EmbeddingRow).where(EmbeddingRow.content_hash.not_in(used))
+        with self._session() as s:
+            return s.execute(q).rowcount or 0

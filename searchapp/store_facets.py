@@ -1,0 +1,84 @@
+"""The read-only queries behind search filters and facets: filtered ids, counts, failures,
+folders, formats and the date range.
+
+A mixin of :class:`searchapp.store.Store`; like the store, the only code that runs SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from searchapp.records import STATUS_FAILED, STATUS_INDEXED, PhotoFilter, PhotoRecord
+from searchapp.schema import PhotoRow, RootRow, encode_path, photo_record
+
+
+class FacetQueries:
+    """Filter and facet reads; the host class provides ``_session`` (one transaction)."""
+
+    _session: Callable[[], AbstractContextManager[Session]]
+
+    def filter_ids(self, flt: PhotoFilter) -> np.ndarray:
+        """Ids of indexed photos that pass the filter (for FAISS's id selector)."""
+        q = select(PhotoRow.id).where(PhotoRow.status == STATUS_INDEXED)
+        if flt.roots:
+            q = q.join(RootRow, RootRow.id == PhotoRow.root_id).where(
+                RootRow.path.in_(list(flt.roots))
+            )
+        if flt.folder:
+            folder = flt.folder.rstrip("/") or "/"
+            prefix = encode_path(folder if folder.endswith("/") else folder + "/")
+            q = q.where(
+                (PhotoRow.folder == folder)
+                | (func.substr(PhotoRow.folder, 1, len(prefix)) == prefix)
+            )
+        if flt.taken_after is not None:
+            q = q.where(PhotoRow.taken_at >= flt.taken_after)
+        if flt.taken_before is not None:
+            q = q.where(PhotoRow.taken_at <= flt.taken_before)
+        if flt.formats:
+            q = q.where(PhotoRow.format.in_([f.upper() for f in flt.formats]))
+        if flt.min_width:
+            q = q.where(PhotoRow.width >= flt.min_width)
+        if flt.min_height:
+            q = q.where(PhotoRow.height >= flt.min_height)
+        if flt.min_bytes:
+            q = q.where(PhotoRow.size >= flt.min_bytes)
+        with self._session() as s:
+            return np.fromiter(s.scalars(q), dtype=np.int64)
+
+    def counts(self) -> dict[str, int]:
+        q = select(PhotoRow.status, func.count()).group_by(PhotoRow.status)
+        with self._session() as s:
+            counts = {status: n for status, n in s.execute(q)}
+        return {
+            "photos": counts.get(STATUS_INDEXED, 0),
+            "failed": counts.get(STATUS_FAILED, 0),
+        }
+
+    def failures(self, limit: int | None = None) -> list[PhotoRecord]:
+        q = select(PhotoRow).where(PhotoRow.status == STATUS_FAILED).order_by(PhotoRow.path)
+        if limit:
+            q = q.limit(limit)
+        with self._session() as s:
+            return [photo_record(r) for r in s.scalars(q)]
+
+    def folders(self) -> list[str]:
+        q = select(PhotoRow.folder).distinct().order_by(PhotoRow.folder)
+        with self._session() as s:
+            return list(s.scalars(q))
+
+    def formats(self) -> list[str]:
+        q = select(PhotoRow.format).where(PhotoRow.format.is_not(None)).distinct()
+        with self._session() as s:
+            return sorted(s.scalars(q))
+
+    def taken_range(self) -> tuple[float | None, float | None]:
+        q = select(func.min(PhotoRow.taken_at), func.max(PhotoRow.taken_at))
+        with self._session() as s:
+            lo, hi = s.execute(q).one()
+        return lo, hi
