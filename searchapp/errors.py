@@ -63,3 +63,7 @@ class HandoffError(SearchAppError):
 
 class IndexFileError(SearchAppError):
     """The vector index file is missing, damaged or from another model (it is rebuilt)."""
+
+
+class DeviceError(SearchAppError):
+    """The compute device cannot run the model (out of memory even for one image)."""
