@@ -77,8 +77,9 @@ def scan_paths(root: str, paths: Sequence[str]) -> Iterator[ScannedFile]:
             mode = os.lstat(path).st_mode
         except PermissionError:
             # below a folder that cannot be entered: that folder is reported, not deleted
-            shut = _unenterable_folder(root, path)
-            if shut is not None and not any(is_under(shut, f) for f in folders):
+            shut = _unenterable_folder(root, path) or os.path.dirname(path)
+            wanted = shut == root or is_wanted_path(shut, root, is_dir=True)
+            if wanted and not any(is_under(shut, f) for f in folders):
                 folders.append(shut)
                 yield from scan_root(shut)
             continue
@@ -100,7 +101,8 @@ def scan_paths(root: str, paths: Sequence[str]) -> Iterator[ScannedFile]:
 
 
 def _unenterable_folder(root: str, path: str) -> str | None:
-    """The first folder from ``root`` down to ``path``'s parent that cannot be entered."""
+    """The first folder from ``root`` down to ``path``'s parent that cannot be entered;
+    None when each can (the permission changed since, or something else denies)."""
     folder = root
     for part in ["", *os.path.relpath(os.path.dirname(path), root).split(os.sep)]:
         folder = os.path.normpath(os.path.join(folder, part))
