@@ -16,7 +16,8 @@ def status_lines(report: StatusReport) -> list[str]:
     index = report.index
     lines = [
         f"library: {report.data_dir}",
-        f"model:   {report.model} weights {report.weights}",
+        f"model:   {report.model} weights {report.weights}, on {report.device} in "
+        f"{report.precision}",
         f"index:   {index.note}"
         if index.note
         else f"index:   {index.vectors} vectors ({index.type})",

@@ -330,12 +330,13 @@ def model_lanes(settings: Settings, device: str) -> int:
 
     On CPU, single-threaded lanes beat one multi-threaded call (no OpenMP barriers, and a
     lane fills the gaps a decoder leaves; docs/PERFORMANCE.md, "Tuning choices"). A GPU
-    takes one batch at a time.
+    takes one batch at a time, whatever ``model_lanes`` says: its passes are serialized
+    (two threads in one model crash PyTorch on MPS).
     """
-    if settings.model_lanes:
-        return settings.model_lanes
     if device != "cpu":
         return 1
+    if settings.model_lanes:
+        return settings.model_lanes
     return max(1, min(MAX_LANES, os.cpu_count() or 2))
 
 

@@ -21,6 +21,10 @@ class UnknownModelError(SearchAppError):
     """The model name is not one open_clip knows."""
 
 
+class DeviceError(SearchAppError):
+    """The compute device cannot run the model (out of memory even for one image)."""
+
+
 class SchemaTooNewError(SearchAppError):
     """The database was written by a newer version of the app."""
 

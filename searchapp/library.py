@@ -349,7 +349,19 @@ class Library:
         gone files by stat (skip it where it is shown apart, see :meth:`pending`).
         """
         store = self.store if self.exists else None
-        return build_status(self.settings, store, self.model_id, failures=failures, pending=pending)
+        device, precision = self._device_and_precision()
+        return build_status(
+            self.settings, store, self.model_id, device=device, precision=precision,
+            failures=failures, pending=pending,
+        )  # fmt: skip
+
+    def _device_and_precision(self) -> tuple[str, str]:
+        """Where the model runs: the loaded one's, else checked without loading it."""
+        if self._embedder is not None:
+            return self._embedder.device, self._embedder.precision
+        from searchapp.model import device_and_precision
+
+        return device_and_precision(self.settings)
 
     def pending(self) -> PendingFiles:
         """Files the next run would read or remove, by stat alone (nothing is read)."""

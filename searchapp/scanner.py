@@ -26,16 +26,21 @@ class ScannedFile:
 
 
 def scan_root(root: str) -> Iterator[ScannedFile]:
-    """Yield photo files below ``root``; symlinked folders are not followed (no loops)."""
+    """Yield photo files below ``root``; symlinked folders are not followed (no loops).
+
+    A folder that cannot be listed, or listed but not entered (read permission without
+    execute: nothing below it can be stat-ed or opened), is yielded once with ``error``
+    set instead of its files, which stay as stored, like an offline folder's.
+    """
     stack = [root]
     while stack:
         folder = stack.pop()
         try:
             entries = list(os.scandir(folder))
+            os.stat(os.path.join(folder, os.curdir))  # needs search permission on folder
         except (FileNotFoundError, NotADirectoryError):
             continue  # removed while we walked: its files are gone with it
         except OSError as err:
-            # unreadable folder: reported once with the reason; its files stay as stored
             yield ScannedFile(folder, 0, 0, error=err.strerror or type(err).__name__)
             continue
         for entry in entries:
@@ -70,6 +75,14 @@ def scan_paths(root: str, paths: Sequence[str]) -> Iterator[ScannedFile]:
             continue  # already walked
         try:
             mode = os.lstat(path).st_mode
+        except PermissionError:
+            # below a folder that cannot be entered: that folder is reported, not deleted
+            shut = _unenterable_folder(root, path) or os.path.dirname(path)
+            wanted = shut == root or is_wanted_path(shut, root, is_dir=True)
+            if wanted and not any(is_under(shut, f) for f in folders):
+                folders.append(shut)
+                yield from scan_root(shut)
+            continue
         except OSError:
             continue  # gone: the run finds it missing from the stored files
         is_dir = stat.S_ISDIR(mode)
@@ -85,6 +98,21 @@ def scan_paths(root: str, paths: Sequence[str]) -> Iterator[ScannedFile]:
             yield ScannedFile(path, 0, 0)  # dangling link: the decoder records why
             continue
         yield ScannedFile(path, st.st_size, st.st_mtime_ns)
+
+
+def _unenterable_folder(root: str, path: str) -> str | None:
+    """The first folder from ``root`` down to ``path``'s parent that cannot be entered;
+    None when each can (the permission changed since, or something else denies)."""
+    folder = root
+    for part in ["", *os.path.relpath(os.path.dirname(path), root).split(os.sep)]:
+        folder = os.path.normpath(os.path.join(folder, part))
+        try:
+            os.stat(os.path.join(folder, os.curdir))  # needs search permission on folder
+        except PermissionError:
+            return folder
+        except OSError:
+            return None
+    return None
 
 
 def wanted_name(name: str, *, is_dir: bool = False) -> bool:

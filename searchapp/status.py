@@ -65,6 +65,8 @@ class StatusReport:
     weights: str
     model_id: str
     random_weights: bool
+    device: str  # where the model runs (auto resolved, checked against the machine)
+    precision: str  # what it computes in, as it runs (never a precision it ignores)
     index: IndexInfo
     last_run: RunRecord | None
     writer: WriterInfo | None  # who holds the writer lock now
@@ -100,6 +102,8 @@ class StatusReport:
             "weights": self.weights,
             "model_id": self.model_id,
             "random_weights": self.random_weights,
+            "device": self.device,
+            "precision": self.precision,
             "index": {
                 "type": self.index.type,
                 "vectors": self.index.vectors,
@@ -124,10 +128,15 @@ def build_status(
     store: Store | None,
     model_id: str,
     *,
+    device: str,
+    precision: str,
     failures: int | None = None,
     pending: bool = True,
 ) -> StatusReport:
     """The report for this library; ``store`` None means no library file exists yet.
+
+    ``device`` and ``precision`` are where and how the model runs (see
+    :func:`searchapp.model.device_and_precision`).
 
     ``failures`` bounds how many failed files are listed (None: all); ``pending`` runs the
     stat-only diff of the folders (no file is read).
@@ -150,6 +159,8 @@ def build_status(
         weights=settings.weights or "default",
         model_id=model_id,
         random_weights=settings.random_weights,
+        device=device,
+        precision=precision,
         index=describe_index_file(settings, model_id, generation, counts["photos"]),
         last_run=runs[0] if runs else None,
         writer=read_writer(settings),

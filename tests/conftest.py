@@ -19,6 +19,8 @@ from searchapp.model import ClipEmbedder, PixelEncoder, load_embedder
 DATA = Path(__file__).resolve().parent.parent / "data"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# tolerances were measured on the CPU; ``auto`` would put the model on a GPU where there is one
+os.environ.setdefault("SEARCHAPP_DEVICE", "cpu")
 
 
 @pytest.fixture(scope="session")

@@ -211,8 +211,9 @@ def test_fp32_embedder_matches_open_clip_reference(embedder):
     for name in ("coffee.png", "rocket.jpg", "grace_hopper.jpg"):
         img = Image.open(DATA / name).convert("RGB")
         with torch.inference_mode():
-            ref = embedder.model.encode_image(preprocess(img).unsqueeze(0)).float()
-        ref = torch.nn.functional.normalize(ref, dim=-1).numpy()[0]
+            pixels = preprocess(img).unsqueeze(0).to(embedder.device)  # where the model is
+            ref = embedder.model.encode_image(pixels).float()
+        ref = torch.nn.functional.normalize(ref, dim=-1).cpu().numpy()[0]
         ours = embedder.encode_images([img])[0]
         assert float(ours @ ref) > 1 - 1e-5
 

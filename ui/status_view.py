@@ -78,7 +78,10 @@ def _show_library(status: StatusReport) -> None:
     for root in status.roots:
         st.text(root.path + ("" if root.online else "  (offline: kept, not scanned)"))
     st.markdown("**Model and index**")
-    st.text(f"Model: {status.model}, weights {status.weights} ({status.model_id})")
+    st.text(
+        f"Model: {status.model}, weights {status.weights} ({status.model_id}), "
+        f"on {status.device} in {status.precision}"
+    )
     index = status.index
     if index.note:
         st.text(f"Index: {index.note}")

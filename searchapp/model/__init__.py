@@ -5,7 +5,8 @@ need them: importing it is cheap, and the pixel test encoder never imports torch
 
 - ``spec``: :class:`ModelSpec`, resolved once per load from ``Settings``
 - ``hub``: a tag's checkpoint from the Hugging Face cache or the hub
-- ``device``: device, precision and torch's thread count
+- ``device``: device (checked against the machine), precision and torch's thread count
+- ``guard``: :class:`ForwardGuard`: one pass at a time off the CPU; batches halved on OOM
 - ``preprocess``: :class:`PreprocessConfig` and :func:`prepare_pixels` (Pillow/NumPy)
 - ``network``: open_clip's plain fp32 network for a spec
 - ``encoder``: the :class:`ImageEncoder` interface and :class:`ClipEmbedder`
@@ -14,8 +15,16 @@ need them: importing it is cheap, and the pixel test encoder never imports torch
 - ``lazy``: :class:`LazyEmbedder`, which loads only when an image needs it
 """
 
-from searchapp.model.device import pick_device, pick_precision, set_torch_threads
+from searchapp.model.device import (
+    DeviceFacts,
+    device_and_precision,
+    pick_device,
+    pick_precision,
+    read_device_facts,
+    set_torch_threads,
+)
 from searchapp.model.encoder import ClipEmbedder, ImageEncoder
+from searchapp.model.guard import ForwardGuard, is_out_of_memory
 from searchapp.model.hub import fetch_checkpoint
 from searchapp.model.lazy import LazyEmbedder
 from searchapp.model.loader import load_embedder
@@ -39,6 +48,8 @@ __all__ = [
     "PIXELS_WARNING",
     "RANDOM_WARNING",
     "ClipEmbedder",
+    "DeviceFacts",
+    "ForwardGuard",
     "ImageEncoder",
     "LazyEmbedder",
     "ModelSpec",
@@ -46,13 +57,16 @@ __all__ = [
     "PreprocessConfig",
     "announce_random_weights",
     "create_network",
+    "device_and_precision",
     "fetch_checkpoint",
+    "is_out_of_memory",
     "list_models",
     "load_embedder",
     "model_id_for",
     "pick_device",
     "pick_precision",
     "prepare_pixels",
+    "read_device_facts",
     "resolve_spec",
     "set_torch_threads",
     "warn_if_meaningless",

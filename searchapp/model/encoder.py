@@ -10,7 +10,8 @@ import numpy as np
 from PIL import Image
 
 from searchapp.config import Settings
-from searchapp.model.device import pick_device, pick_precision, set_torch_threads
+from searchapp.model.device import device_and_precision, set_torch_threads
+from searchapp.model.guard import ForwardGuard
 from searchapp.model.network import create_network
 from searchapp.model.preprocess import PreprocessConfig, prepare_pixels
 from searchapp.model.spec import ModelSpec, resolve_spec
@@ -24,6 +25,7 @@ class ImageEncoder(Protocol):
     model_id: str
     dim: int
     device: str
+    precision: str
     preprocess_config: PreprocessConfig
 
     def prepare(self, image: Image.Image) -> np.ndarray: ...
@@ -38,8 +40,9 @@ class ImageEncoder(Protocol):
 
 
 class ClipEmbedder:
-    """A loaded MobileCLIP model. Thread-safe: image batches may run in parallel (the
-    indexer's model lanes); text calls are serialized."""
+    """A loaded MobileCLIP model. Thread-safe: on the CPU image batches may run in
+    parallel (the indexer's model lanes); text calls, and every pass off the CPU, are
+    serialized. ``device`` and ``precision`` are what it runs in (checked before loading)."""
 
     def __init__(
         self, settings: Settings, spec: ModelSpec | None = None, *, announce: bool = True
@@ -50,11 +53,11 @@ class ClipEmbedder:
         self.spec = spec or resolve_spec(settings)
         self.model_id = self.spec.model_id
         self.preprocess_config = self.spec.preprocess
-        self.device = pick_device(settings.device)
-        self.precision = pick_precision(settings.precision, self.device)
+        self.device, self.precision = device_and_precision(settings)
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         self._lock = threading.Lock()
+        self._guard = ForwardGuard(self.device)
         self.model, self.tokenizer = self._load(announce)
         # measured: an hf-hub:/local-dir: model may differ from its architecture's config
         self.dim = int(self.encode_texts(["a photo"]).shape[1])
@@ -93,11 +96,20 @@ class ClipEmbedder:
         return prepare_pixels(image, self.preprocess_config)
 
     def encode_prepared(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 [N, H, W, 3] from :meth:`prepare` -> float32 [N, dim], L2-normalized."""
+        """uint8 [N, H, W, 3] from :meth:`prepare` -> float32 [N, dim], L2-normalized.
+
+        A batch the GPU has no memory for is embedded in halves (:class:`ForwardGuard`).
+        """
+        vectors = self._guard.images(self._encode_batch, pixels)
+        with self._lock:  # not inside a pass: texts take this lock, then the pass's
+            self.images_encoded += len(pixels)
+        return vectors
+
+    def _encode_batch(self, pixels: np.ndarray) -> np.ndarray:
         import torch
 
         cfg = self.preprocess_config
-        # no lock: the indexer runs batches in parallel lanes (forward passes are re-entrant)
+        # on the CPU no lock: the indexer runs batches in parallel lanes (re-entrant passes)
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
             x = x.permute(0, 3, 1, 2).float().div_(255.0)
@@ -107,8 +119,6 @@ class ClipEmbedder:
             if self.device == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
             feats = self._run(self.model.encode_image, x)
-        with self._lock:
-            self.images_encoded += len(pixels)
         return unit_rows(feats)
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -124,7 +134,7 @@ class ClipEmbedder:
         """
         import torch
 
-        with self._lock, torch.inference_mode():
+        with self._lock, self._guard.serial, torch.inference_mode():
             threads = set_torch_threads(TEXT_THREADS) if self.device == "cpu" else 0
             try:
                 tokens = self.tokenizer(list(texts)).to(self.device)

@@ -9,8 +9,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
-from searchapp.config import ENCODER_PIXELS, Settings
-from searchapp.model.device import pick_device
+from searchapp.config import Settings
+from searchapp.model.device import device_and_precision
 from searchapp.model.encoder import ImageEncoder
 from searchapp.model.hub import fetch_checkpoint
 from searchapp.model.loader import load_embedder
@@ -33,8 +33,8 @@ class LazyEmbedder:
         self.model_id = self.spec.model_id
         self.dim = self.spec.dim
         self.preprocess_config = self.spec.preprocess
-        pixels = self.spec.encoder == ENCODER_PIXELS
-        self.device = "cpu" if pixels else pick_device(settings.device)
+        # a device or precision that cannot run fails now, before a long scan
+        self.device, self.precision = device_and_precision(settings)
         warn_if_meaningless(self.spec)  # said now, even when nothing gets embedded
         if self.spec.weights_kind == "tag":
             # missing weights fail now, with their one-line fix, not after a long scan
