@@ -1,8 +1,14 @@
-"""Shared fixtures: one random-init MobileCLIP-S2 per session, temp libraries on disk.
+"""Shared fixtures: the test encoders, temp libraries on disk.
 
-Model weights cannot be downloaded on the build machines, so the tests use the real
-architecture with random weights (``--weights random``); every test checks something
-whose right answer does not depend on trained weights.
+Two encoders (tests/README.md says which tests use which, and why):
+
+- ``embedder`` / ``settings``: the pixel test encoder (``SEARCHAPP_ENCODER=pixels``), for
+  every test where the model's numbers do not matter (pipeline, watcher, crash trials,
+  concurrency, search plumbing, UI logic). Deterministic, no torch, identical and resized
+  copies still match. Subprocesses get it through ``helpers.PIXELS_ENV``.
+- ``clip_embedder`` / ``clip_settings``: the real MobileCLIP-S2 architecture with random
+  weights (``--weights random``), for the model, fidelity, one CLI smoke test and the
+  browser test. Weights cannot be downloaded on the build machines; HF_HUB_OFFLINE=1.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from searchapp.config import Settings, load_settings
+from searchapp.config import ENCODER_CLIP, ENCODER_PIXELS, Settings, load_settings
 from searchapp.model import ClipEmbedder, PixelEncoder, load_embedder
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -24,21 +30,47 @@ os.environ.setdefault("SEARCHAPP_DEVICE", "cpu")
 
 
 @pytest.fixture(scope="session")
-def embedder() -> ClipEmbedder:
-    return load_embedder(load_settings(weights="random", precision="fp32", data_dir="/tmp"))
+def clip_embedder() -> ClipEmbedder:
+    """Random-init MobileCLIP-S2 in fp32, loaded once per session (~15 s of CPU)."""
+    return load_embedder(
+        load_settings(encoder=ENCODER_CLIP, weights="random", precision="fp32", data_dir="/tmp")
+    )
 
 
 @pytest.fixture(scope="session")
 def pixel_embedder() -> PixelEncoder:
     """The deterministic test encoder (``SEARCHAPP_ENCODER=pixels``): no torch, no weights;
     identical and resized copies match, different photos differ, the numbers mean nothing."""
-    return load_embedder(load_settings(encoder="pixels", data_dir="/tmp"))
+    return load_embedder(load_settings(encoder=ENCODER_PIXELS, data_dir="/tmp"))
+
+
+@pytest.fixture(scope="session")
+def embedder(pixel_embedder: PixelEncoder) -> PixelEncoder:
+    """The encoder of tests whose right answer does not depend on a model: the pixel one."""
+    return pixel_embedder
 
 
 @pytest.fixture()
 def settings(tmp_path: Path) -> Settings:
+    """A fresh library for the pixel encoder (``weights`` stays random, as the CLI tests')."""
     return load_settings(
-        data_dir=tmp_path / "lib", weights="random", precision="fp32", batch_size=8
+        data_dir=tmp_path / "lib",
+        encoder=ENCODER_PIXELS,
+        weights="random",
+        precision="fp32",
+        batch_size=8,
+    )
+
+
+@pytest.fixture()
+def clip_settings(tmp_path: Path) -> Settings:
+    """A fresh library for the random-weight MobileCLIP (``clip_embedder``)."""
+    return load_settings(
+        data_dir=tmp_path / "lib",
+        encoder=ENCODER_CLIP,
+        weights="random",
+        precision="fp32",
+        batch_size=8,
     )
 
 

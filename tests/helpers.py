@@ -18,7 +18,17 @@ from searchapp.indexer.commands import Index, absolute
 from searchapp.indexer.pipeline import IndexStats
 from searchapp.indexer.writer import submit
 from searchapp.library import Library
-from searchapp.model import ClipEmbedder, ImageEncoder
+from searchapp.model import ImageEncoder
+
+# What a subprocess (the CLI, a daemon, a reader) needs to use the pixel test encoder, as
+# the in-process ``embedder`` fixture does: ``dict(os.environ, **PIXELS_ENV)``. Weights stay
+# "random" so the CLI and the page say so, as they did when the tests ran the real model.
+PIXELS_ENV = {
+    "SEARCHAPP_ENCODER": "pixels",
+    "SEARCHAPP_WEIGHTS": "random",
+    "SEARCHAPP_PRECISION": "fp32",
+    "HF_HUB_OFFLINE": "1",
+}
 
 
 def index_once(settings: Settings, embedder: ImageEncoder, *roots) -> IndexStats:  # noqa: ANN002
@@ -29,7 +39,7 @@ def index_once(settings: Settings, embedder: ImageEncoder, *roots) -> IndexStats
     return stats
 
 
-def service(settings: Settings, embedder: ClipEmbedder) -> Library:
+def service(settings: Settings, embedder: ImageEncoder) -> Library:
     return Library(settings, embedder)
 
 
@@ -44,6 +54,21 @@ def wait_for(
             return value
         time.sleep(poll_s)
     pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def holds_for(check: Callable[[], object], what: str, seconds: float, poll_s: float = 0.1) -> None:
+    """Fail as soon as ``check`` turns falsy within ``seconds``: for what must NOT happen.
+
+    A negative (nothing is indexed while a root is away) has no event to wait on; this
+    checks it all along the window instead of once at its end.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        if not check():
+            pytest.fail(f"{what} stopped holding")
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(poll_s)
 
 
 def write_jpegs(

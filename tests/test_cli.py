@@ -1,4 +1,5 @@
-"""The CLI end to end, through a subprocess, with --json."""
+"""The CLI end to end, through a subprocess, with --json (the pixel test encoder, but for one
+smoke run on the real model)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import sys
 
 from PIL import Image
 
+from tests.helpers import PIXELS_ENV
 
-def run(data_dir, *args, check=True):  # noqa: ANN001, ANN002
-    env = dict(
-        os.environ, SEARCHAPP_WEIGHTS="random", SEARCHAPP_PRECISION="fp32", HF_HUB_OFFLINE="1"
-    )
+
+def run(data_dir, *args, check=True, real=False):  # noqa: ANN001, ANN002
+    """The CLI with the pixel test encoder, or with the random-weight MobileCLIP (``real``)."""
+    env = {**os.environ, **PIXELS_ENV, "SEARCHAPP_ENCODER": "clip" if real else "pixels"}
     proc = subprocess.run(
         [sys.executable, "-m", "searchapp.cli", "--data-dir", str(data_dir), *args],
         capture_output=True,
@@ -27,13 +29,26 @@ def run(data_dir, *args, check=True):  # noqa: ANN001, ANN002
     return proc
 
 
+def test_cli_smoke_on_the_real_model(tmp_path, photos):
+    """The one CLI run on the real (random-weight) MobileCLIP: index, image and text search."""
+    lib = tmp_path / "lib"
+    out = run(lib, "index", str(photos), real=True)
+    assert "added 16" in out.stdout and "random model weights" in out.stderr
+    query = tmp_path / "query.jpg"
+    Image.open(photos / "cat_chelsea.png").convert("RGB").resize((300, 200)).save(query)
+    found = run(lib, "search", "--image", str(query), "-k", "3", "--json", real=True)
+    assert json.loads(found.stdout)[0]["path"].endswith("cat_chelsea.png")
+    text = json.loads(run(lib, "search", "a cat", "-k", "5", "--json", real=True).stdout)
+    assert [r["rank"] for r in text] == [1, 2, 3, 4, 5]
+
+
 def test_cli_index_search_status_roots(tmp_path, photos):
     lib = tmp_path / "lib"
     bad = photos / "broken.jpg"
     bad.write_bytes(b"not a jpeg")
     out = run(lib, "index", str(photos))
     assert "added 16" in out.stdout and "failed 1" in out.stdout
-    assert "random model weights" in out.stderr
+    assert "results carry no meaning" in out.stderr
 
     query = tmp_path / "query.jpg"
     Image.open(photos / "cat_chelsea.png").convert("RGB").resize((300, 200)).save(query)
@@ -66,7 +81,7 @@ def test_cli_index_search_status_roots(tmp_path, photos):
 def test_cli_errors_are_one_line(tmp_path):
     proc = run(tmp_path / "lib", "search", "--like", "99", check=False)
     assert proc.returncode == 1
-    assert proc.stderr.strip().count("\n") == 0 or "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("searchapp: ") and proc.stderr.strip().count("\n") == 0
     assert "Traceback" not in proc.stderr
     assert run(tmp_path / "lib", "bogus", check=False).returncode == 2
 
@@ -74,6 +89,7 @@ def test_cli_errors_are_one_line(tmp_path):
 def test_missing_weights_message(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     env.pop("SEARCHAPP_WEIGHTS", None)
+    env.pop("SEARCHAPP_ENCODER", None)  # the real model's default weights, not cached here
     d = tmp_path / "p"
     d.mkdir()
     proc = subprocess.run(

@@ -21,18 +21,33 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.helpers import PIXELS_ENV, wait_for
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-N_PHOTOS = 2000
-N_CONTENTS = 500  # distinct pictures: the rest are copies (rows written, vector reused),
-# which keeps the model's share of a run on two shared CPU cores to about a minute
-MIN_SEARCHES = 500
+N_PHOTOS = 1000
+N_CONTENTS = 500  # distinct pictures: the rest are copies (rows written, vector reused)
+MIN_SEARCHES = 250
+SEARCHES_PER_BATCH = 8  # x 32 model batches of new content: MIN_SEARCHES while indexing
 REPO = Path(__file__).resolve().parent.parent
 
+# The pixel test encoder takes no time, so the writer paces itself by the reader: before
+# each model batch but the first it waits for SEARCHES_PER_BATCH more searches (the reader
+# appends a byte per search to its progress file), as a real model's second per batch would.
 WRITER = """
-import sys
+import os, sys, time
 import searchapp.indexer.pipeline as pipeline
+from searchapp.model.pixels import PixelEncoder
 pipeline.SAVE_EVERY_S = 0.5  # swap the FAISS file often while the reader reads it
+progress, step = sys.argv.pop(1), int(sys.argv.pop(1))
+encode, wanted = PixelEncoder.encode_prepared, [0]
+def paced(self, pixels):
+    deadline = time.monotonic() + 30  # a stalled reader fails the test, not the writer
+    while os.path.getsize(progress) < wanted[0] and time.monotonic() < deadline:
+        time.sleep(0.005)
+    wanted[0] += step  # the first batch goes at once: nothing to search before it
+    return encode(self, pixels)
+PixelEncoder.encode_prepared = paced
 from searchapp.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -63,6 +78,7 @@ def reader_main(data_dir: str, done_flag: str, out: str, min_searches: int) -> N
         time.sleep(0.05)
     service = Library(settings)
     store: Store = service.store
+    progress = open(out + ".progress", "ab", buffering=0)  # noqa: SIM115 - open till the end
     report = {"searches": 0, "during": 0, "errors": [], "counts": [], "file_loads": 0}
     report["file_counts"] = []
     probe = None
@@ -87,6 +103,7 @@ def reader_main(data_dir: str, done_flag: str, out: str, min_searches: int) -> N
                     )
                 report["counts"].append(len(ids))
                 report["searches"] += 1
+                progress.write(b".")  # the writer paces itself by these
                 report["during"] += writing
             if report["searches"] % 4 == 0:  # and read the FAISS file as it is swapped
                 try:
@@ -116,10 +133,11 @@ def test_searches_during_indexing_never_fail_and_only_grow(tmp_path):
     make_photos(root, N_PHOTOS, N_CONTENTS)
     data.mkdir()
     done_flag, out = tmp_path / "writer.done", tmp_path / "reader.json"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", SEARCHAPP_WEIGHTS="random")
-    env["SEARCHAPP_PRECISION"] = "fp32"
+    env = dict(os.environ, **PIXELS_ENV)
     env["PYTHONPATH"] = str(REPO)
-    writer_cmd = [sys.executable, "-c", WRITER, "--data-dir", str(data), "--batch-size", "16"]
+    progress = f"{out}.progress"  # exists once the reader is ready: the writer starts
+    writer_cmd = [sys.executable, "-c", WRITER, progress, str(SEARCHES_PER_BATCH)]
+    writer_cmd += ["--data-dir", str(data), "--batch-size", "16"]
     # the store exists before the reader opens it; the writer adds the root and indexes
     subprocess.run(
         [sys.executable, "-m", "searchapp.cli", "--data-dir", str(data), "roots", "add", str(root)],
@@ -138,7 +156,8 @@ def test_searches_during_indexing_never_fail_and_only_grow(tmp_path):
         stderr=subprocess.PIPE,
     )
     try:
-        time.sleep(8)  # let the reader load its model first, so it sees the index from empty
+        wait_for(lambda: Path(progress).exists() or reader.poll() is not None, "reader", 120)
+        assert reader.poll() is None, reader.communicate()[1].decode()[-3000:]
         writer = subprocess.run(
             [*writer_cmd, "index"], env=env, capture_output=True, text=True, timeout=480
         )

@@ -28,7 +28,7 @@ from searchapp.config import load_settings
 from searchapp.decoder import hash_bytes
 from searchapp.model import model_id_for
 from searchapp.vectors import VectorIndex
-from tests.helpers import mounted_tmpfs
+from tests.helpers import PIXELS_ENV, mounted_tmpfs
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -72,8 +72,7 @@ def make_library(root: Path) -> tuple[set[str], set[str], dict[str, str]]:
 
 
 def start_index(data: Path, root: Path, log: Path, fault: str | None) -> subprocess.Popen:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", SEARCHAPP_WEIGHTS="random")
-    env["SEARCHAPP_PRECISION"] = "fp32"
+    env = dict(os.environ, **PIXELS_ENV)
     env["SEARCHAPP_FAULT_LOG"] = str(log)
     env.pop("SEARCHAPP_FAULT", None)
     if fault:
@@ -196,7 +195,7 @@ def check_library(data: Path, root: Path, good: set, bad: set, hashes: dict) -> 
     stored = {h for (h,) in query(db, "SELECT content_hash FROM embeddings")}
     assert stored == set(hashes.values())  # no orphan vectors, none missing
 
-    settings = load_settings(data_dir=data, weights="random")
+    settings = load_settings(data_dir=data, encoder="pixels")
     index = VectorIndex.load(settings.index_path, model_id_for(settings))
     ids = {i for (i,) in query(db, "SELECT id FROM photos WHERE status='indexed'")}
     assert sorted(index.ids().tolist()) == sorted(ids)
@@ -219,8 +218,7 @@ def tiny_disk(tmp_path):  # noqa: ANN201
 
 
 def cli(data: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", SEARCHAPP_WEIGHTS="random")
-    env["SEARCHAPP_PRECISION"] = "fp32"
+    env = dict(os.environ, **PIXELS_ENV)
     cmd = [sys.executable, "-m", "searchapp.cli", "--data-dir", str(data), *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 

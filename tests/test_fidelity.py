@@ -80,12 +80,12 @@ def test_fast_path_matches_the_fp32_open_clip_reference(
 
 
 def test_fp32_precision_is_the_reference_path(
-    embedder: ClipEmbedder, reference: ReferenceEncoder
+    clip_embedder: ClipEmbedder, reference: ReferenceEncoder
 ) -> None:
     """``--precision fp32`` (the suite's shared embedder) runs no bf16 and matches open_clip
     to float rounding."""
-    assert embedder.precision == "fp32"
+    assert clip_embedder.precision == "fp32"
     images = [Image.open(DATA / n).convert("RGB") for n in ("astronaut.jpg", "coffee.png")]
-    ours = embedder.encode_images(images)
+    ours = clip_embedder.encode_images(images)
     ref = reference.encode_images(images)
     assert (ours * ref).sum(axis=1).min() > 0.99999

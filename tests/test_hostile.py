@@ -25,7 +25,7 @@ from searchapp.decoder import decode_photo, hash_bytes
 from searchapp.errors import ImageDecodeError
 from searchapp.store import STATUS_FAILED, STATUS_INDEXED, Store
 from searchapp.vectors import open_index
-from tests.helpers import index_once
+from tests.helpers import PIXELS_ENV, index_once
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -239,7 +239,7 @@ def _without_root_powers() -> list[str]:
 
 
 def _index_cli(prefix: list[str], data: Path, root: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", SEARCHAPP_WEIGHTS="random")
+    env = dict(os.environ, **PIXELS_ENV)
     cmd = [
         *prefix,
         sys.executable,

@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DATA
-from tests.helpers import wait_for
+from tests.helpers import PIXELS_ENV, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
-ENV = dict(os.environ, HF_HUB_OFFLINE="1", SEARCHAPP_WEIGHTS="random", PYTHONPATH="")
+ENV = dict(os.environ, **PIXELS_ENV, PYTHONPATH="")
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from searchapp.store import (
     decode_path,
     encode_path,
 )
+from tests.helpers import PIXELS_ENV
 
 OLD_NAME = f"/photos/odd{PATH_ESCAPE}name"  # a legal name holding the escape character
 
@@ -87,7 +88,7 @@ def test_newer_schema_is_refused_and_left_untouched(tmp_path):
         Store(data / "library.sqlite3")
     assert digest(data) == before  # no upgrade, no backup, no change
 
-    env = dict(os.environ, HF_HUB_OFFLINE="1", SEARCHAPP_WEIGHTS="random")
+    env = dict(os.environ, **PIXELS_ENV)
     proc = subprocess.run(
         [sys.executable, "-m", "searchapp.cli", "--data-dir", str(data), "status"],
         capture_output=True,

@@ -46,7 +46,7 @@ def lib(tmp_path_factory, embedder):  # noqa: ANN001, ANN201
     exif = Image.Exif()
     exif[0x0112] = 6  # stored landscape, shown rotated 90 degrees: portrait
     Image.open(photos / "coffee.png").convert("RGB").save(photos / "turned.jpg", exif=exif)
-    settings = load_settings(data_dir=base / "lib", weights="random", precision="fp32")
+    settings = load_settings(data_dir=base / "lib", encoder="pixels", weights="random")
     index_once(settings, embedder, photos)
     service = Library(settings, embedder)
     yield service, photos

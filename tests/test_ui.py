@@ -1,4 +1,4 @@
-"""The Streamlit page, driven headless with streamlit.testing (random weights, fp32)."""
+"""The Streamlit page, driven headless with streamlit.testing (the pixel test encoder)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ APP = str(Path(__file__).resolve().parent.parent / "ui" / "app.py")
 
 def _app(monkeypatch: pytest.MonkeyPatch, data_dir: Path):  # noqa: ANN202
     monkeypatch.setenv("SEARCHAPP_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("SEARCHAPP_ENCODER", "pixels")  # as the ``embedder`` fixture
     monkeypatch.setenv("SEARCHAPP_WEIGHTS", "random")
     monkeypatch.setenv("SEARCHAPP_PRECISION", "fp32")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -57,7 +58,7 @@ def shared_library(tmp_path_factory, embedder):  # noqa: ANN001, ANN201
     base = tmp_path_factory.mktemp("ui")
     photos = base / "photos"
     shutil.copytree(DATA, photos, ignore=shutil.ignore_patterns("*.md"))
-    settings = load_settings(data_dir=base / "lib", weights="random", precision="fp32")
+    settings = load_settings(data_dir=base / "lib", encoder="pixels", weights="random")
     index_once(settings, embedder, photos)
     return settings, photos
 

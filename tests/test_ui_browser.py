@@ -77,11 +77,12 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 90) -> No
 
 
 @pytest.fixture()
-def served(tmp_path, settings, embedder):  # noqa: ANN001, ANN201
-    """``searchapp ui`` on a free localhost port over an indexed copy of data/."""
+def served(tmp_path, clip_settings, clip_embedder):  # noqa: ANN001, ANN201
+    """``searchapp ui`` on a free localhost port over an indexed copy of data/ (real model)."""
+    settings = clip_settings
     photos = tmp_path / "photos"
     shutil.copytree(DATA, photos, ignore=shutil.ignore_patterns("*.md"))
-    index_once(settings, embedder, photos)
+    index_once(settings, clip_embedder, photos)
     port = _free_port()
     env = dict(os.environ, SEARCHAPP_WEIGHTS="random", SEARCHAPP_PRECISION="fp32",
                HF_HUB_OFFLINE="1", HOME=str(tmp_path))  # fmt: skip

@@ -21,6 +21,7 @@ from tests import helpers
 
 ENV = dict(
     os.environ,
+    SEARCHAPP_ENCODER="pixels",  # the pixel test encoder (tests/README.md)
     SEARCHAPP_WEIGHTS="random",
     SEARCHAPP_PRECISION="fp32",
     SEARCHAPP_BATCH_SIZE="16",
@@ -120,7 +121,7 @@ def daemons() -> Iterator[list[Daemon]]:
 
 def assert_index_saved(lib: Path) -> None:
     """The FAISS file on disk is the one for the library's last committed state."""
-    settings = load_settings(data_dir=lib, weights="random")
+    settings = load_settings(data_dir=lib, encoder="pixels")
     index = VectorIndex.load(settings.index_path, model_id_for(settings))
     generation = int(db_rows(lib, "SELECT value FROM meta WHERE key = 'generation'")[0][0])
     assert index.generation == generation
@@ -177,7 +178,7 @@ def test_daemon_single_writer_handoff_status_and_sigterm(tmp_path, photos, daemo
     assert daemon.terminate() == 0, daemon.output()
     assert_index_saved(lib)
     assert status(lib)["daemon"] == {"running": False}
-    assert "batch" in daemon.output() or "stopping" in daemon.output()
+    assert f"watch: stopping (signal {int(signal.SIGTERM)})" in daemon.output()
 
 
 @pytest.mark.slow
