@@ -189,8 +189,6 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
     if args.k < 1:
         raise QueryError("-k must be at least 1.")
     flt = PhotoFilter(folder=str(Path(args.folder).resolve())) if args.folder else None
-    if settings.random_weights:
-        print(RANDOM_WARNING, file=sys.stderr)
     with Library(settings) as library:
         if args.text:
             results = library.search_text(args.text, args.k, flt)
@@ -198,6 +196,8 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
             results = library.search_image(args.image, args.k, flt)
         else:
             results = library.search_like(args.like, args.k, flt)
+    if settings.random_weights:  # said with the results; an error stays one line
+        print(RANDOM_WARNING, file=sys.stderr)
     if args.json:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:
