@@ -110,8 +110,8 @@ def read_file(path: str | Path) -> bytes:
     FIFOs, devices (a link to ``/dev/zero``) and sockets are refused by ``stat`` before
     any open (opening some devices has side effects), and again by ``fstat`` on the
     opened descriptor (the name may have been swapped in between). The open is
-    non-blocking, so a FIFO cannot hang it; never more than :data:`MAX_FILE_BYTES` is read,
-    even from a file that grows meanwhile.
+    non-blocking, so a FIFO cannot hang it; never more than :data:`MAX_FILE_BYTES` is
+    read, even from a file that grows meanwhile.
     """
     try:
         _require_regular(os.stat(path).st_mode)
