@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 
 from searchapp.activity import writer_info_path
+from searchapp.indexer.commands import Index
 from searchapp.indexer.handoff import submit_request, withdraw_request
 from searchapp.indexer.lock import WriterLock
 from searchapp.store import Store
-from tests.helpers import index_once, mounted_tmpfs, write_jpegs
+from tests.helpers import PIXELS_ENV, index_once, mounted_tmpfs, write_jpegs
 from tests.test_hostile import _without_root_powers
 from tests.test_schema import make_v1_library, revision
 
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.timeout(600)
 
 
 def cli(data: Path, *args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", SEARCHAPP_PRECISION="fp32")
+    env = dict(os.environ, **PIXELS_ENV)  # the library below is indexed by the pixel encoder
     cmd = [sys.executable, "-m", "searchapp.cli", "--data-dir", str(data), "--weights", "random"]
     return subprocess.run(
         [*prefix, *cmd, *args], capture_output=True, text=True, env=env, timeout=300
@@ -62,7 +63,9 @@ def library(tmp_path_factory: pytest.TempPathFactory, embedder) -> tuple[Path, P
     base = tmp_path_factory.mktemp("library")
     root = base / "photos"
     write_jpegs(root, 12, seed=3)
-    settings = load_settings(data_dir=base / "lib", weights="random", precision="fp32")
+    settings = load_settings(
+        data_dir=base / "lib", encoder="pixels", weights="random", precision="fp32"
+    )
     index_once(settings, embedder, root)
     return base / "lib", root
 
@@ -194,7 +197,7 @@ def test_new_library_files_are_private(library, settings):
     with WriterLock(settings, "index"):
         assert mode(writer_info_path(settings)) == 0o600
         assert mode(settings.lock_path) == 0o600
-    request = submit_request(settings, "index")
+    request = submit_request(settings, Index())
     try:
         requests = next(p for p in settings.data_dir.iterdir() if p.name == "requests")
         assert mode(requests) == 0o700

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from searchapp import cli
 from searchapp.library import Library
 from searchapp.store import BatchWrite, FailureWrite, Store
@@ -19,7 +21,9 @@ REASONS = {
 
 def _status(settings, capsys, *flags: str) -> str:  # noqa: ANN001
     argv = ["--data-dir", str(settings.data_dir), "--weights", "random", "status", *flags]
-    assert cli.main(argv) == 0
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SEARCHAPP_ENCODER", settings.encoder)  # the encoder the library was built with
+        assert cli.main(argv) == 0
     return capsys.readouterr().out
 
 
