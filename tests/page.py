@@ -41,7 +41,7 @@ def start_page(
     """``python -m searchapp.cli ui`` in its own session; returns once the port answers HTTP."""
     cmd = [sys.executable, "-m", "searchapp.cli", "--data-dir", str(data_dir),
            "--weights", "random", "ui", "--port", str(port)]  # fmt: skip
-    full_env = dict(os.environ, HF_HUB_OFFLINE="1", SEARCHAPP_PRECISION="fp32", **(env or {}))
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "SEARCHAPP_PRECISION": "fp32", **(env or {})}
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env=full_env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # fmt: skip

@@ -13,7 +13,7 @@ import shutil
 import pytest
 
 from tests.conftest import DATA
-from tests.helpers import index_once
+from tests.helpers import PIXELS_ENV, index_once
 from tests.page import free_port, request, start_page, stop_group
 from tests.test_ui_browser import CHROMIUM_ARGS, STEP_MS, _unavailable, chromium  # noqa: F401
 
@@ -28,7 +28,8 @@ def locked(tmp_path, settings, embedder):  # noqa: ANN001, ANN201
     shutil.copytree(DATA, photos, ignore=shutil.ignore_patterns("*.md"))
     index_once(settings, embedder, photos)
     port = free_port()
-    env = {"SEARCHAPP_UI_SECRET": SECRET, "HOME": str(tmp_path)}
+    # the page searches with the encoder the library was indexed with (the pixel one)
+    env = {"SEARCHAPP_UI_SECRET": SECRET, "HOME": str(tmp_path), **PIXELS_ENV}
     proc = start_page(settings.data_dir, port, tmp_path / "server.log", env)
     try:
         yield port
