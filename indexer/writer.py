@@ -50,9 +50,9 @@ class Writer:
     ) -> None:
         self.settings = settings
         self.lock = lock
-        self.embedder = embedder or LazyEmbedder(settings)
-        self.store = Store(settings.db_path)
+        self.store = Store(settings.db_path)  # a damaged library fails first, in one line
         try:
+            self.embedder = embedder or LazyEmbedder(settings)
             self.index = self._open_index()
         except BaseException:
             self.store.close()

@@ -348,7 +348,8 @@ def test_decode_time_limit_fails_the_slow_file_only(settings, embedder, tmp_path
     started = time.perf_counter()
     decode_photo(data, 256, content_hash="not hashed")
     full = time.perf_counter() - started
-    assert full > 0.6, f"slow.png decodes in {full:.2f} s: too fast for this test"
+    # the limits below are relative to this; it only has to dwarf the checks' granularity
+    assert full > 0.3, f"slow.png decodes in {full:.2f} s: too fast for this test"
     limit = round(full / 20, 3)  # limits relative to this machine's speed now
     monkeypatch.setattr(decode_limits, "DECODE_TIME_LIMIT_S", limit)
     started = time.perf_counter()
