@@ -26,6 +26,7 @@ from tests.helpers import PIXELS_ENV, wait_for
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 N_PHOTOS = 1000
+FINAL_WAIT_S = 10.0
 N_CONTENTS = 500  # distinct pictures: the rest are copies (rows written, vector reused)
 MIN_SEARCHES = 250
 SEARCHES_PER_BATCH = 8  # x 32 model batches of new content: MIN_SEARCHES while indexing
@@ -82,10 +83,17 @@ def reader_main(data_dir: str, done_flag: str, out: str, min_searches: int) -> N
     report = {"searches": 0, "during": 0, "errors": [], "counts": [], "file_loads": 0}
     report["file_counts"] = []
     probe = None
+    done_at = None
     while True:
         writing = not os.path.exists(done_flag)
         if not writing and report["searches"] >= min_searches:
-            break
+            # readers follow the writer within a reload check (1 s): read on until the
+            # final state shows, for at most FINAL_WAIT_S (the test then asserts it did)
+            done_at = done_at or time.monotonic()
+            final = [N_PHOTOS]
+            caught_up = report["counts"][-1:] == final and report["file_counts"][-1:] == final
+            if caught_up or time.monotonic() - done_at > FINAL_WAIT_S:
+                break
         try:
             if probe is None:
                 ids = store.filter_ids(_everything())
