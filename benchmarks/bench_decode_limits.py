@@ -15,7 +15,6 @@ import argparse
 import io
 import math
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,33 +28,13 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from decode_probe import GB, measure_decode  # noqa: E402
 from synth_library import write_photo  # noqa: E402
 
 import searchapp.decoder as decoder  # noqa: E402
 from searchapp import decode_limits  # noqa: E402
 from searchapp.decode_limits import MAX_DECODE_BYTES, MAX_PIXELS, decode_cost  # noqa: E402
 
-MEASURE = """
-import sys, time
-from searchapp.decoder import decode_photo
-
-
-def kb(field):  # this process's memory (VmRSS, VmHWM), not ru_maxrss: that one is inherited
-    text = open("/proc/self/status").read()
-    return int(text.split(field + ":")[1].split()[0])
-
-
-data = open(sys.argv[1], "rb").read()
-base = kb("VmRSS")
-open("/proc/self/clear_refs", "w").write("5")  # the high-water mark restarts from here
-started = time.perf_counter()
-try:
-    out = "ok %dx%d" % decode_photo(data, 256).image.size
-except Exception as err:
-    out = "refused: %s" % str(err)[:70]
-seconds = time.perf_counter() - started
-print(f"{(kb('VmHWM') - base) / 1024:.0f} {seconds:.2f} {out}")
-"""
 MIN_SIDE = 256
 
 
@@ -192,14 +171,11 @@ def measure_memory(skip_heif: bool) -> None:
             data = make(side)
             path = Path(tmp) / "case"
             path.write_bytes(data)
-            proc = subprocess.run(
-                [sys.executable, "-c", MEASURE, str(path)], capture_output=True, text=True
-            )
-            grew, seconds, out = proc.stdout.split(" ", 2)
+            grew, seconds, out = measure_decode(path, address_space=64 * GB)
             print(
                 f"| {name} | {side}x{side} ({side * side / 1e6:.1f} MP) | "
-                f"{estimate(data) / 2**20:.0f} | {float(grew):.0f} | {float(seconds):.2f} |"
-                + ("" if out.startswith("ok") else f" {out.strip()}")
+                f"{estimate(data) / 2**20:.0f} | {grew:.0f} | {seconds:.2f} |"
+                + ("" if out.startswith("ok") else f" {out[:80]}")
             )
 
 

@@ -65,14 +65,19 @@ def run_baseline_worker(paths: list[Path], batch_size: int) -> dict:
 # ---------------------------------------------------------------- child processes
 
 
-def measure(cmd: list[str], env: dict[str, str]) -> tuple[str, float, int]:
-    """Run ``cmd`` under a tiny wrapper that reports the child's own peak RSS."""
+def measure(cmd: list[str], env: dict[str, str]) -> tuple[str, float, int, float]:
+    """Run ``cmd`` under a tiny wrapper that reports the child's own peak RSS and CPU time.
+
+    CPU seconds (user + system) hardly move when another process shares the cores, where
+    wall time does: on a shared machine they are the before/after figure to trust.
+    """
     wrapper = [
         sys.executable,
         "-c",
         "import resource,subprocess,sys;"
         "r=subprocess.run(sys.argv[1:]);"
-        "print('PEAK_RSS_KB',resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,"
+        "u=resource.getrusage(resource.RUSAGE_CHILDREN);"
+        "print('PEAK_RSS_KB',u.ru_maxrss,'CPU_S',u.ru_utime+u.ru_stime,"
         "file=sys.stderr);sys.exit(r.returncode)",
         *cmd,
     ]
@@ -82,14 +87,14 @@ def measure(cmd: list[str], env: dict[str, str]) -> tuple[str, float, int]:
     if proc.returncode != 0:
         tail = proc.stderr[-3000:]
         raise SystemExit(f"{' '.join(cmd[:4])}... failed ({proc.returncode}):\n{tail}")
-    peak = int(re.search(r"PEAK_RSS_KB (\d+)", proc.stderr).group(1)) * 1024
-    return proc.stdout, wall, peak
+    found = re.search(r"PEAK_RSS_KB (\d+) CPU_S ([\d.]+)", proc.stderr)
+    return proc.stdout, wall, int(found.group(1)) * 1024, float(found.group(2))
 
 
 def run_baseline(folder: Path, count: int, env: dict[str, str]) -> dict:
     cmd = [sys.executable, __file__, "--baseline-worker", "--photos", str(folder)]
     cmd += ["--count", str(count)]
-    out, wall, peak = measure(cmd, env)
+    out, wall, peak, _cpu = measure(cmd, env)
     result = json.loads(out.strip().splitlines()[-1])
     return {
         **result,
@@ -109,7 +114,7 @@ def run_ours(
     cmd += ["--precision", args.precision]
     if args.batch_size:
         cmd += ["--batch-size", str(args.batch_size)]
-    out, wall, peak = measure([*cmd, "index", str(folder)], env)
+    out, wall, peak, cpu = measure([*cmd, "index", str(folder)], env)
     m = re.search(r"added (\d+).*\(([\d.]+) s\)", out)
     if not m or int(m.group(1)) != count:
         raise SystemExit(f"searchapp index did not add {count} photos: {out!r}")
@@ -121,6 +126,7 @@ def run_ours(
         "peak_rss": peak,
         "images_per_s": count / run_s,
         "images_per_s_wall": count / wall,
+        "cpu_s_per_image": cpu / count,
     }
 
 
@@ -229,7 +235,8 @@ def main() -> None:
         print(
             f"round {r + 1} ours:     {o['images_per_s']:.2f} img/s "
             f"(run {o['run_s']:.1f} s; whole command {o['wall_s']:.1f} s "
-            f"= {o['images_per_s_wall']:.2f} img/s), peak {mb(o['peak_rss'])}"
+            f"= {o['images_per_s_wall']:.2f} img/s), peak {mb(o['peak_rss'])}, "
+            f"CPU {o['cpu_s_per_image']:.3f} s/img"
         )
         if args.before:
             o0 = run_ours(folder, args.count, env, args, args.before.resolve())
@@ -238,7 +245,8 @@ def main() -> None:
             print(
                 f"round {r + 1} before:   {o0['images_per_s']:.2f} img/s "
                 f"(run {o0['run_s']:.1f} s; whole command {o0['wall_s']:.1f} s "
-                f"= {o0['images_per_s_wall']:.2f} img/s), peak {mb(o0['peak_rss'])}"
+                f"= {o0['images_per_s_wall']:.2f} img/s), peak {mb(o0['peak_rss'])}, "
+                f"CPU {o0['cpu_s_per_image']:.3f} s/img"
             )
         if r < args.rounds - 1:
             shutil.rmtree(o["data_dir"], ignore_errors=True)
@@ -269,6 +277,12 @@ def main() -> None:
             f"before/after ({args.before}): run {was:.2f} -> {ours:.2f} img/s "
             f"({ours / was:.2f}x); whole command {was_wall:.2f} -> {ours_wall:.2f} img/s "
             f"({ours_wall / was_wall:.2f}x)"
+        )
+        cpu_was = float(np.median([o["cpu_s_per_image"] for o in before_runs]))
+        cpu_now = float(np.median([o["cpu_s_per_image"] for o in our_runs]))
+        print(
+            f"before/after CPU per photo (user + system, whole command): {cpu_was:.3f} -> "
+            f"{cpu_now:.3f} s ({cpu_was / cpu_now:.2f}x as efficient)"
         )
     if not args.no_fidelity:
         f = measure_fidelity(our_runs[-1]["data_dir"], folder, paths)

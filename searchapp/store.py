@@ -65,6 +65,7 @@ from searchapp.schema import (
     encode_path,
     photo_record,
     prepare_schema,
+    record_columns,
 )
 from searchapp.schema import _alembic_config as _alembic_config  # re-exported for tests
 from searchapp.store_embeddings import EmbeddingQueries
@@ -260,8 +261,9 @@ class Store(RunsTable, FacetQueries, EmbeddingQueries):
         with self._session() as s:
             for i in range(0, len(ids), 500):
                 chunk = [int(x) for x in ids[i : i + 500]]
-                for r in s.scalars(select(PhotoRow).where(PhotoRow.id.in_(chunk))):
-                    out[r.id] = photo_record(r)
+                q = select(*record_columns()).where(PhotoRow.id.in_(chunk))
+                for r in s.execute(q):
+                    out[r.id] = PhotoRecord(*r)
         return out
 
     def find_photo_by_path(self, path: str | Path) -> PhotoRecord | None:

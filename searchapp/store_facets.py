@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from searchapp.records import STATUS_FAILED, STATUS_INDEXED, PhotoFilter, PhotoRecord
-from searchapp.schema import PhotoRow, RootRow, encode_path, photo_record
+from searchapp.schema import PhotoRow, RootRow, encode_path, record_columns
 
 
 class FacetQueries:
@@ -61,11 +61,12 @@ class FacetQueries:
         }
 
     def failures(self, limit: int | None = None) -> list[PhotoRecord]:
-        q = select(PhotoRow).where(PhotoRow.status == STATUS_FAILED).order_by(PhotoRow.path)
+        q = select(*record_columns()).where(PhotoRow.status == STATUS_FAILED)
+        q = q.order_by(PhotoRow.path)
         if limit:
             q = q.limit(limit)
         with self._session() as s:
-            return [photo_record(r) for r in s.scalars(q)]
+            return [PhotoRecord(*r) for r in s.execute(q)]
 
     def folders(self) -> list[str]:
         q = select(PhotoRow.folder).distinct().order_by(PhotoRow.folder)

@@ -50,28 +50,23 @@ def embedder(pixel_embedder: PixelEncoder) -> PixelEncoder:
     return pixel_embedder
 
 
+def library_settings(tmp_path: Path, encoder: str) -> Settings:
+    """A fresh library in ``tmp_path`` (``weights`` stays random, as the CLI tests')."""
+    return load_settings(
+        data_dir=tmp_path / "lib", encoder=encoder, weights="random", precision="fp32", batch_size=8
+    )
+
+
 @pytest.fixture()
 def settings(tmp_path: Path) -> Settings:
-    """A fresh library for the pixel encoder (``weights`` stays random, as the CLI tests')."""
-    return load_settings(
-        data_dir=tmp_path / "lib",
-        encoder=ENCODER_PIXELS,
-        weights="random",
-        precision="fp32",
-        batch_size=8,
-    )
+    """A fresh library for the pixel encoder."""
+    return library_settings(tmp_path, ENCODER_PIXELS)
 
 
 @pytest.fixture()
 def clip_settings(tmp_path: Path) -> Settings:
     """A fresh library for the random-weight MobileCLIP (``clip_embedder``)."""
-    return load_settings(
-        data_dir=tmp_path / "lib",
-        encoder=ENCODER_CLIP,
-        weights="random",
-        precision="fp32",
-        batch_size=8,
-    )
+    return library_settings(tmp_path, ENCODER_CLIP)
 
 
 @pytest.fixture()

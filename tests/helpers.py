@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -101,3 +102,18 @@ def mounted_tmpfs(mnt: Path, size: str) -> Iterator[Path]:
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def without_root_powers() -> list[str]:
+    """A command prefix under which file permissions apply (root drops its capabilities
+    through ``setpriv``), or skip saying why they cannot."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root and setpriv is missing: permissions cannot be denied")
+    prefix = [setpriv, "--bounding-set", "-all", "--inh-caps", "-all", "--"]
+    probe = subprocess.run([*prefix, "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot drop root capabilities here: {probe.stderr.decode().strip()}")
+    return prefix

@@ -30,7 +30,9 @@ def run(data_dir, *args, check=True, real=False):  # noqa: ANN001, ANN002
 
 
 def test_cli_smoke_on_the_real_model(tmp_path, photos):
-    """The one CLI run on the real (random-weight) MobileCLIP: index, image and text search."""
+    """The one CLI run on the real (random-weight) MobileCLIP: index, then an image search that
+    must find the resized copy. Text search on the real model runs in the browser test; the
+    query plumbing for text runs below on the pixel encoder (each real load is ~15 s)."""
     lib = tmp_path / "lib"
     out = run(lib, "index", str(photos), real=True)
     assert "added 16" in out.stdout and "random model weights" in out.stderr
@@ -38,8 +40,6 @@ def test_cli_smoke_on_the_real_model(tmp_path, photos):
     Image.open(photos / "cat_chelsea.png").convert("RGB").resize((300, 200)).save(query)
     found = run(lib, "search", "--image", str(query), "-k", "3", "--json", real=True)
     assert json.loads(found.stdout)[0]["path"].endswith("cat_chelsea.png")
-    text = json.loads(run(lib, "search", "a cat", "-k", "5", "--json", real=True).stdout)
-    assert [r["rank"] for r in text] == [1, 2, 3, 4, 5]
 
 
 def test_cli_index_search_status_roots(tmp_path, photos):

@@ -48,10 +48,10 @@ SOME_PHOTOS = ("coffee.png", "rocket.jpg", "grace_hopper.jpg", "astronaut.jpg", 
 
 
 @pytest.fixture(scope="module")
-def cpu_embedder() -> ClipEmbedder:
-    return load_embedder(
-        load_settings(weights="random", precision="fp32", device="cpu", data_dir="/tmp")
-    )
+def cpu_embedder(clip_embedder: ClipEmbedder) -> ClipEmbedder:
+    """The session's random-weight model (one load for the suite); these tests copy it."""
+    assert clip_embedder.device == "cpu"
+    return clip_embedder
 
 
 def _refusal(requested: str, facts: DeviceFacts) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,26 +17,12 @@ from pathlib import Path
 import pytest
 
 from searchapp.store import STATUS_INDEXED, Store
-from tests.helpers import write_jpegs
+from tests.helpers import without_root_powers, write_jpegs
 
 pytestmark = pytest.mark.timeout(300)
 
 MODEL_ID = "pixels-test-v1"
 LISTABLE_NOT_ENTERABLE = 0o644
-
-
-def _without_root_powers() -> list[str]:
-    """A command prefix under which file permissions apply, or skip saying why not."""
-    if os.geteuid() != 0:
-        return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root and setpriv is missing: permissions cannot be denied")
-    prefix = [setpriv, "--bounding-set", "-all", "--inh-caps", "-all", "--"]
-    probe = subprocess.run([*prefix, "true"], capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip(f"cannot drop root capabilities here: {probe.stderr.decode().strip()}")
-    return prefix
 
 
 def _env() -> dict[str, str]:
@@ -80,7 +65,7 @@ def library(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_folder_that_cannot_be_entered_keeps_its_photos(library):
-    prefix = _without_root_powers()
+    prefix = without_root_powers()
     root, data = library
     shut = root / "shut"
     _cli(prefix, data, "index", str(root))
@@ -116,7 +101,7 @@ print(json.dumps({
 
 def test_watched_change_below_a_folder_that_cannot_be_entered(library):
     """A watcher batch naming files below the folder finds the folder, not deleted files."""
-    prefix = _without_root_powers()
+    prefix = without_root_powers()
     root, data = library
     shut = root / "shut"
     _cli(prefix, data, "index", str(root))
@@ -135,7 +120,7 @@ def test_watched_change_below_a_folder_that_cannot_be_entered(library):
 
 
 def test_root_that_cannot_be_entered_keeps_its_photos(library):
-    prefix = _without_root_powers()
+    prefix = without_root_powers()
     root, data = library
     _cli(prefix, data, "index", str(root))
     root.chmod(LISTABLE_NOT_ENTERABLE)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from searchapp.decoder import decode_photo, hash_bytes
 from searchapp.errors import ImageDecodeError
 from searchapp.store import STATUS_FAILED, STATUS_INDEXED, Store
 from searchapp.vectors import open_index
-from tests.helpers import PIXELS_ENV, index_once
+from tests.helpers import PIXELS_ENV, index_once, without_root_powers
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -223,21 +222,6 @@ def test_panorama_jpeg_past_pillows_limit_decodes_small():
         decode_photo(jpeg_claiming(65000, 65000), 256)
 
 
-def _without_root_powers() -> list[str]:
-    """A command prefix that makes file permissions apply, or skip saying why not."""
-    if os.geteuid() != 0:
-        return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root and setpriv is missing: permissions cannot be denied")
-    probe = subprocess.run(
-        [setpriv, "--bounding-set", "-all", "--inh-caps", "-all", "true"], capture_output=True
-    )
-    if probe.returncode != 0:
-        pytest.skip(f"cannot drop root capabilities here: {probe.stderr.decode().strip()}")
-    return [setpriv, "--bounding-set", "-all", "--inh-caps", "-all", "--"]
-
-
 def _index_cli(prefix: list[str], data: Path, root: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, **PIXELS_ENV)
     cmd = [
@@ -256,7 +240,7 @@ def _index_cli(prefix: list[str], data: Path, root: Path) -> subprocess.Complete
 
 
 def test_unreadable_folder_and_file(tmp_path):
-    prefix = _without_root_powers()
+    prefix = without_root_powers()
     root, data = tmp_path / "photos", tmp_path / "lib"
     (root / "open").mkdir(parents=True)
     (root / "locked").mkdir()

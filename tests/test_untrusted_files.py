@@ -24,11 +24,12 @@ from PIL import Image
 
 import searchapp.decode_limits as decode_limits
 import searchapp.decoder as decoder
+from benchmarks.decode_probe import measure_decode
 from searchapp.decoder import decode_photo, read_file
 from searchapp.errors import ImageDecodeError
 from searchapp.store import STATUS_INDEXED, Store
 from searchapp.text import printable
-from tests.helpers import index_once, write_jpegs
+from tests.helpers import PIXELS_ENV, index_once, write_jpegs
 from tests.test_hostile import jpeg_bytes, png_chunk
 
 pytestmark = pytest.mark.timeout(600)
@@ -39,7 +40,7 @@ MB = 2**20
 
 
 def cli(data: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", SEARCHAPP_PRECISION="fp32")
+    env = dict(os.environ, **PIXELS_ENV)  # hostile files, not the model, are under test
     cmd = [sys.executable, "-m", "searchapp.cli", "--data-dir", str(data), "--weights", "random"]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
@@ -201,46 +202,6 @@ def test_printable_escapes_controls_only():
 
 
 # ---------------------------------------------------------------- memory bounds
-
-MEASURE = """
-import sys, time
-from searchapp.decoder import decode_photo
-from searchapp.errors import ImageDecodeError
-
-
-def kb(field):  # this process's memory (VmRSS, VmHWM), not ru_maxrss: that one is inherited
-    text = open("/proc/self/status").read()
-    return int(text.split(field + ":")[1].split()[0])
-
-
-data = open(sys.argv[1], "rb").read()
-base = kb("VmRSS")
-open("/proc/self/clear_refs", "w").write("5")  # the high-water mark restarts from here
-started = time.perf_counter()
-try:
-    out = "ok %dx%d" % decode_photo(data, 256).image.size
-except ImageDecodeError as err:
-    out = "refused: %s" % err
-seconds = time.perf_counter() - started
-print(f"{(kb('VmHWM') - base) / 1024:.0f} {seconds:.2f} {out}")
-"""
-
-
-def measure_decode(path: Path) -> tuple[float, float, str]:
-    """Peak RSS growth (MB) and seconds of one decode in a fresh process (capped at 3 GB)."""
-
-    def cap() -> None:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
-
-    proc = subprocess.run(
-        [sys.executable, "-c", MEASURE, str(path)],
-        capture_output=True, text=True, timeout=120, preexec_fn=cap,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    grew, seconds, out = proc.stdout.strip().split(" ", 2)
-    return float(grew), float(seconds), out
 
 
 def progressive_jpeg_claiming(width: int, height: int) -> bytes:
