@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import socket
 import sys
 from collections import deque
 from collections.abc import Iterator
@@ -49,6 +50,7 @@ LOCAL, AUTO = "local", "auto"
 # ``--ray local`` on Linux: a node on a loopback address Ray does not rewrite (it turns
 # 127.0.0.1 into the machine's network address), so the instance is not on the network
 LOCAL_NODE_IP = "127.0.0.2" if sys.platform.startswith("linux") else ""
+CONNECT_TIMEOUT_S = 5.0
 START_TIMEOUT_S = 300.0  # actors starting and loading the model on a busy machine
 INSTALL_HINT = "install the Ray extra: pip install 'searchapp[ray]'"
 
@@ -215,7 +217,8 @@ class RayStage:
     def _drop(self, worker: _Worker, err: Exception) -> None:
         if worker in self._workers:
             self._workers.remove(worker)
-            log.warning("Ray worker on %s lost (%s); its batches go to others", worker.host, err)
+            # said at INFO: the run goes on, and the progress shows one worker less
+            log.info("Ray worker on %s lost (%s); its batches go to others", worker.host, err)
 
     def _ready_items(
         self, sent: _Sent, results: list[Result], vectors: np.ndarray | None
@@ -269,13 +272,51 @@ def connect(ray, settings: Settings) -> None:  # noqa: ANN001
     try:
         if address == LOCAL:
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
-        else:
-            ray.init(address=address, **quiet)
+            return
+        # Ray retries an absent head for ever, printing as it goes: ask once, briefly
+        _require_listening(address, gcs_address(ray, address))
+        ray.init(address=address, **quiet)
+    except SearchAppError:
+        raise
     except Exception as err:  # noqa: BLE001 - Ray raises many types for "cannot connect"
         text = " ".join(str(err).split())[:200]
+        if "version" in text.lower():  # Ray's own check: another Ray or Python there
+            raise RayVersionError(
+                f"the Ray cluster at {address} runs another Ray or Python ({text}); install the "
+                "same versions here and there"
+            ) from None
         raise RayClusterError(
-            f"cannot reach the Ray cluster at {address} ({text}); start it (ray start --head), "
-            "check the address and the auth token, or index without --ray"
+            f"cannot join the Ray cluster at {address} ({text}); check the address and that "
+            "this machine has the cluster's auth token, or index without --ray"
+        ) from None
+
+
+def gcs_address(ray, address: str) -> tuple[str, int]:  # noqa: ANN001
+    """(host, port) that answers for ``address``: the head's GCS, or a ray:// client server."""
+    if address == AUTO:
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+
+        try:
+            address = canonicalize_bootstrap_address_or_die(AUTO)
+        except ConnectionError:
+            raise RayClusterError(
+                "no Ray cluster runs on this machine (--ray auto); start one with: ray start "
+                "--head, or use --ray local"
+            ) from None
+    default_port = 10001 if address.startswith("ray://") else 6379
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        host, port = address.removeprefix("ray://"), str(default_port)
+    return host.strip("[]"), int(port)
+
+
+def _require_listening(address: str, where: tuple[str, int]) -> None:
+    try:
+        socket.create_connection(where, CONNECT_TIMEOUT_S).close()
+    except OSError as err:
+        raise RayClusterError(
+            f"no Ray cluster answers at {address} ({err.strerror or err}); start its head "
+            "(ray start --head), check the address and firewall, or index without --ray"
         ) from None
 
 
