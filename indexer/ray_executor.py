@@ -16,10 +16,13 @@ import logging
 import os
 import socket
 import sys
+import tempfile
 from collections import deque
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -275,7 +278,18 @@ def connect(ray, settings: Settings) -> None:  # noqa: ANN001
             return
         # Ray retries an absent head for ever, printing as it goes: ask once, briefly
         _require_listening(address, gcs_address(ray, address))
-        ray.init(address=address, **quiet)
+        with tempfile.TemporaryFile() as said, _stderr_into(said):
+            try:
+                ray.init(address=address, **quiet)
+            except Exception:
+                said.seek(0)
+                if b"InvalidAuthToken" in said.read():
+                    raise RayClusterError(
+                        f"the Ray cluster at {address} refused this machine's auth token; copy "
+                        "the head's token (ray get-auth-token) to RAY_AUTH_TOKEN or "
+                        "~/.ray/auth_token here"
+                    ) from None
+                raise
     except SearchAppError:
         raise
     except Exception as err:  # noqa: BLE001 - Ray raises many types for "cannot connect"
@@ -289,6 +303,20 @@ def connect(ray, settings: Settings) -> None:  # noqa: ANN001
             f"cannot join the Ray cluster at {address} ({text}); check the address and that "
             "this machine has the cluster's auth token, or index without --ray"
         ) from None
+
+
+@contextmanager
+def _stderr_into(file: IO[bytes]) -> Iterator[None]:
+    """Send file descriptor 2 into ``file`` for a while: Ray's C++ client logs every retry
+    of a refused connection there, and the error we raise says it in one line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(file.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def gcs_address(ray, address: str) -> tuple[str, int]:  # noqa: ANN001
