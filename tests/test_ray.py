@@ -231,9 +231,12 @@ def test_lost_node_mid_run_keeps_every_photo_once(cluster, library, tmp_path):
     env = cluster.driver_env(SEARCHAPP_FAULT_LOG=str(log))
     proc = index(data, root, env, "--ray", cluster.address)
     wait_for(lambda: done_files(data / "library.sqlite3") >= 20, "the first batches", 120)
+    assert proc.poll() is None, "the run ended before the node was lost"
     cluster.raylet("node").kill()
     out, err = proc.communicate(timeout=400)
-    if proc.returncode != 0:  # allowed: one line, and a rerun completes
+    if proc.returncode == 0:
+        assert last_run_stats(data / "library.sqlite3")["workers"] == 1  # it noticed
+    else:  # allowed: one line, and a rerun completes
         assert len(err.strip().splitlines()) == 1, err
         finish(index(data, root, env, "--ray", cluster.address))
     embedded = embedded_in(log)  # traced as each batch commits, across both runs
@@ -248,6 +251,7 @@ def test_driver_killed_mid_run_then_a_rerun_completes(cluster, library, tmp_path
     env = cluster.driver_env(SEARCHAPP_FAULT_LOG=str(log))
     proc = index(data, root, env, "--ray", cluster.address)
     wait_for(lambda: done_files(data / "library.sqlite3") >= 20, "the first batches", 120)
+    assert proc.poll() is None, "the run ended before the kill"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     before = committed_hashes(data / "library.sqlite3")
@@ -267,6 +271,7 @@ def test_cluster_stopped_mid_run_is_one_line_and_keeps_what_was_committed(
     env = cluster.driver_env(SEARCHAPP_FAULT_LOG=str(log))
     proc = index(data, root, env, "--ray", cluster.address)
     wait_for(lambda: done_files(data / "library.sqlite3") >= 20, "the first batches", 120)
+    assert proc.poll() is None, "the run ended before the cluster stopped"
     cluster.stop()
     _, err = finish(proc, rc=1)
     lines = err.strip().splitlines()
