@@ -10,6 +10,7 @@ in for the model except in the one test that compares MobileCLIP's vectors.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -183,14 +184,35 @@ def test_cannot_start_is_one_line_and_changes_nothing(cluster, library, tmp_path
         (dict(env, PYTHONPATH=str(no_ray)), cluster.address, "pip install 'searchapp[ray]'"),
         (env, f"127.0.0.2:{free_port('127.0.0.2')}", "no Ray cluster answers"),
         (dict(env, RAY_AUTH_TOKEN="0" * 32), cluster.address, "refused this machine's auth"),
+        (env, f"{cluster.address} --ray-shared-root {root}={tmp_path}/absent", "cannot see"),
     ]
     for case_env, address, says in cases:
         started = time.monotonic()
-        _, err = finish(index(data, root, case_env, "--ray", address), rc=1)
+        _, err = finish(index(data, root, case_env, "--ray", *address.split()), rc=1)
         lines = [x for x in err.strip().splitlines() if not x.startswith("WARNING test encoder")]
         assert len(lines) == 1 and lines[0].startswith("searchapp: ") and says in lines[0], err
         assert time.monotonic() - started < 120
         assert (data / "library.sqlite3").read_bytes() == before
+
+
+def test_shared_root_workers_read_the_files_themselves(cluster, library, tmp_path):
+    """Workers read a mirror of the folder; a file that differs there is not indexed."""
+    from searchapp.indexer.ray_worker import CHANGED_WHILE_READ
+
+    root = library[0] / "d1"
+    mirror = tmp_path / "mirror"
+    shutil.copytree(root, mirror)
+    changed = sorted(mirror.iterdir())[0]
+    changed.write_bytes(changed.read_bytes()[:-10] + b"x" * 10)  # a worker sees other bytes
+    local, ray = tmp_path / "local", tmp_path / "ray"
+    finish(index(local, root, cluster.driver_env()))
+    shared = ["--ray", cluster.address, "--ray-shared-root", f"{root}={mirror}"]
+    finish(index(ray, root, cluster.driver_env(), *shared))
+    got, want = rows(ray / "library.sqlite3"), rows(local / "library.sqlite3")
+    path = str(root / changed.name)
+    assert got.pop(path)[::5] == ("failed", CHANGED_WHILE_READ)
+    want.pop(path)
+    assert got == want
 
 
 def test_other_versions_on_a_worker_are_refused(cluster, monkeypatch, tmp_path):
