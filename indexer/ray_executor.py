@@ -274,7 +274,8 @@ def connect(ray, settings: Settings) -> None:  # noqa: ANN001
         quiet["_node_ip_address"] = node_ip
     try:
         if address == LOCAL:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
+            # "local", not None: None would join a cluster named by RAY_ADDRESS instead
+            ray.init(LOCAL, num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
             return
         # Ray retries an absent head for ever, printing as it goes: ask once, briefly
         _require_listening(address, gcs_address(ray, address))

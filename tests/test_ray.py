@@ -308,3 +308,24 @@ def test_cluster_stopped_mid_run_is_one_line_and_keeps_what_was_committed(
     finish(index(data, root, env))
     assert not committed & set(embedded_in(log))
     check_library(data, root, good, bad, hashes)
+
+
+def test_index_with_ray_is_handed_to_a_running_watcher(library, tmp_path):
+    """The watcher holds the library: it does the scan, with its own settings (no Ray)."""
+    from tests.test_watcher_daemon import Daemon
+
+    lib = tmp_path / "lib"
+    daemon = Daemon(lib, library[0] / "d2")
+    try:
+        daemon.wait_started()
+        cmd = [sys.executable, "-m", "searchapp.cli", "--data-dir", str(lib), "index"]
+        cmd += ["--ray", "127.0.0.2:9"]  # nobody there: the watcher never uses it
+        proc = subprocess.run(
+            cmd, env=dict(os.environ, **PIXELS_ENV), capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "done by the watcher" in proc.stdout
+        assert "indexes with its own settings, not --ray" in proc.stderr
+    finally:
+        assert daemon.terminate() == 0
+        daemon.kill()
