@@ -48,6 +48,7 @@ class Cluster:
             RAY_TMPDIR=str(self.temp),
         )
         self.groups: dict[str, int] = {}  # node name -> its process group
+        self.started: list[int] = []  # every group started, so stop() leaves none behind
 
     def driver_env(self, **extra: str) -> dict[str, str]:
         """What a ``searchapp index --ray`` process needs: the token, the pixel encoder."""
@@ -60,6 +61,7 @@ class Cluster:
             head = ["--head", "--port", str(self.port), "--include-dashboard=false"]
             self._start("head", HEAD_IP, head)
         if not self.alive("node"):
+            self.kill("node")  # what a lost raylet left of its node
             self._start("node", NODE_IP, ["--address", self.address])
         wait_for(lambda: self.nodes_alive() == 2, "both Ray nodes to join", 120)
         return self
@@ -73,6 +75,7 @@ class Cluster:
         assert proc.returncode == 0, proc.stderr[-2000:]
         raylet = self._find(lambda p: p.info["name"] == "raylet" and ip in " ".join(p.cmdline()))
         self.groups[name] = os.getpgid(raylet.pid)
+        self.started.append(self.groups[name])
 
     def _find(self, match) -> psutil.Process:  # noqa: ANN001
         for proc in psutil.process_iter(["name"]):
@@ -118,6 +121,9 @@ class Cluster:
     def stop(self) -> None:
         for name in ("node", "head"):
             self.kill(name)
+        for group in self.started:  # groups of nodes replaced after a loss
+            if _group_alive(group):
+                os.killpg(group, signal.SIGKILL)
 
 
 def _group_alive(group: int) -> bool:
