@@ -129,7 +129,7 @@ class RayStage:
             _check_worker(here, fact)
         self._weights = _ship_weights(ray, self.spec)
         described = self._get([w.actor.load.remote(self._weights) for w in self._workers])
-        log.info("Ray workers: %s", "; ".join(described))
+        log.info("%s: %s", self.describe(), "; ".join(described))
         return self
 
     def _spawn(self, node: dict) -> _Worker:
