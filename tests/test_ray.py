@@ -40,6 +40,7 @@ def cluster():  # noqa: ANN201
         yield c.start()
     finally:
         c.stop()
+        shutil.rmtree(c.temp, ignore_errors=True)  # Ray's session logs
 
 
 @pytest.fixture(scope="module")
