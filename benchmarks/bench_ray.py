@@ -122,6 +122,7 @@ def main() -> None:
         runs.append(index_run("two nodes, 1 CPU each", folder, args.count, env, two, work))
     finally:
         cluster.stop()
+        shutil.rmtree(cluster.temp, ignore_errors=True)
     print(f"{args.count} photos, MobileCLIP-S2 (random weights), precision {args.precision}")
     # local loads its model inside the run, Ray before it: only wall times compare
     print(f"{'run':<24}{'run s':>8}{'img/s':>8}{'wall s':>8}  wall vs local")
