@@ -13,7 +13,7 @@ WEIGHTS_FLAG := $(if $(WEIGHTS),--weights $(WEIGHTS),)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,ray]'
 	touch $@
 
 setup: $(VENV)/.installed

@@ -53,6 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     ix = sub.add_parser("index", help="add folders (optional) and index every root")
     ix.add_argument("paths", nargs="*", help="photo folders to add as roots first")
     ix.add_argument("--retry-failed", action="store_true", help="try failed files again")
+    ix.add_argument(
+        "--ray", metavar="ADDRESS",
+        help="decode and embed on a Ray cluster: local (a new instance), auto (the cluster "
+        "on this machine), HOST:PORT or ray://HOST:PORT (env SEARCHAPP_RAY_ADDRESS; needs "
+        "searchapp[ray])",
+    )  # fmt: skip
+    ix.add_argument(
+        "--ray-shared-root", action="append", metavar="LOCAL=REMOTE",
+        help="the Ray workers read files under LOCAL at REMOTE themselves instead of being "
+        "sent their bytes (repeatable)",
+    )  # fmt: skip
 
     se = sub.add_parser("search", help="search by text, image file or indexed photo")
     se.add_argument("text", nargs="?", help="text query; 'a + 2:b - c' weights parts")
@@ -127,11 +138,22 @@ def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
     from searchapp.indexer.commands import Index, absolute
     from searchapp.indexer.writer import submit
 
+    settings = settings.with_overrides(
+        ray_address=args.ray,
+        ray_shared_roots=tuple(args.ray_shared_root) if args.ray_shared_root else None,
+    )
+
     def on_handoff(holder) -> None:  # noqa: ANN001 - WriterInfo
         print(
             f"the running watcher (pid {holder.pid}) is indexing for us; waiting for it...",
             file=sys.stderr,
         )
+        if settings.ray_address:
+            print(
+                "searchapp: the watcher indexes with its own settings, not --ray (it holds the "
+                "library); start it with SEARCHAPP_RAY_ADDRESS set to index on Ray",
+                file=sys.stderr,
+            )
 
     command = Index(
         add_roots=tuple(absolute(p) for p in args.paths), retry_failed=args.retry_failed
@@ -170,6 +192,8 @@ class _progress_bar:
             from tqdm import tqdm
 
             self.bar = tqdm(total=p.total, unit="photo", desc="indexing", file=sys.stderr)
+        if p.stats.workers:
+            self.bar.set_description(f"indexing on {p.stats.workers} Ray worker(s)", False)
         self.bar.n = p.done
         self.bar.set_postfix_str(f"{p.images_per_s:.1f} img/s", refresh=True)
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -61,6 +62,7 @@ class IndexStats:
     embedded: int = 0
     offline_roots: int = 0
     seconds: float = 0.0
+    workers: int = 0  # Ray workers decoding and embedding (0: this machine, no Ray)
 
     def summary(self) -> str:
         return (
@@ -83,6 +85,22 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+ResolvedBatch = tuple[Claim, list[Hashed | Failed], list[Resolved]]
+ReadyBatch = tuple[Claim, list[Resolved], list[Ready]]
+
+
+class RemoteStage(Protocol):
+    """Decode, thumbnail and embed somewhere else (a Ray cluster); batches come back in order.
+
+    A ``Decoded`` item it returns carries its ``vector`` when its content was embedded.
+    """
+
+    @property
+    def workers(self) -> int: ...
+
+    def ready(self, batches: Iterator[ResolvedBatch]) -> Iterator[ReadyBatch]: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -139,12 +157,14 @@ class IndexRun:
         index: VectorIndex,
         *,
         checkpoint: Callable[[], None] | None = None,
+        remote: RemoteStage | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.embedder = embedder
         self.index = index
         self.checkpoint = checkpoint
+        self.remote = remote  # decode+embed there; the embedder then only names the model
         self.model_id = embedder.model_id
 
     def run(
@@ -176,15 +196,22 @@ class IndexRun:
 
     # ------------------------------------------------------------ the stages
     def _process(self, plan: Plan, stats: IndexStats, counter: _Counter) -> None:
-        if plan.work:
+        if plan.work and self.remote is None:
             self.embedder.start_loading()  # the weights load while the first batches decode
         resolver = Resolver(self.store, self.model_id, plan.missing)
-        lanes = model_lanes(self.settings, self.embedder.device)
+        # a remote batch comes back embedded: it is committed at once
+        lanes = 0 if self.remote else model_lanes(self.settings, self.embedder.device)
         workers = ThreadPoolExecutor(decode_workers(self.settings), thread_name_prefix="decode")
-        model = ThreadPoolExecutor(lanes, thread_name_prefix="model")
+        model = ThreadPoolExecutor(max(1, lanes), thread_name_prefix="model")
         in_flight: deque[_Chunk] = deque()
+        resolved_batches = self._resolved(plan.work, resolver, workers)
+        if self.remote is not None:
+            stats.workers = self.remote.workers
+            batches = self.remote.ready(resolved_batches)
+        else:
+            batches = self._decoded(resolved_batches, workers)
         try:
-            for claim, resolved, ready in self._ready(plan.work, resolver, workers):
+            for claim, resolved, ready in batches:
                 chunk = self._assemble(claim, resolver.settle(claim, resolved, ready), stats)
                 in_flight.append(self._embed(chunk, model))
                 # one more than the lanes is queued, so no lane idles while a batch is written
@@ -215,18 +242,25 @@ class IndexRun:
         while pending:
             yield [f.result() for f in pending.popleft()]
 
-    def _ready(
+    def _resolved(
         self, work: Sequence[WorkItem], resolver: Resolver, pool: ThreadPoolExecutor
-    ) -> Iterator[tuple[Claim, list[Resolved], list[Ready]]]:
-        """Resolve each hashed batch here, then decode what needs pixels in worker threads."""
+    ) -> Iterator[ResolvedBatch]:
+        """Resolve each hashed batch here (the resolver's one thread), in order."""
+        for hashed in self._hashed(work, pool):
+            claim, resolved = resolver.resolve(hashed)
+            yield claim, hashed, resolved
+
+    def _decoded(
+        self, batches: Iterator[ResolvedBatch], pool: ThreadPoolExecutor
+    ) -> Iterator[ReadyBatch]:
+        """Decode what needs pixels in worker threads, a bounded window ahead."""
         decode = DecodeStage(
             self.settings.thumbs_dir,
             self.embedder.preprocess_config.image_size,
             self.embedder.prepare,
         )
         pending: deque[tuple[Claim, list[Resolved], list]] = deque()
-        for hashed in self._hashed(work, pool):
-            claim, resolved = resolver.resolve(hashed)
+        for claim, hashed, resolved in batches:
             slots = [
                 pool.submit(decode, r, h.data) if isinstance(r, ToDecode) else r
                 for h, r in zip(hashed, resolved, strict=True)
@@ -257,7 +291,11 @@ class IndexRun:
                 stats.moved += 1
             else:
                 self._add_row(chunk, item, pixels, stats)
-        chunk.pixels = np.stack(pixels) if pixels else None
+        if self.remote is not None and pixels:
+            chunk.vectors = Future()  # embedded remotely: the vectors are here already
+            chunk.vectors.set_result(np.stack(pixels))
+        else:
+            chunk.pixels = np.stack(pixels) if pixels else None
         return chunk
 
     @staticmethod
@@ -268,9 +306,11 @@ class IndexRun:
             stats.added += 1
         else:
             stats.updated += 1
-        if item.pixels is not None:
+        # the model's input, or (remote) its output: a batch holds one kind
+        model_input = item.vector if item.vector is not None else item.pixels
+        if model_input is not None:
             chunk.embed.append(item.photo.content_hash)
-            pixels.append(item.pixels)
+            pixels.append(model_input)
 
     def _embed(self, chunk: _Chunk, pool: ThreadPoolExecutor) -> _Chunk:
         """Hand the batch's new contents to a free model lane."""
@@ -293,6 +333,8 @@ class IndexRun:
         rows = {h: vector_of(source, h) for h, source in chunk.sources.items()}
         self._write(chunk.batch, rows)
         resolver.committed(chunk.claim)  # later batches read these vectors from the store
+        if self.remote is not None:  # a worker may have gone (a node lost) since the start
+            stats.workers = self.remote.workers
         counter.add(chunk.size, self.store, stats)
         if self.checkpoint is not None and counter.save_due():
             self.checkpoint()
@@ -316,32 +358,33 @@ def _collect(
     return claim, resolved, [s.result() if isinstance(s, Future) else s for s in slots]
 
 
-def decode_workers(settings: Settings) -> int:
+def decode_workers(settings: Settings, cpus: int | None = None) -> int:
     """Decode threads: half the cores, at least two.
 
     Decoding a 12 MP JPEG in draft mode costs about a third of embedding it; two decoders
     keep both model lanes fed (docs/PERFORMANCE.md, "Tuning choices").
     """
-    return settings.decode_workers or max(2, (os.cpu_count() or 2) // 2)
+    return settings.decode_workers or max(2, (cpus or os.cpu_count() or 2) // 2)
 
 
-def model_lanes(settings: Settings, device: str) -> int:
+def model_lanes(settings: Settings, device: str, cpus: int | None = None) -> int:
     """Batches the model works on at once, each in its own thread.
 
     On CPU, single-threaded lanes beat one multi-threaded call (no OpenMP barriers, and a
     lane fills the gaps a decoder leaves; docs/PERFORMANCE.md, "Tuning choices"). A GPU
     takes one batch at a time, whatever ``model_lanes`` says: its passes are serialized
-    (two threads in one model crash PyTorch on MPS).
+    (two threads in one model crash PyTorch on MPS). ``cpus``: the cores this model may
+    use (a Ray worker's share of its machine); default, this machine's.
     """
     if device != "cpu":
         return 1
     if settings.model_lanes:
         return settings.model_lanes
-    return max(1, min(MAX_LANES, os.cpu_count() or 2))
+    return max(1, min(MAX_LANES, cpus or os.cpu_count() or 2))
 
 
-def model_threads(settings: Settings) -> int:
+def model_threads(settings: Settings, cpus: int | None = None) -> int:
     """Torch threads for each lane: the cores shared by the lanes (decoders mostly wait)."""
     if settings.torch_threads:
         return settings.torch_threads
-    return max(1, (os.cpu_count() or 2) // model_lanes(settings, "cpu"))
+    return max(1, (cpus or os.cpu_count() or 2) // model_lanes(settings, "cpu", cpus))

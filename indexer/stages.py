@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -94,6 +95,17 @@ class Decoded:
     photo: PhotoWrite
     source: VectorSource
     pixels: np.ndarray | None = field(default=None, repr=False)
+    vector: np.ndarray | None = field(default=None, repr=False)  # embedded elsewhere (Ray)
+
+
+class PhotoFacts(Protocol):
+    """What a row needs from a decoded photo (``DecodedPhoto``, or a worker's copy)."""
+
+    width: int
+    height: int
+    format: str
+    taken_at: float | None
+    camera: str | None
 
 
 Resolved = Failed | Touched | Moved | ToDecode
@@ -128,16 +140,21 @@ class DecodeStage:
             pixels = self.prepare(photo.image) if item.embed else None
         except ImageDecodeError as err:
             return Failed(work, str(err))
-        row = PhotoWrite(
-            work.root_id,
-            work.file.path,
-            len(data),
-            work.file.mtime_ns,
-            item.content_hash,
-            photo.width,
-            photo.height,
-            photo.format,
-            photo.taken_at,
-            photo.camera,
-        )
-        return Decoded(work, row, item.source, pixels)
+        return Decoded(work, photo_row(item, len(data), photo), item.source, pixels)
+
+
+def photo_row(item: ToDecode, size: int, photo: PhotoFacts) -> PhotoWrite:
+    """The row of a decoded file, from its decoded facts (here or on a Ray worker)."""
+    work = item.work
+    return PhotoWrite(
+        work.root_id,
+        work.file.path,
+        size,
+        work.file.mtime_ns,
+        item.content_hash,
+        photo.width,
+        photo.height,
+        photo.format,
+        photo.taken_at,
+        photo.camera,
+    )

@@ -27,8 +27,8 @@ from searchapp.indexer.commands import (
 )
 from searchapp.indexer.handoff import submit_request, wait_for_answer, withdraw_request
 from searchapp.indexer.lock import WriterLock
-from searchapp.indexer.pipeline import IndexRun, IndexStats, ProgressCallback
-from searchapp.model import ImageEncoder, LazyEmbedder
+from searchapp.indexer.pipeline import IndexRun, IndexStats, ProgressCallback, RemoteStage
+from searchapp.model import ImageEncoder, LazyEmbedder, resolve_spec
 from searchapp.plan import apply_root_observations, plan_changes
 from searchapp.store import RootRecord, Store
 from searchapp.vectors import open_index
@@ -51,6 +51,7 @@ class Writer:
         self.settings = settings
         self.lock = lock
         self.store = Store(settings.db_path)  # a damaged library fails first, in one line
+        self.remote: RemoteStage | None = None  # the Ray workers (--ray), opened on first use
         try:
             self.embedder = embedder or LazyEmbedder(settings)
             self.index = self._open_index()
@@ -67,6 +68,7 @@ class Writer:
         if isinstance(command, RemoveRoot):
             root, removed = self.remove_root(command.path)
             return Outcome(roots=(root,), removed_photos=removed)
+        self._open_remote()  # a cluster that cannot run fails before anything is written
         added = self.add_roots(command.add_roots)
         if not self.store.list_roots():
             raise RootError("no photo folders yet; add one with: searchapp index PATH")
@@ -85,11 +87,19 @@ class Writer:
         progress: ProgressCallback | None = None,
     ) -> IndexStats:
         """One indexing run over every root, or only ``paths``; the index is saved after."""
+        remote = self._open_remote()
         if retry_failed:
             self.store.clear_failures(paths)
         plan = plan_changes(self.store, self.embedder.model_id, paths)
         apply_root_observations(self.store, plan)
-        run = IndexRun(self.settings, self.store, self.embedder, self.index, checkpoint=self.save)
+        run = IndexRun(
+            self.settings,
+            self.store,
+            self.embedder,
+            self.index,
+            checkpoint=self.save,
+            remote=remote,
+        )
         try:
             stats = run.run(plan, progress, self.lock.kind)
         except BaseException as err:
@@ -103,6 +113,15 @@ class Writer:
             raise
         self._save_if_stale()
         return stats
+
+    def _open_remote(self) -> RemoteStage | None:
+        """The Ray stage of ``--ray`` (kept for this Writer's life), or None."""
+        if self.settings.ray_address and self.remote is None:
+            from searchapp.indexer.ray_executor import open_ray_stage  # imports Ray
+
+            spec = getattr(self.embedder, "spec", None) or resolve_spec(self.settings)
+            self.remote = open_ray_stage(self.settings, spec)
+        return self.remote
 
     def _save_if_stale(self) -> None:
         """Fit the index to its size (exact <-> approximate), then save it if out of date."""
@@ -144,7 +163,11 @@ class Writer:
         )
 
     def close(self) -> None:
-        self.store.close()
+        try:
+            if self.remote is not None:
+                self.remote.close()
+        finally:
+            self.store.close()
 
     def __enter__(self) -> Writer:
         return self

@@ -42,6 +42,11 @@ class Settings:
     max_upload_mb: int = 20
     ann_threshold: int = 200_000  # vectors from which search is approximate (IVF + SQ8)
     ui_secret: str = field(default="", repr=False)  # the page's access secret; never logged
+    # decode and embed on a Ray cluster: "" (no Ray), local, auto, HOST:PORT or ray://URL
+    ray_address: str = ""
+    # LOCAL=REMOTE pairs: where the workers see a folder of this machine (they read it there)
+    ray_shared_roots: tuple[str, ...] = ()
+    ray_node_ip: str = ""  # this machine's Ray node address ("": Ray's choice; see SCALING.md)
 
     @property
     def db_path(self) -> Path:
@@ -87,6 +92,9 @@ _ENV = {
     "max_upload_mb": "SEARCHAPP_MAX_UPLOAD_MB",
     "ann_threshold": "SEARCHAPP_ANN_THRESHOLD",
     "ui_secret": "SEARCHAPP_UI_SECRET",
+    "ray_address": "SEARCHAPP_RAY_ADDRESS",
+    "ray_shared_roots": "SEARCHAPP_RAY_SHARED_ROOTS",  # pairs separated by os.pathsep
+    "ray_node_ip": "SEARCHAPP_RAY_NODE_IP",
 }
 
 
@@ -111,6 +119,8 @@ def _parse(raw: str, type_name: object, var: str) -> object:
             return float(raw)
     except ValueError:
         raise ConfigError(f"{var}={raw!r} is not a number; unset it or give a number.") from None
+    if type_name == "tuple[str, ...]":
+        return tuple(part for part in raw.split(os.pathsep) if part)
     return raw
 
 
@@ -134,4 +144,11 @@ def validate_settings(s: Settings) -> Settings:
         raise ConfigError("the approximate-search threshold must be at least 1 vector.")
     if s.reconcile_interval_s <= 0:
         raise ConfigError("the reconcile interval must be a positive number of seconds.")
+    for pair in s.ray_shared_roots:
+        local, sep, remote = pair.partition("=")
+        if not sep or not os.path.isabs(local) or not os.path.isabs(remote):
+            raise ConfigError(
+                f"--ray-shared-root {pair!r} is not LOCAL=REMOTE; give two absolute folders, "
+                "e.g. /mnt/photos=/srv/photos."
+            )
     return s

@@ -75,3 +75,19 @@ class DamagedLibraryError(StoreError):
 
 class ReadOnlyLibraryError(StoreError):
     """The library cannot be written by this user (read-only folder or file)."""
+
+
+class RayError(SearchAppError):
+    """Indexing on a Ray cluster cannot start or go on (``--ray``)."""
+
+
+class RayUnavailableError(RayError):
+    """``--ray`` was asked for, but the optional ``searchapp[ray]`` extra is not installed."""
+
+
+class RayClusterError(RayError):
+    """The Ray cluster cannot be reached, has no workers, or went away mid-run."""
+
+
+class RayVersionError(RayError):
+    """A Ray worker's Python, torch, open_clip or searchapp differs from this machine's."""

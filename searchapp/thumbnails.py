@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,10 +23,24 @@ def write_thumbnail(thumbs_dir: Path, content_hash: str, image: Image.Image) -> 
     target = thumbnail_path(thumbs_dir, content_hash)
     if target.exists():
         return target
+    return write_thumbnail_bytes(thumbs_dir, content_hash, thumbnail_jpeg(image))
+
+
+def thumbnail_jpeg(image: Image.Image) -> bytes:
+    """The thumbnail's JPEG bytes (made where the image was decoded, e.g. a Ray worker)."""
     thumb = image.copy()
     thumb.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BILINEAR)
-    with atomic_writer(target) as f:
-        thumb.convert("RGB").save(f, "JPEG", quality=THUMB_QUALITY)
+    buf = io.BytesIO()
+    thumb.convert("RGB").save(buf, "JPEG", quality=THUMB_QUALITY)
+    return buf.getvalue()
+
+
+def write_thumbnail_bytes(thumbs_dir: Path, content_hash: str, data: bytes) -> Path:
+    """Write (atomically, once) a thumbnail made by :func:`thumbnail_jpeg`."""
+    target = thumbnail_path(thumbs_dir, content_hash)
+    if not target.exists():
+        with atomic_writer(target) as f:
+            f.write(data)
     return target
 
 

@@ -41,6 +41,9 @@ def _live_progress(library: Library) -> None:
         st.rerun(scope="app")
         return
     who = f"searchapp {holder.kind} (pid {holder.pid})"
+    workers = (run.stats or {}).get("workers")
+    if workers:
+        who += f" on {workers} Ray worker(s)"
     elapsed = max((run.heartbeat_at or time.time()) - run.started_at, 1e-6)
     rate = run.done / elapsed
     fraction = run.done / run.total if run.total else 0.0
@@ -107,6 +110,8 @@ def _describe_run(run: RunRecord | None) -> str:
         return "Last indexing run: never"
     started = datetime.fromtimestamp(run.started_at).strftime("%Y-%m-%d %H:%M:%S")
     text = f"Last indexing run: {run.kind}, {run.state}, started {started}"
+    if (run.stats or {}).get("workers"):
+        text += f", on {run.stats['workers']} Ray worker(s)"
     if run.finished_at:
         text += f", took {run.finished_at - run.started_at:.1f} s"
     stats = run.stats or {}
