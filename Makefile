@@ -1,6 +1,7 @@
 # Two entry points on a fresh machine:
 #   make run [PHOTOS=~/Pictures] [WEIGHTS=random]   set up, index the photos, search them
-#   make test                                       set up and run the test suite
+#   make check                                      set up and run every test (what CI runs)
+#   make test                                       the same without the Ray cluster tests
 PYTHON ?= python3
 VENV ?= .venv
 PHOTOS ?= data
@@ -8,7 +9,7 @@ QUERY ?= a photo of a cat
 PY := $(VENV)/bin/python
 WEIGHTS_FLAG := $(if $(WEIGHTS),--weights $(WEIGHTS),)
 
-.PHONY: run test setup lint clean
+.PHONY: run check test test-ray setup lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +25,13 @@ run: setup
 
 test: setup
 	$(VENV)/bin/ruff check .
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n auto --dist loadfile
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n auto --dist loadfile -m "not ray"
+
+check: test test-ray
+
+# Ray clusters on loopback (searchapp index --ray): minutes of start-ups, run on their own
+test-ray: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m ray
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -28,7 +28,7 @@ from tests.ray_cluster import Cluster, free_port
 from tests.test_crash import check_library, committed_hashes, embedded_in, make_library
 from tests.test_hostile import bad_files, odd_images
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(600)]
 
 BATCH = 4  # small batches: a run lasts long enough to be hit in its middle
 
