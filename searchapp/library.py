@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from searchapp import browse, recent
 from searchapp.access import PREVIEW_SIDE, guarded_original, preview_jpeg
 from searchapp.activity import WriterInfo, read_writer
+from searchapp.browse import FolderOption, PhotoInfo, Tile, TimelinePage
 from searchapp.config import Settings
-from searchapp.errors import PhotoNotFoundError, QueryError
+from searchapp.errors import PhotoNotFoundError, QueryError, SearchAppError
 from searchapp.live_index import LiveIndex
 from searchapp.plan import PendingFiles, count_pending
 from searchapp.query import QueryPart, describe_parts, parse_query
@@ -341,6 +343,56 @@ class Library:
         """A JPEG of an indexed photo (through :meth:`photo_file`), long side <= max_side."""
         return preview_jpeg(self.photo_file(path), max_side)
 
+    # ------------------------------------------------------------ the photo app's grid
+    def timeline(
+        self, flt: PhotoFilter | None = None, offset: int = 0, limit: int = 200
+    ) -> TimelinePage:
+        """Every photo newest first by date taken (undated last), each content once."""
+        if not self.exists:
+            return TimelinePage([], 0, offset)
+        return browse.timeline(self.store, flt, offset, limit)
+
+    def tiles(self, results: list[SearchResult]) -> list[Tile]:
+        """Search results as grid tiles: files with the same content folded into the first."""
+        records = self.store.get_photos([r.photo_id for r in results])
+        ranked = [(records[r.photo_id], r.score) for r in results if r.photo_id in records]
+        return browse.fold_copies(self.store, ranked)
+
+    def name_tiles(self, text: str, flt: PhotoFilter | None = None, limit: int = 200) -> list[Tile]:
+        """Photos whose file or folder name contains ``text``, when it looks like a name
+        (``IMG_2041``, ``2023/Juli``; see :func:`browse.name_fragment`); else none."""
+        fragment = browse.name_fragment(text)
+        return [] if fragment is None else browse.name_tiles(self.store, fragment, flt, limit)
+
+    def folder_options(self) -> list[FolderOption]:
+        """Folders (parents included) with photo counts, labelled below their root."""
+        return browse.folder_options(self.store) if self.exists else []
+
+    def photo_info(self, photo_id: int) -> PhotoInfo | None:
+        """The viewer's details of one photo: relative path, copies, GPS when present."""
+        record = self.photo(photo_id)
+        if record is None:
+            return None
+        try:
+            original = self.photo_file(record.path)
+        except SearchAppError:  # gone or offline: the details still show, without GPS
+            original = None
+        return browse.photo_info(self.store, record, original)
+
+    def missing_thumbnails(self) -> list[str]:
+        """Content hashes of indexed photos whose cached thumbnail is not on disk."""
+        if not self.exists:
+            return []
+        return [h for h in self.store.indexed_hashes() if self.thumbnail(h) is None]
+
+    def recent_searches(self) -> list[dict[str, str]]:
+        """The last searches made on this library, newest first (see :mod:`recent`)."""
+        return recent.read_recent(self.settings.data_dir)
+
+    def remember_search(self, search: dict[str, str]) -> list[dict[str, str]]:
+        """Keep ``search`` (the page's URL state) first among the recent searches."""
+        return recent.remember(self.settings.data_dir, search)
+
     # ------------------------------------------------------------ status
     def status(self, *, failures: int | None = None, pending: bool = True) -> StatusReport:
         """The one status report (CLI text, ``--json`` and the page).
@@ -392,6 +444,10 @@ def _result(rank: int, score: float, p: PhotoRecord) -> SearchResult:
 
 __all__ = [
     "Facets",
+    "FolderOption",
+    "PhotoInfo",
+    "Tile",
+    "TimelinePage",
     "Library",
     "PendingFiles",
     "PhotoFilter",

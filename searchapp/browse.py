@@ -1,0 +1,231 @@
+"""Browsing a library: tiles for the grid (copies folded into one), the timeline, folder
+choices with counts, file-name matches, and one photo's details for the viewer.
+
+Pure functions over the store's browsing reads (:mod:`searchapp.store_browse`);
+:class:`searchapp.library.Library` exposes them to front-ends.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
+
+from PIL import Image
+
+from searchapp.records import PhotoFilter, PhotoRecord
+
+if TYPE_CHECKING:
+    from searchapp.store import Store
+
+NO_DATE = "No date"
+# A query "looks like a name" when it is one token with a digit, an underscore, a slash or
+# a file extension: IMG_2041, DSC01234.JPG, 2023/Juli. Plain words go to the model only.
+_NAME_TOKEN = re.compile(r"^[^\s+:]*([0-9_/\\]|\.[A-Za-z]{3,4}$)[^\s+:]*$")
+_GPS_IFD = 0x8825
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile of the grid: a photo, or one content held by ``copies`` files."""
+
+    photo_id: int
+    content_hash: str | None
+    path: str
+    relative: str  # the path below its photo folder (root)
+    taken_at: float | None
+    width: int | None
+    height: int | None
+    size: int
+    format: str | None
+    copies: int = 1
+    score: float | None = None  # None on the timeline and for name matches
+    by_name: bool = False  # found by its file or folder name
+
+    @property
+    def month(self) -> str:
+        """The timeline's group header: "March 2024", or "No date"."""
+        return month_label(self.taken_at)
+
+    def as_dict(self) -> dict:
+        return {**self.__dict__, "month": self.month}
+
+
+@dataclass(frozen=True)
+class TimelinePage:
+    """All photos newest first (copies folded), one page of it."""
+
+    tiles: list[Tile]
+    total: int
+    offset: int
+
+    @property
+    def has_more(self) -> bool:
+        return self.offset + len(self.tiles) < self.total
+
+
+@dataclass(frozen=True)
+class FolderOption:
+    """A folder to filter by: its photos (its own and below), and how to show its path."""
+
+    path: str
+    label: str  # the root's name, then the path below it: "Pictures/2023/Juli"
+    count: int
+
+
+@dataclass(frozen=True)
+class PhotoInfo:
+    """What the viewer's side panel shows of one photo."""
+
+    record: PhotoRecord
+    relative: str
+    root: str | None
+    copies: list[str] = field(default_factory=list)
+    gps: tuple[float, float] | None = None
+
+
+def month_label(taken_at: float | None) -> str:
+    return datetime.fromtimestamp(taken_at).strftime("%B %Y") if taken_at else NO_DATE
+
+
+def root_paths(store: Store) -> dict[int, str]:
+    return {r.id: r.path for r in store.list_roots()}
+
+
+def relative_path(path: str, root: str | None) -> str:
+    """``path`` below ``root`` (the root's own name first), or the path as it is."""
+    if root is None:
+        return path
+    try:
+        rel = PurePath(path).relative_to(root)
+    except ValueError:
+        return path
+    name = PurePath(root).name or root
+    return str(PurePath(name) / rel) if str(rel) != "." else name
+
+
+def tile_of(record: PhotoRecord, roots: dict[int, str], copies: int = 1, **extra: object) -> Tile:
+    return Tile(
+        record.id, record.content_hash, record.path,
+        relative_path(record.path, roots.get(record.root_id)), record.taken_at,
+        record.width, record.height, record.size, record.format, copies, **extra,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def fold_copies(store: Store, ranked: list[tuple[PhotoRecord, float | None]]) -> list[Tile]:
+    """Ranked photos as tiles, each content once (at its best rank), with its copy count."""
+    roots = root_paths(store)
+    hashes = sorted({r.content_hash for r, _ in ranked if r.content_hash})
+    counts = store.copy_counts(hashes) if hashes else {}
+    seen: set[str] = set()
+    tiles = []
+    for record, score in ranked:
+        key = record.content_hash or f"id:{record.id}"
+        if key in seen:
+            continue
+        seen.add(key)
+        tiles.append(tile_of(record, roots, counts.get(key, 1), score=score))
+    return tiles
+
+
+def timeline(store: Store, flt: PhotoFilter | None, offset: int, limit: int) -> TimelinePage:
+    """One page of every photo newest first, copies folded (see ``Store.timeline_ids``)."""
+    page, total = store.timeline_ids(flt, offset, limit)
+    records = store.get_photos([pid for pid, _ in page])
+    roots = root_paths(store)
+    tiles = [tile_of(records[pid], roots, n) for pid, n in page if pid in records]
+    return TimelinePage(tiles, total, offset)
+
+
+def folder_options(store: Store) -> list[FolderOption]:
+    """Every folder holding photos and every parent up to its root, with photo counts
+    (its own and below), sorted by label so a type-ahead finds ``2023/Juli`` by ``juli``."""
+    totals: dict[str, int] = {}
+    labels: dict[str, str] = {}
+    for root, folder, n in store.folder_counts():
+        path = PurePath(folder)
+        while True:
+            key = str(path)
+            totals[key] = totals.get(key, 0) + n
+            labels.setdefault(key, relative_path(key, root))
+            if key == root or path.parent == path or not str(path).startswith(root):
+                break
+            path = path.parent
+    options = [FolderOption(p, labels[p], totals[p]) for p in totals]
+    return sorted(options, key=lambda o: o.label.lower())
+
+
+def name_fragment(text: str) -> str | None:
+    """The part of a query to match against file and folder names, if it looks like one."""
+    text = text.strip()
+    return text if text and _NAME_TOKEN.match(text) else None
+
+
+def name_tiles(store: Store, fragment: str, flt: PhotoFilter | None, limit: int) -> list[Tile]:
+    """Photos whose path below its root contains ``fragment``, copies folded."""
+    ids = store.name_matches(fragment, flt, limit)
+    records = store.get_photos(ids)
+    roots = root_paths(store)
+    needle = fragment.lower().replace("\\", "/")
+    ranked = [
+        (records[i], None)
+        for i in ids
+        if i in records and needle in _below_root(records[i], roots).lower()
+    ]
+    return [Tile(**{**t.__dict__, "by_name": True}) for t in fold_copies(store, ranked)]
+
+
+def _below_root(record: PhotoRecord, roots: dict[int, str]) -> str:
+    root = roots.get(record.root_id)
+    return record.path[len(root) :] if root and record.path.startswith(root) else record.path
+
+
+def photo_info(store: Store, record: PhotoRecord, original: Path | None) -> PhotoInfo:
+    """The viewer's details: relative path, the other copies, GPS read from the original."""
+    roots = root_paths(store)
+    root = roots.get(record.root_id)
+    copies = store.copies_of(record.content_hash) if record.content_hash else [record]
+    gps = read_gps(original) if original is not None else None
+    rel = relative_path(record.path, root)
+    return PhotoInfo(record, rel, root, [c.path for c in copies], gps)
+
+
+def read_gps(path: Path) -> tuple[float, float] | None:
+    """Latitude and longitude from a photo's EXIF, or None (headers only, pixels unread)."""
+    try:
+        with Image.open(path) as im:
+            gps = im.getexif().get_ifd(_GPS_IFD)
+    except Exception:  # noqa: BLE001 - a broken header only means no coordinates
+        return None
+    try:
+        lat = _degrees(gps[2], gps.get(1, "N") in ("S", b"S"))
+        lon = _degrees(gps[4], gps.get(3, "E") in ("W", b"W"))
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, IndexError):
+        return None
+    return round(lat, 6), round(lon, 6)
+
+
+def _degrees(dms: tuple, negative: bool) -> float:
+    d, m, s = (float(x) for x in dms)
+    value = d + m / 60 + s / 3600
+    return -value if negative else value
+
+
+__all__ = [
+    "NO_DATE",
+    "FolderOption",
+    "PhotoInfo",
+    "Tile",
+    "TimelinePage",
+    "fold_copies",
+    "folder_options",
+    "month_label",
+    "name_fragment",
+    "name_tiles",
+    "photo_info",
+    "read_gps",
+    "relative_path",
+    "timeline",
+]
