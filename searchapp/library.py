@@ -98,6 +98,7 @@ class Library:
         self._store: Store | None = None
         self._live: LiveIndex | None = None
         self._lock = threading.Lock()
+        self._model_lock = threading.Lock()  # one load, even when a warm-up thread races
         self._encoder = QueryEncoder(
             lambda: self.embedder,
             lambda pid: self.store.photo_vector(pid, self.model_id),
@@ -126,11 +127,12 @@ class Library:
     @property
     def embedder(self) -> ClipEmbedder:
         """The model, loaded (once per process and configuration) on first use."""
-        if self._embedder is None:
-            from searchapp.model import load_embedder
+        with self._model_lock:
+            if self._embedder is None:
+                from searchapp.model import load_embedder
 
-            # front-ends say "random weights" their own way (stderr line, page banner)
-            self._embedder = load_embedder(self.settings, announce=False)
+                # front-ends say "random weights" their own way (stderr line, page banner)
+                self._embedder = load_embedder(self.settings, announce=False)
         return self._embedder
 
     @property
