@@ -152,7 +152,7 @@ def holds_photos(root: str, time_limit_s: float = 3.0) -> bool | None:
     import time
 
     deadline = time.monotonic() + time_limit_s
-    for folder, dirs, files in os.walk(root):
+    for _folder, dirs, files in os.walk(root):
         if any(wanted_name(name) for name in files):
             return True
         dirs[:] = [d for d in dirs if wanted_name(d, is_dir=True)]

@@ -42,10 +42,14 @@ def show_filters(library: Library) -> PhotoFilter | None:
     generation = library.generation()
     with st.sidebar:
         st.header("Sort")
-        st.selectbox("Sort by", SORTS, format_func=SORT_LABELS.__getitem__, key="sort",
-                     help="Best match applies to searches; the timeline is always newest first.")  # fmt: skip
-        st.toggle("Show all results", key="show_all",
-                  help="Off: only results that stand out for this query. On: every photo, by match.")  # fmt: skip
+        st.selectbox(
+            "Sort by", SORTS, format_func=SORT_LABELS.__getitem__, key="sort",
+            help="Best match applies to searches; the timeline is always newest first.",
+        )  # fmt: skip
+        st.toggle(
+            "Show all results", key="show_all",
+            help="Off: only results that stand out for this query. On: every photo, by match.",
+        )  # fmt: skip
         st.header("Filters")
         folder = _folder_box(library, generation)
         facets = _facets(library, generation)

@@ -38,6 +38,8 @@ from searchapp.library import Library
 _HASH = re.compile(r"^[0-9a-f]{16,128}$")
 ZIP_MAX_PHOTOS = 500
 IMMUTABLE = "private, max-age=31536000, immutable"
+NO_STORE = {"Cache-Control": "no-store"}
+PREVIEW_CACHE = {"Cache-Control": "private, max-age=600"}
 # an original is served as the bytes it is, never as a page: no sniffing, no scripts
 _ORIGINAL_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -158,7 +160,7 @@ def zip_photos(request: Request) -> Response:
     return Response(
         out.getvalue(),
         media_type="application/zip",
-        headers={"Content-Disposition": 'attachment; filename="photos.zip"', "Cache-Control": "no-store"},
+        headers={"Content-Disposition": 'attachment; filename="photos.zip"', **NO_STORE},
     )  # fmt: skip
 
 
