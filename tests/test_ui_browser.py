@@ -123,7 +123,7 @@ def _loaded(page, selector: str) -> None:  # noqa: ANN001
 def test_landing_shows_the_timeline_with_copies_as_one_tile(page, served) -> None:  # noqa: ANN001
     expect = _expect()
     page.goto(served)
-    expect(page.get_by_text("Random model weights are in use")).to_be_visible()
+    expect(page.get_by_text("Random model weights (chosen by")).to_be_visible()
     expect(page.locator(".tile")).to_have_count(PHOTOS)
     expect(page.get_by_text(f"{PHOTOS} photos, newest first")).to_be_visible()
     expect(page.locator(".month")).to_have_text(["No date"])

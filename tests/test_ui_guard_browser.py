@@ -63,7 +63,7 @@ def test_rebinding_gets_no_app_and_media_needs_the_secret(chromium, locked) -> N
             assert page.locator('[data-testid="stApp"]').count() == 0
             page.get_by_label("Access secret").fill(SECRET)
             page.get_by_role("button", name="Open").click()
-            expect(page.get_by_text("Random model weights are in use")).to_be_visible(
+            expect(page.get_by_text("Random model weights (chosen by")).to_be_visible(
                 timeout=STEP_MS
             )
 

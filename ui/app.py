@@ -19,9 +19,8 @@ from searchapp.ui.search_view import show_photos
 from searchapp.ui.status_view import show_status
 
 RANDOM_BANNER = (
-    "Random model weights are in use (SEARCHAPP_WEIGHTS=random or --weights random): "
-    "searches by words or images carry no meaning; browsing, names and filters work. "
-    "To fix: unset SEARCHAPP_WEIGHTS and run `searchapp ui` for the pretrained MobileCLIP weights."
+    "Random model weights (chosen by SEARCHAPP_WEIGHTS=random or --weights random): searches "
+    "by words or images mean nothing. Fix: unset SEARCHAPP_WEIGHTS and run `searchapp ui`."
 )
 # A denser page: less padding around the grid, the title small.
 STYLE = """

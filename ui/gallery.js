@@ -6,6 +6,10 @@
 
 const STATE = new WeakMap();
 const NAME_CHARS = 26;
+// "more like this": two overlapping frames (inline SVG: no icon font, no emoji font needed)
+const LIKE_ICON = `<svg viewBox="0 0 20 20" width="14" height="14" aria-hidden="true"
+  fill="none" stroke="currentColor" stroke-width="1.8"><rect x="2" y="6" width="10" height="10"
+  rx="2"/><rect x="8" y="2" width="10" height="10" rx="2"/></svg>`;
 
 export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
@@ -108,7 +112,7 @@ function appendTile(st, tile, index) {
       title="${escapeHtml(hint(tile))}"><img alt="" loading="lazy" decoding="async"></button>
     <span class="name">${escapeHtml(middle(name, NAME_CHARS))}</span>
     <label class="pick" title="Select"><input type="checkbox" aria-label="Select ${escapeHtml(name)}"></label>
-    <button type="button" class="like" title="More like this" aria-label="More like ${escapeHtml(name)}">&#x2728;</button>`;
+    <button type="button" class="like" title="More like this" aria-label="More like ${escapeHtml(name)}">${LIKE_ICON}</button>`;
   if (tile.copies > 1) {
     const badge = document.createElement("span");
     badge.className = "copies";
