@@ -211,7 +211,8 @@ def test_keyboard_alone_searches_opens_and_closes_a_photo(page, served) -> None:
         page.keyboard.press("Tab")
         focused = page.evaluate(
             "() => { let a = document.activeElement;"
-            " while (a && a.shadowRoot && a.shadowRoot.activeElement) a = a.shadowRoot.activeElement;"
+            " while (a && a.shadowRoot && a.shadowRoot.activeElement)"
+            "   a = a.shadowRoot.activeElement;"
             " return a ? a.className : ''; }"
         )
         if focused == "open":
