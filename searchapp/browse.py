@@ -226,6 +226,33 @@ __all__ = [
     "name_tiles",
     "photo_info",
     "read_gps",
+    "rebuild_thumbnails",
     "relative_path",
     "timeline",
 ]
+
+
+def rebuild_thumbnails(store: Store, thumbs_dir: Path, hashes: list[str]) -> tuple[int, int]:
+    """Decode one original per content hash and write its missing thumbnail.
+
+    Only the thumbnail cache is written (derived data, like the index file); originals are
+    read through the access guard. Returns (rebuilt, could not be read).
+    """
+    from searchapp.access import guarded_original
+    from searchapp.decoder import load_photo
+    from searchapp.errors import SearchAppError
+    from searchapp.thumbnails import THUMB_SIZE, write_thumbnail
+
+    done = failed = 0
+    for content_hash in hashes:
+        for record in store.copies_of(content_hash):
+            try:
+                image = load_photo(guarded_original(store, record.path), THUMB_SIZE).image
+            except (SearchAppError, OSError, ValueError):
+                continue
+            write_thumbnail(thumbs_dir, content_hash, image)
+            done += 1
+            break
+        else:
+            failed += 1
+    return done, failed

@@ -387,6 +387,11 @@ class Library:
             return []
         return [h for h in self.store.indexed_hashes() if self.thumbnail(h) is None]
 
+    def rebuild_thumbnails(self, hashes: list[str]) -> tuple[int, int]:
+        """Write the missing thumbnails of these contents from their originals (the
+        thumbnail cache only, never the store): (rebuilt, unreadable)."""
+        return browse.rebuild_thumbnails(self.store, self.settings.thumbs_dir, hashes)
+
     def recent_searches(self) -> list[dict[str, str]]:
         """The last searches made on this library, newest first (see :mod:`recent`)."""
         return recent.read_recent(self.settings.data_dir)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from searchapp.config import load_settings
 from tests.conftest import DATA
-from tests.helpers import index_once
+from tests.helpers import index_once, wait_for
 
 st_testing = pytest.importorskip("streamlit.testing.v1")
 
@@ -284,7 +284,7 @@ def test_status_lists_failed_files_and_retries_them(
     (photos / "coins.png").unlink()
     at = _app(monkeypatch, settings.data_dir)
     at.session_state["tab"] = "Status"
-    at.run()
+    _status_checked(at)
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Indexed"] == "16" and metrics["Failed"] == "1", metrics
@@ -302,10 +302,43 @@ def test_status_lists_failed_files_and_retries_them(
     at.button(key="retry").click().run()
     assert not at.exception
     assert "Indexing finished: added 1" in _texts(at), _texts(at)
+    _status_checked(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Indexed"] == "17" and metrics["Failed"] == "0"
     assert metrics["Pending"] == "1"  # retry read only the failed file
     assert not at.dataframe
+
+
+def _status_checked(at) -> None:  # noqa: ANN001
+    """Run the status tab until its background folder check has reported (the tab shows
+    "…" for pending files until then; in the browser a fragment reruns it)."""
+
+    def reported() -> bool:
+        at.run()
+        return {m.label: m.value for m in at.metric}.get("Pending") not in (None, "…")
+
+    wait_for(reported, "the status tab's folder check", timeout_s=60)
+
+
+def test_status_counts_missing_thumbnails_and_rebuilds_them(
+    monkeypatch, settings, embedder, photos
+) -> None:  # noqa: ANN001
+    from searchapp.library import Library
+
+    index_once(settings, embedder, photos)
+    library = Library(settings, embedder)
+    victim = library.timeline().tiles[0]
+    thumb = library.thumbnail(victim.content_hash)
+    thumb.unlink()
+    at = _app(monkeypatch, settings.data_dir)
+    at.session_state["tab"] = "Status"
+    _status_checked(at)
+    assert any("1 photo has no thumbnail" in w.value for w in at.warning), _texts(at)
+    at.button(key="rebuild-thumbs").click().run()
+    assert not at.exception
+    assert thumb.exists() and "Rebuilt 1 thumbnails." in _texts(at)
+    _status_checked(at)
+    assert not any("no thumbnail" in w.value for w in at.warning)
 
 
 def test_status_says_a_missing_index_file_is_rebuilt(

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -69,7 +70,7 @@ def served(tmp_path_factory, pixel_embedder):  # noqa: ANN001, ANN201
     env = {"HOME": str(base), **PIXELS_ENV}
     proc = start_page(settings.data_dir, port, base / "server.log", env)
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", settings=settings)
     finally:
         stop_group(proc)
 
@@ -122,7 +123,7 @@ def _loaded(page, selector: str) -> None:  # noqa: ANN001
 
 def test_landing_shows_the_timeline_with_copies_as_one_tile(page, served) -> None:  # noqa: ANN001
     expect = _expect()
-    page.goto(served)
+    page.goto(served.url)
     expect(page.get_by_text("Random model weights (chosen by")).to_be_visible()
     expect(page.locator(".tile")).to_have_count(PHOTOS)
     expect(page.get_by_text(f"{PHOTOS} photos, newest first")).to_be_visible()
@@ -139,7 +140,7 @@ def test_landing_shows_the_timeline_with_copies_as_one_tile(page, served) -> Non
 
 def test_viewer_opens_on_click_and_arrow_keys_step(page, served) -> None:  # noqa: ANN001
     expect = _expect()
-    page.goto(served)
+    page.goto(served.url)
     tiles = page.locator(".tile")
     expect(tiles).to_have_count(PHOTOS)
     ids = tiles.evaluate_all("ts => ts.map(t => t.dataset.id)")
@@ -161,7 +162,7 @@ def test_viewer_opens_on_click_and_arrow_keys_step(page, served) -> None:  # noq
 
 def test_the_url_restores_a_search_after_reload(page, served) -> None:  # noqa: ANN001
     expect = _expect()
-    page.goto(served)
+    page.goto(served.url)
     box = page.get_by_role("textbox", name="Search your photos")
     box.fill("coffee")
     box.press("Enter")
@@ -184,7 +185,7 @@ def test_the_url_restores_a_search_after_reload(page, served) -> None:  # noqa: 
 
 def test_the_folder_filter_finds_a_folder_by_part_of_its_name(page, served) -> None:  # noqa: ANN001
     expect = _expect()
-    page.goto(served)
+    page.goto(served.url)
     expect(page.locator(".tile")).to_have_count(PHOTOS)
     page.get_by_test_id("stExpandSidebarButton").click()
     folder = page.get_by_test_id("stSelectbox").filter(has_text="Folder")
@@ -200,7 +201,7 @@ def test_the_folder_filter_finds_a_folder_by_part_of_its_name(page, served) -> N
 
 def test_keyboard_alone_searches_opens_and_closes_a_photo(page, served) -> None:  # noqa: ANN001
     expect = _expect()
-    page.goto(served)
+    page.goto(served.url)
     expect(page.locator(".tile")).to_have_count(PHOTOS)
     page.keyboard.press("/")  # jumps to the search box
     page.keyboard.type("rocket")
@@ -232,7 +233,7 @@ def test_phone_width_shows_two_or_three_per_row(browser, served) -> None:  # noq
     try:
         page = context.new_page()
         page.set_default_timeout(STEP_MS)
-        page.goto(served)
+        page.goto(served.url)
         expect(page.locator(".tile")).to_have_count(PHOTOS)
         _loaded(page, ".tile img")
         tops = page.locator(".tile").evaluate_all(
@@ -246,3 +247,24 @@ def test_phone_width_shows_two_or_three_per_row(browser, served) -> None:  # noq
         page.screenshot(path=str(_shots_dir() / "timeline-390x844.png"))
     finally:
         context.close()
+
+
+def test_a_photo_without_a_thumbnail_gets_a_placeholder_tile(page, served) -> None:  # noqa: ANN001
+    from searchapp.library import Library
+
+    expect = _expect()
+    library = Library(served.settings)
+    victim = library.timeline().tiles[3]
+    thumb = library.thumbnail(victim.content_hash)
+    data = thumb.read_bytes()
+    thumb.unlink()
+    try:
+        page.goto(served.url)
+        tile = page.locator(f'.tile[data-id="{victim.photo_id}"]')
+        expect(tile).to_have_class(re.compile(r"\bmissing\b"))
+        expect(page.locator(".tile.missing")).to_have_count(1)
+        box = tile.bounding_box()
+        assert box is not None and box["height"] > 60, "a full-size tile, not a grey line"
+    finally:
+        thumb.write_bytes(data)
+        library.close()

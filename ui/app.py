@@ -15,6 +15,7 @@ from searchapp.config import Settings, load_settings
 from searchapp.errors import SearchAppError
 from searchapp.ui.indexing import add_folder_form, show_flash
 from searchapp.ui.resources import get_library, start_warm_up
+from searchapp.ui.search_view import SHOWN as PHOTOS_SHOWN
 from searchapp.ui.search_view import show_photos
 from searchapp.ui.status_view import show_status
 
@@ -66,6 +67,7 @@ def main() -> None:
             show_photos(library)
     with status_tab:
         if status_tab.open:
+            st.session_state[PHOTOS_SHOWN] = False  # the photos tab refills from the URL
             show_status(library, settings)
 
 

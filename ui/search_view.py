@@ -34,6 +34,7 @@ WIDGETS = {
     "when": "when", "types": "types", "min_side": "min_side", "like_weight": "lw",
 }  # fmt: skip
 GRID = "grid"
+SHOWN = "_photos_shown"  # False while another tab is open (app.py clears it)
 
 
 # ---------------------------------------------------------------- URL <-> widgets
@@ -42,7 +43,9 @@ def sync_from_url() -> None:
     (first open, Back, a pasted link), else only those another tab's run dropped."""
     params = st.query_params.to_dict()
     state = from_params(params)
-    changed = params != st.session_state.get("_url")
+    # back from another tab: Streamlit dropped (or blanked) the widgets it did not draw
+    returning = not st.session_state.get(SHOWN, False)
+    changed = returning or params != st.session_state.get("_url")
     for key, name in WIDGETS.items():
         if changed or key not in st.session_state:
             value = getattr(state, name)
@@ -113,6 +116,7 @@ def _pick_recent(recent: list[dict[str, str]]) -> None:
 def show_photos(library: Library) -> None:
     """Search bar, then the timeline or the results."""
     sync_from_url()
+    st.session_state[SHOWN] = True
     flt = show_filters(library)
     parts, upload_key, names = _search_bar(library)
     state = current_state()
