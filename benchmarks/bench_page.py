@@ -136,7 +136,10 @@ HELPERS = """() => {
     window.__gridRoot = host ? host.shadowRoot : null;
     return window.__gridRoot;
   };
-  window.__tiles = () => { const g = window.__grid(); return g ? [...g.querySelectorAll('.tile')] : []; };
+  window.__tiles = () => {
+    const g = window.__grid();
+    return g ? [...g.querySelectorAll('.tile')] : [];
+  };
   window.__decoded = (n) => { const t = window.__tiles().slice(0, n);
     return t.length > 0 && t.every(x => { const i = x.querySelector('img');
       return i.complete && i.naturalWidth > 0; }); };
