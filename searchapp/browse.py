@@ -130,13 +130,35 @@ def fold_copies(store: Store, ranked: list[tuple[PhotoRecord, float | None]]) ->
     return tiles
 
 
-def timeline(store: Store, flt: PhotoFilter | None, offset: int, limit: int) -> TimelinePage:
-    """One page of every photo newest first, copies folded (see ``Store.timeline_ids``)."""
-    page, total = store.timeline_ids(flt, offset, limit)
-    records = store.get_photos([pid for pid, _ in page])
+def timeline(
+    store: Store, flt: PhotoFilter | None, offset: int, limit: int, total: int
+) -> TimelinePage:
+    """One page of every photo newest first, each content once (at its newest file).
+
+    Reads rows in date order until the page (and one more, for ``has_more``) is folded
+    together; ``total`` (distinct contents) is the caller's, which caches it.
+    """
+    want = offset + limit + 1
+    fetch = 2 * want + 64
+    while True:
+        rows = store.timeline_rows(flt, fetch)
+        firsts: dict[str, int] = {}
+        for pid, content_hash in rows:
+            firsts.setdefault(content_hash or f"id:{pid}", pid)
+        if len(firsts) >= want or len(rows) < fetch:
+            break
+        fetch *= 4
+    page_ids = list(firsts.values())[offset : offset + limit]
+    records = store.get_photos(page_ids)
+    hashes = [records[i].content_hash for i in page_ids if i in records]
+    counts = store.copy_counts([h for h in hashes if h])
     roots = root_paths(store)
-    tiles = [tile_of(records[pid], roots, n) for pid, n in page if pid in records]
-    return TimelinePage(tiles, total, offset)
+    tiles = [
+        tile_of(records[i], roots, counts.get(records[i].content_hash or "", 1))
+        for i in page_ids
+        if i in records
+    ]
+    return TimelinePage(tiles, max(total, offset + len(tiles)), offset)
 
 
 def folder_options(store: Store) -> list[FolderOption]:

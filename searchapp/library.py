@@ -34,7 +34,7 @@ from searchapp.query_encoder import QueryEncoder
 from searchapp.relevance import CUTOFF_POOL, relevant_count, sort_by_date
 from searchapp.status import StatusReport, build_status
 from searchapp.store import PhotoFilter, PhotoRecord, RootRecord, RunRecord, Store
-from searchapp.thumbnails import thumbnail_path
+from searchapp.thumbnails import thumbnail_path, thumbnails_missing
 from searchapp.vectors import VectorIndex
 
 if TYPE_CHECKING:
@@ -99,6 +99,7 @@ class Library:
         self._live: LiveIndex | None = None
         self._lock = threading.Lock()
         self._model_lock = threading.Lock()  # one load, even when a warm-up thread races
+        self._totals: dict[tuple, int] = {}  # timeline sizes by (generation, filter)
         self._encoder = QueryEncoder(
             lambda: self.embedder,
             lambda pid: self.store.photo_vector(pid, self.model_id),
@@ -352,7 +353,11 @@ class Library:
         """Every photo newest first by date taken (undated last), each content once."""
         if not self.exists:
             return TimelinePage([], 0, offset)
-        return browse.timeline(self.store, flt, offset, limit)
+        key = (self.generation(), flt)
+        if key not in self._totals:  # a count over every row: once per library state
+            self._totals = {key: self.store.timeline_total(flt), **self._totals}
+            self._totals = dict(list(self._totals.items())[:16])
+        return browse.timeline(self.store, flt, offset, limit, self._totals[key])
 
     def tiles(self, results: list[SearchResult]) -> list[Tile]:
         """Search results as grid tiles: files with the same content folded into the first."""
@@ -385,7 +390,7 @@ class Library:
         """Content hashes of indexed photos whose cached thumbnail is not on disk."""
         if not self.exists:
             return []
-        return [h for h in self.store.indexed_hashes() if self.thumbnail(h) is None]
+        return thumbnails_missing(self.settings.thumbs_dir, self.store.indexed_hashes())
 
     def rebuild_thumbnails(self, hashes: list[str]) -> tuple[int, int]:
         """Write the missing thumbnails of these contents from their originals (the

@@ -24,23 +24,24 @@ class BrowseQueries:
 
     _session: Callable[[], AbstractContextManager[Session]]
 
-    def timeline_ids(
-        self, flt: PhotoFilter | None, offset: int, limit: int
-    ) -> tuple[list[tuple[int, int]], int]:
-        """One page of ``(photo id, copies)``, newest first by date taken, undated last.
-
-        Files with the same content are one entry: the lowest id stands for them all. The
-        second value is how many entries the whole (filtered) timeline has.
-        """
-        taken = func.max(PhotoRow.taken_at)
-        pid = func.min(PhotoRow.id)
-        q = filtered(select(pid, func.count(), taken), flt).group_by(PhotoRow.content_hash)
-        q = q.order_by(taken.is_(None), taken.desc(), pid.desc()).offset(offset).limit(limit)
-        total_q = filtered(select(func.count(func.distinct(PhotoRow.content_hash))), flt)
+    def timeline_rows(self, flt: PhotoFilter | None, limit: int) -> list[tuple[int, str | None]]:
+        """The first ``limit`` ``(photo id, content hash)`` of every photo newest first by
+        date taken, then the undated ones (newest id first); read along the date index."""
+        base = filtered(select(PhotoRow.id, PhotoRow.content_hash), flt, by_date=True)
+        dated = base.where(PhotoRow.taken_at.is_not(None))
+        dated = dated.order_by(PhotoRow.taken_at.desc(), PhotoRow.id.desc()).limit(limit)
         with self._session() as s:
-            page = [(int(i), int(n)) for i, n, _ in s.execute(q)]
-            total = int(s.scalar(total_q) or 0)
-        return page, total
+            rows = [(int(i), h) for i, h in s.execute(dated)]
+            if len(rows) < limit:
+                undated = base.where(PhotoRow.taken_at.is_(None)).order_by(PhotoRow.id.desc())
+                rows += [(int(i), h) for i, h in s.execute(undated.limit(limit - len(rows)))]
+        return rows
+
+    def timeline_total(self, flt: PhotoFilter | None) -> int:
+        """How many distinct contents the (filtered) timeline holds."""
+        q = filtered(select(func.count(func.distinct(PhotoRow.content_hash))), flt, by_date=True)
+        with self._session() as s:
+            return int(s.scalar(q) or 0)
 
     def copy_counts(self, hashes: Sequence[str]) -> dict[str, int]:
         """How many indexed files hold each content hash (1 for a photo without copies)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -27,6 +28,17 @@ def write_thumbnail(thumbs_dir: Path, content_hash: str, image: Image.Image) -> 
     with atomic_writer(target) as f:
         thumb.convert("RGB").save(f, "JPEG", quality=THUMB_QUALITY)
     return target
+
+
+def thumbnails_missing(thumbs_dir: Path, hashes: Iterable[str]) -> list[str]:
+    """The hashes among ``hashes`` without a cached thumbnail: one folder listing per
+    prefix folder instead of one stat per photo (100,000 stats take seconds)."""
+    present: set[str] = set()
+    if thumbs_dir.is_dir():
+        for sub in os.scandir(thumbs_dir):
+            if sub.is_dir(follow_symlinks=False):
+                present.update(e.name[:-4] for e in os.scandir(sub.path) if e.name.endswith(".jpg"))
+    return [h for h in hashes if h not in present]
 
 
 def remove_orphan_thumbnails(thumbs_dir: Path, keep: Iterable[str]) -> int:

@@ -27,12 +27,13 @@ _FILTER_NAMES = {
 }
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+# keyed by the library's generation: recomputed only when its contents change
+@st.cache_data(max_entries=4, show_spinner=False)
 def _folder_options(_library: Library, generation: int) -> list[FolderOption]:
     return _library.folder_options()
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+@st.cache_data(max_entries=4, show_spinner=False)
 def _facets(_library: Library, generation: int) -> Facets:
     return _library.facets()
 
