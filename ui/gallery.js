@@ -43,10 +43,7 @@ function setup(root, send) {
     sections: host.querySelector(".sections"), lastSection: null, lastMonth: null,
     viewer: null, index: -1, returnFocus: null,
   };
-  host.querySelector(".more").addEventListener("click", () => {
-    host.querySelector(".more").disabled = true;
-    st.send("action", { kind: "more", n: st.tiles.length });
-  });
+  host.querySelector(".more").addEventListener("click", () => showMore(st));
   host.querySelector(".selbar").addEventListener("click", (e) => selectionAction(st, e));
   st.onKey = (e) => onKey(st, e);
   document.addEventListener("keydown", st.onKey);
@@ -64,18 +61,39 @@ function render(st, data) {
     st.lastMonth = null;
     st.key = data.key;
     st.selected.clear();
+    st.shown = 0;
   }
   st.groups = !!data.groups;
-  const fresh = tiles.slice(st.tiles.length);
-  for (const tile of fresh) appendTile(st, tile, st.tiles.length);
-  st.tiles = tiles;
-  const more = st.host.querySelector(".more");
-  more.hidden = !data.has_more;
-  more.disabled = false;
-  more.textContent = data.more_label || "Load more";
-  st.host.dataset.count = String(tiles.length);
+  st.page = data.page || 120;
+  st.data = tiles;
+  st.hasMore = !!data.has_more;
+  st.asked = false;
+  st.shown = Math.max(st.shown, data.show || st.page);
+  reveal(st);
+  st.host.querySelector(".more").textContent = data.more_label || "Load more";
   updateSelection(st);
   if (st.viewer && st.index >= 0 && st.index < st.tiles.length) showInViewer(st, st.index);
+}
+
+// Python sends a page more than is shown: "load more" shows it at once, from here, and
+// asks Python for the next one in the background, so no click waits for a rerun.
+function showMore(st) {
+  st.shown += st.page;
+  reveal(st);
+  if (!st.asked && st.hasMore && st.data.length - st.shown < st.page) {
+    st.asked = true;
+    st.send("action", { kind: "more", shown: st.shown });
+  }
+}
+
+function reveal(st) {
+  const upto = Math.min(st.shown, st.data.length);
+  const start = st.tiles.length;
+  st.tiles = st.data.slice(0, Math.max(upto, start));
+  for (let i = start; i < upto; i++) appendTile(st, st.data[i], i);
+  const more = st.host.querySelector(".more");
+  more.hidden = !(st.data.length > st.tiles.length || st.hasMore);
+  st.host.dataset.count = String(st.tiles.length);
 }
 
 function samePrefix(old, tiles) {

@@ -43,10 +43,14 @@ def show_gallery(
     groups: bool,
     has_more: bool,
     on_action: Callable[[], None],
+    show: int,
+    page: int,
     more_label: str = "Load more",
 ) -> None:
-    """The grid of ``tiles``; ``grid_id`` names what they are (a new one starts a new grid,
-    the same one with more tiles appends to it). Month headers when ``groups``."""
+    """The grid of ``tiles``, the first ``show`` of them shown; "load more" shows ``page``
+    more at once from the rest and asks for the next ones (``more``) in the background.
+    ``grid_id`` names what the tiles are (a new one starts a new grid, the same one with
+    more tiles appends to it). Month headers when ``groups``."""
     _COMPONENT(
         key=key,
         data={

@@ -140,7 +140,7 @@ def show_photos(library: Library) -> None:
 
 def _timeline(library: Library, flt: PhotoFilter | None, state: SearchState) -> None:
     try:
-        page = library.timeline(flt, 0, PAGE * state.pages)
+        page = library.timeline(flt, 0, PAGE * (state.pages + 1))  # a page ahead
     except SearchAppError as err:
         st.error(str(err))
         return
@@ -149,8 +149,8 @@ def _timeline(library: Library, flt: PhotoFilter | None, state: SearchState) -> 
         explain_empty(library, flt)
         return
     grid_id = "timeline:" + repr(flt)
-    show_gallery(page.tiles, key=GRID, grid_id=grid_id, groups=True,
-                 has_more=page.has_more, on_action=_on_grid_action)  # fmt: skip
+    show_gallery(page.tiles, key=GRID, grid_id=grid_id, groups=True, has_more=page.has_more,
+                 on_action=_on_grid_action, show=PAGE * state.pages, page=PAGE)  # fmt: skip
 
 
 def _results(
@@ -160,7 +160,7 @@ def _results(
     state: SearchState,
     upload_key: str | None,
 ) -> None:
-    k = PAGE * state.pages
+    k = PAGE * (state.pages + 1)  # a page ahead: "load more" shows it without a rerun
     try:
         page = library.query(
             library.guard_parts(parts), k=k, flt=flt, cutoff=not state.all, sort=state.sort
@@ -177,8 +177,8 @@ def _results(
         explain_empty(library, flt)
         return
     grid_id = repr((state.without_paging(), upload_key))
-    show_gallery(tiles, key=GRID, grid_id=grid_id, groups=False,
-                 has_more=page.has_more, on_action=_on_grid_action)  # fmt: skip
+    show_gallery(tiles, key=GRID, grid_id=grid_id, groups=False, has_more=page.has_more,
+                 on_action=_on_grid_action, show=PAGE * state.pages, page=PAGE)  # fmt: skip
 
 
 def _merge(by_name: list[Tile], by_meaning: list[Tile]) -> list[Tile]:
