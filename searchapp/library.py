@@ -1,15 +1,11 @@
 """The read API: a photo library opened for searching, browsing and status.
 
 Front-ends (the CLI and the page) read only through :class:`Library`; the store and the
-vector index stay inside the core. A ``Library`` never writes: it is safe to hold open
-while another process indexes, and it follows the writer's saves (the index is reloaded
-when the store's generation moves on). The model loads on the first query that needs it
-(text or an image); "more like this" and status never load it.
-
-Queries are weighted parts (see :mod:`searchapp.query`); filters are applied inside
-FAISS (an id selector), so top-k is top-k of the filtered set. :meth:`Library.query`
-adds the page's needs: the per-query relevance cutoff (:mod:`searchapp.relevance`),
-sorting by date among the relevant results, paging, and "show all".
+vector index stay inside the core. A ``Library`` never writes the store: it is safe to hold
+open while another process indexes, and it follows the writer's saves. The model loads on
+the first query that needs it. Filters are applied inside FAISS (an id selector), so top-k
+is top-k of the filtered set; :meth:`Library.query` adds the relevance cutoff, date sorts,
+paging and "show all"; :mod:`searchapp.browse` the timeline and the grid's tiles.
 """
 
 from __future__ import annotations
@@ -366,8 +362,7 @@ class Library:
         return browse.fold_copies(self.store, ranked)
 
     def name_tiles(self, text: str, flt: PhotoFilter | None = None, limit: int = 200) -> list[Tile]:
-        """Photos whose file or folder name contains ``text``, when it looks like a name
-        (``IMG_2041``, ``2023/Juli``; see :func:`browse.name_fragment`); else none."""
+        """Photos whose path below its root holds ``text`` if it looks like a name."""
         fragment = browse.name_fragment(text)
         return [] if fragment is None else browse.name_tiles(self.store, fragment, flt, limit)
 
@@ -381,7 +376,7 @@ class Library:
         if record is None:
             return None
         try:
-            original = self.photo_file(record.path)
+            original: Path | None = self.photo_file(record.path)
         except SearchAppError:  # gone or offline: the details still show, without GPS
             original = None
         return browse.photo_info(self.store, record, original)
@@ -393,8 +388,7 @@ class Library:
         return thumbnails_missing(self.settings.thumbs_dir, self.store.indexed_hashes())
 
     def rebuild_thumbnails(self, hashes: list[str]) -> tuple[int, int]:
-        """Write the missing thumbnails of these contents from their originals (the
-        thumbnail cache only, never the store): (rebuilt, unreadable)."""
+        """Rewrite these contents' thumbnails (the cache only): (rebuilt, unreadable)."""
         return browse.rebuild_thumbnails(self.store, self.settings.thumbs_dir, hashes)
 
     def recent_searches(self) -> list[dict[str, str]]:
@@ -455,23 +449,7 @@ def _result(rank: int, score: float, p: PhotoRecord) -> SearchResult:
 
 
 __all__ = [
-    "Facets",
-    "FolderOption",
-    "PhotoInfo",
-    "Tile",
-    "TimelinePage",
-    "Library",
-    "PendingFiles",
-    "PhotoFilter",
-    "PhotoRecord",
-    "QueryPart",
-    "RootRecord",
-    "RunRecord",
-    "SORTS",
-    "SearchPage",
-    "SearchResult",
-    "StatusReport",
-    "WriterInfo",
-    "describe_parts",
-    "parse_query",
-]
+    "Facets", "FolderOption", "PhotoInfo", "Tile", "TimelinePage", "Library", "PendingFiles",
+    "PhotoFilter", "PhotoRecord", "QueryPart", "RootRecord", "RunRecord", "SORTS", "SearchPage",
+    "SearchResult", "StatusReport", "WriterInfo", "describe_parts", "parse_query",
+]  # fmt: skip
