@@ -8,11 +8,12 @@ Pure functions over the store's browsing reads (:mod:`searchapp.store_browse`);
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
+import numpy as np
 from PIL import Image
 
 from searchapp.records import PhotoFilter, PhotoRecord
@@ -43,6 +44,7 @@ class Tile:
     copies: int = 1
     score: float | None = None  # None on the timeline and for name matches
     by_name: bool = False  # found by its file or folder name
+    similar: int = 0  # near-identical photos folded into this tile (see fold_similar)
 
     @property
     def month(self) -> str:
@@ -130,6 +132,35 @@ def fold_copies(store: Store, ranked: list[tuple[PhotoRecord, float | None]]) ->
     return tiles
 
 
+SIMILAR_COSINE = 0.95  # resized or re-encoded copies and bursts; not merely the same scene
+
+
+def fold_similar(
+    store: Store, model_id: str, tiles: list[Tile], cosine: float = SIMILAR_COSINE
+) -> list[Tile]:
+    """Tiles with near-identical photos folded into the first of them (greedy, in order):
+    a tile whose vector is within ``cosine`` of a kept tile's joins that tile."""
+    hashes = [t.content_hash for t in tiles if t.content_hash]
+    vectors = store.vectors_for_hashes(hashes, model_id) if hashes else {}
+    kept: list[Tile] = []
+    owners: list[int] = []  # the kept tile each row of kept_vecs belongs to
+    kept_vecs: list[np.ndarray] = []
+    joined: dict[int, int] = {}
+    for tile in tiles:
+        vec = vectors.get(tile.content_hash or "")
+        if vec is not None and kept_vecs:
+            sims = np.stack(kept_vecs) @ vec
+            best = int(np.argmax(sims))
+            if sims[best] >= cosine:
+                joined[owners[best]] = joined.get(owners[best], 0) + 1
+                continue
+        if vec is not None:
+            owners.append(len(kept))
+            kept_vecs.append(vec)
+        kept.append(tile)
+    return [replace(t, similar=joined.get(i, 0)) for i, t in enumerate(kept)]
+
+
 def timeline(
     store: Store, flt: PhotoFilter | None, offset: int, limit: int, total: int
 ) -> TimelinePage:
@@ -196,7 +227,7 @@ def name_tiles(store: Store, fragment: str, flt: PhotoFilter | None, limit: int)
         for i in ids
         if i in records and needle in _below_root(records[i], roots).lower()
     ]
-    return [Tile(**{**t.__dict__, "by_name": True}) for t in fold_copies(store, ranked)]
+    return [replace(t, by_name=True) for t in fold_copies(store, ranked)]
 
 
 def _below_root(record: PhotoRecord, roots: dict[int, str]) -> str:
@@ -242,6 +273,7 @@ __all__ = [
     "Tile",
     "TimelinePage",
     "fold_copies",
+    "fold_similar",
     "folder_options",
     "month_label",
     "name_fragment",

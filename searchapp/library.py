@@ -361,6 +361,10 @@ class Library:
         ranked = [(records[r.photo_id], r.score) for r in results if r.photo_id in records]
         return browse.fold_copies(self.store, ranked)
 
+    def fold_similar(self, tiles: list[Tile]) -> list[Tile]:
+        """Near-identical photos (resized, re-encoded, bursts) folded into one tile each."""
+        return browse.fold_similar(self.store, self.model_id, tiles)
+
     def name_tiles(self, text: str, flt: PhotoFilter | None = None, limit: int = 200) -> list[Tile]:
         """Photos whose path below its root holds ``text`` if it looks like a name."""
         fragment = browse.name_fragment(text)

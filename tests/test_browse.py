@@ -150,3 +150,21 @@ def test_recent_searches_are_kept_private_newest_first(settings, tmp_path) -> No
     assert len(library.recent_searches()) == 8
     (settings.data_dir / "recent.json").write_text("{broken")
     assert library.recent_searches() == []
+
+
+def test_near_identical_photos_fold_into_one_tile(settings, embedder, tmp_path) -> None:  # noqa: ANN001
+    root = tmp_path / "burst"
+    root.mkdir()
+    y, x = np.mgrid[0:240, 0:320]
+    scene = np.stack([x * 0.7, y * 0.9, (x + y) * 0.4], axis=-1).astype(np.uint8)
+    Image.fromarray(scene).save(root / "a.jpg", quality=92)
+    Image.fromarray(scene).resize((160, 120)).save(root / "a small.jpg", quality=60)
+    Image.fromarray(255 - scene[:, ::-1]).save(root / "b.jpg", quality=92)
+    index_once(settings, embedder, root)
+    with service(settings, embedder) as library:
+        tiles = library.timeline().tiles
+        assert len(tiles) == 3
+        folded = library.fold_similar(tiles)
+    assert len(folded) == 2
+    assert sorted(t.similar for t in folded) == [0, 1]
+    assert {Path(t.path).name for t in folded if t.similar} <= {"a.jpg", "a small.jpg"}

@@ -51,6 +51,10 @@ def show_filters(library: Library) -> PhotoFilter | None:
             "Show all results", key="show_all",
             help="Off: only results that stand out for this query. On: every photo, by match.",
         )  # fmt: skip
+        st.toggle(
+            "Fold near-identical photos", key="fold",
+            help="Resized or re-encoded copies and bursts become one tile (+N similar).",
+        )  # fmt: skip
         st.header("Filters")
         folder = _folder_box(library, generation)
         facets = _facets(library, generation)

@@ -132,10 +132,13 @@ function appendTile(st, tile, index) {
     <span class="name">${escapeHtml(middle(name, NAME_CHARS))}</span>
     <label class="pick" title="Select"><input type="checkbox" aria-label="Select ${escapeHtml(name)}"></label>
     <button type="button" class="like" title="More like this" aria-label="More like ${escapeHtml(name)}">${LIKE_ICON}</button>`;
-  if (tile.copies > 1) {
+  const marks = [];
+  if (tile.copies > 1) marks.push(`${tile.copies} copies`);
+  if (tile.similar > 0) marks.push(`+${tile.similar} similar`);
+  if (marks.length) {
     const badge = document.createElement("span");
     badge.className = "copies";
-    badge.textContent = `${tile.copies} copies`;
+    badge.textContent = marks.join(" · ");
     el.appendChild(badge);
   }
   if (tile.by_name) el.classList.add("by-name");

@@ -31,7 +31,7 @@ def tile_data(tile: Tile) -> dict:
         "relative": tile.relative, "taken_at": tile.taken_at, "width": tile.width,
         "height": tile.height, "size": tile.size, "format": tile.format,
         "copies": tile.copies, "score": tile.score, "by_name": tile.by_name,
-        "month": tile.month,
+        "month": tile.month, "similar": tile.similar,
     }  # fmt: skip
 
 

@@ -32,6 +32,7 @@ WEIGHT_LABELS = {
 WIDGETS = {
     "query": "q", "negative": "neg", "sort": "sort", "show_all": "all", "folder": "folder",
     "when": "when", "types": "types", "min_side": "min_side", "like_weight": "lw",
+    "fold": "fold",
 }  # fmt: skip
 GRID = "grid"
 SHOWN = "_photos_shown"  # False while another tab is open (app.py clears it)
@@ -70,7 +71,7 @@ def current_state() -> SearchState:
         sort=ss.get("sort", "relevance"), all=bool(ss.get("show_all", False)),
         folder=ss.get("folder") or "", when=ss.get("when", ""), since=since, until=until,
         types=tuple(ss.get("types", ())), min_side=int(ss.get("min_side", 0)),
-        pages=int(ss.get("pages", 1)),
+        fold=bool(ss.get("fold", False)), pages=int(ss.get("pages", 1)),
     )  # fmt: skip
 
 
@@ -148,8 +149,9 @@ def _timeline(library: Library, flt: PhotoFilter | None, state: SearchState) -> 
     if not page.tiles:
         explain_empty(library, flt)
         return
-    grid_id = "timeline:" + repr(flt)
-    show_gallery(page.tiles, key=GRID, grid_id=grid_id, groups=True, has_more=page.has_more,
+    grid_id = f"timeline:{flt!r}:{state.fold}"
+    tiles = library.fold_similar(page.tiles) if state.fold else page.tiles
+    show_gallery(tiles, key=GRID, grid_id=grid_id, groups=True, has_more=page.has_more,
                  on_action=_on_grid_action, show=PAGE * state.pages, page=PAGE)  # fmt: skip
 
 
@@ -170,6 +172,7 @@ def _results(
         st.error(str(err))
         return
     tiles = _merge(by_name, library.tiles(page.results))
+    tiles = library.fold_similar(tiles) if state.fold else tiles
     _summary(page.total, page.hidden, len(by_name), state.all)
     if not tiles:
         st.info("No results. Try other words" + (", or show every result." if not state.all
