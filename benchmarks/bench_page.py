@@ -188,17 +188,19 @@ def measure(settings: Settings, runs: int) -> dict[str, list[float]]:
                                    timeout=300_000)  # fmt: skip
             out["fresh server: first tiles (s from start)"].append(time.perf_counter() - t_server)
             page.close()
+            context = browser.new_context(viewport={"width": 1280, "height": 720})
             for run in range(runs):
-                _one_round(browser, url, out, run)
+                _one_round(context, url, out, run)
+            context.close()
+            _floor(browser, out, runs)
             browser.close()
     finally:
         stop_group(proc)
     return out
 
 
-def _one_round(browser, url: str, out: dict[str, list[float]], run: int) -> None:  # noqa: ANN001
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
-    page = context.new_page()
+def _one_round(context, url: str, out: dict[str, list[float]], run: int) -> None:  # noqa: ANN001
+    page = context.new_page()  # a new tab in the same browser: its HTTP cache is warm
     page.goto(url)  # navigationStart is the page's time origin: a new tab's whole wait
     page.evaluate(HELPERS)
     page.wait_for_function("() => window.__done(window.__visible())", polling="raf")
@@ -241,7 +243,64 @@ def _one_round(browser, url: str, out: dict[str, list[float]], run: int) -> None
         page.get_by_role("tab", name="Status").click()
         out["status: first open"].append(
             _until(page, "document.body.innerText.includes('Photo folders')"))  # fmt: skip
-    context.close()
+    page.close()
+
+
+def _wait_health(port: int, timeout_s: float = 120.0) -> None:
+    from tests.page import status
+
+    deadline = time.monotonic() + timeout_s
+    while status("127.0.0.1", port, "/_stcore/health") != 200:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the hello page did not start")
+        time.sleep(0.2)
+
+
+HELLO = """import streamlit as st
+st.button("again", key="again")
+st.write(f"hello {st.session_state.get('n', 0)}")
+st.session_state["n"] = st.session_state.get("n", 0) + 1
+"""
+
+
+def _floor(browser, out: dict[str, list[float]], runs: int) -> None:  # noqa: ANN001
+    """The same two waits on a two-line Streamlit page, on the same machine at the same
+    time: what any Streamlit page costs here, before a single photo."""
+    import subprocess
+
+    script = BENCH_DIR / "hello.py"
+    script.write_text(HELLO)
+    port = free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true",
+           "--browser.gatherUsageStats", "false"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    out["floor: hello page, new tab"] = []
+    out["floor: hello page, one rerun"] = []
+    try:
+        _wait_health(port)
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{port}/", timeout=120_000)
+        page.get_by_text("hello").wait_for(timeout=120_000)
+        for _ in range(runs):
+            tab = context.new_page()
+            tab.goto(f"http://127.0.0.1:{port}/")
+            tab.wait_for_function("() => document.body.innerText.includes('hello') &&"
+                                  " (window.__t1 = performance.now())", polling="raf")  # fmt: skip
+            out["floor: hello page, new tab"].append(tab.evaluate("() => window.__t1 / 1000"))
+            before = tab.get_by_text("hello").inner_text()
+            tab.evaluate("() => { window.__t0 = performance.now(); }")
+            tab.get_by_role("button", name="again").click()
+            tab.wait_for_function(f"() => !document.body.innerText.includes('{before}') &&"
+                                  " (window.__t1 = performance.now())", polling="raf")  # fmt: skip
+            out["floor: hello page, one rerun"].append(
+                tab.evaluate("() => (window.__t1 - window.__t0) / 1000"))  # fmt: skip
+            tab.close()
+        context.close()
+    finally:
+        stop_group(proc)
 
 
 def main() -> None:

@@ -341,6 +341,36 @@ def test_status_counts_missing_thumbnails_and_rebuilds_them(
     assert not any("no thumbnail" in w.value for w in at.warning)
 
 
+def test_status_opens_before_its_slow_folder_check_ends(
+    monkeypatch, settings, embedder, photos
+) -> None:  # noqa: ANN001
+    """Issue 12: the tab's first open waited for a stat of every file (2.6 s at 100k)."""
+    import threading
+
+    from searchapp.library import Library
+
+    index_once(settings, embedder, photos)
+    release = threading.Event()
+    real_pending = Library.pending
+
+    def slow_pending(self):  # noqa: ANN001, ANN202
+        release.wait(60)
+        return real_pending(self)
+
+    monkeypatch.setattr(Library, "pending", slow_pending)
+    at = _app(monkeypatch, settings.data_dir)
+    at.session_state["tab"] = "Status"
+    try:
+        at.run()
+        assert not at.exception
+        metrics = {m.label: m.value for m in at.metric}
+        assert metrics["Indexed"] == "16" and metrics["Pending"] == "…", metrics
+    finally:
+        release.set()
+    _status_checked(at)
+    assert {m.label: m.value for m in at.metric}["Pending"] == "0"
+
+
 def test_status_says_a_missing_index_file_is_rebuilt(
     monkeypatch, settings, embedder, photos
 ) -> None:  # noqa: ANN001

@@ -227,6 +227,29 @@ def test_keyboard_alone_searches_opens_and_closes_a_photo(page, served) -> None:
     expect(viewer).to_be_hidden()
 
 
+def test_select_photos_then_zip_or_more_like_these(page, served) -> None:  # noqa: ANN001
+    expect = _expect()
+    page.goto(served.url)
+    tiles = page.locator(".tile")
+    expect(tiles).to_have_count(PHOTOS)
+    ids = tiles.evaluate_all("ts => ts.slice(0, 2).map(t => t.dataset.id)")
+    for i in range(2):
+        tiles.nth(i).hover()
+        tiles.nth(i).locator(".pick input").check()
+    expect(page.locator(".selcount")).to_have_text("2 selected")
+    zip_link = page.locator("[data-sel=zip]")
+    expect(zip_link).to_have_attribute("href", f"/photo/zip?ids={ids[0]},{ids[1]}")
+    with page.expect_download() as download:
+        zip_link.click()
+    import zipfile
+
+    with zipfile.ZipFile(download.value.path()) as archive:
+        assert len(archive.namelist()) == 2
+    page.get_by_role("button", name="More like these").click()
+    expect(page).to_have_url(re.compile(rf"[?&]like={ids[0]}%2C{ids[1]}|like={ids[0]},{ids[1]}"))
+    expect(page.get_by_text("More like these 2 photos")).to_be_visible()
+
+
 def test_phone_width_shows_two_or_three_per_row(browser, served) -> None:  # noqa: ANN001
     expect = _expect()
     context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True)

@@ -20,7 +20,7 @@ from searchapp.ui.filters_view import explain_empty, show_filters
 from searchapp.ui.gallery import show_gallery, take_action
 from searchapp.ui.url_state import SearchState, from_params, to_params
 
-PAGE = 120
+PAGE = 60  # tiles a "load more" adds: about two screens on a laptop
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "heic", "heif"]
 WEIGHTS = [-2.0, -1.0, -0.5, 0.5, 1.0, 2.0, 3.0]
 WEIGHT_LABELS = {
