@@ -59,7 +59,9 @@ def show_gallery(
             "groups": groups,
             "has_more": has_more,
             "more_label": more_label,
-        },  # fmt: skip
+            "show": show,
+            "page": page,
+        },
         on_action_change=on_action,
     )
 
