@@ -160,7 +160,7 @@ def test_viewer_opens_on_click_and_arrow_keys_step(page, served) -> None:  # noq
     expect(viewer).to_be_hidden()
 
 
-def test_the_url_restores_a_search_after_reload(page, served) -> None:  # noqa: ANN001
+def test_the_url_restores_a_search_after_reload_and_back(page, served) -> None:  # noqa: ANN001
     expect = _expect()
     page.goto(served.url)
     box = page.get_by_role("textbox", name="Search your photos")
@@ -175,6 +175,15 @@ def test_the_url_restores_a_search_after_reload(page, served) -> None:  # noqa: 
     expect(page.get_by_text("relevant results")).to_be_visible()
     expect(page.locator(".tile")).to_have_count(len(first))
     assert page.locator(".tile").evaluate_all("ts => ts.map(t => t.dataset.id)") == first
+    # a second search, then Back: the first one again
+    box = page.get_by_role("textbox", name="Search your photos")
+    box.fill("rocket")
+    box.press("Enter")
+    expect(page).to_have_url(re.compile(r"[?&]q=rocket"))
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"[?&]q=coffee"))
+    expect(box).to_have_value("coffee")
+    expect(page.locator(".tile")).to_have_count(len(first))
     # Status and back keeps it
     page.get_by_role("tab", name="Status").click()
     expect(page.get_by_text("Photo folders")).to_be_visible()
