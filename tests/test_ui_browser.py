@@ -121,6 +121,14 @@ def _loaded(page, selector: str) -> None:  # noqa: ANN001
     wait_for(lambda: page.locator(selector).evaluate_all(script), f"{selector} decoded", 60)
 
 
+def _results_shown(page) -> None:  # noqa: ANN001
+    """The grid holds results: the caption says so, and the timeline's months are gone."""
+    expect = _expect()
+    expect(page.get_by_text("relevant results")).to_be_visible()
+    expect(page.locator(".month")).to_have_count(0)
+    expect(page.locator(".tile").first).to_be_visible()
+
+
 def test_landing_shows_the_timeline_with_copies_as_one_tile(page, served) -> None:  # noqa: ANN001
     expect = _expect()
     page.goto(served.url)
@@ -167,12 +175,12 @@ def test_the_url_restores_a_search_after_reload_and_back(page, served) -> None: 
     box.fill("coffee")
     box.press("Enter")
     expect(page).to_have_url(re.compile(r"[?&]q=coffee"))
-    expect(page.get_by_text("relevant results")).to_be_visible()
+    _results_shown(page)
     first = page.locator(".tile").evaluate_all("ts => ts.map(t => t.dataset.id)")
     assert first
     page.reload()
     expect(page.get_by_role("textbox", name="Search your photos")).to_have_value("coffee")
-    expect(page.get_by_text("relevant results")).to_be_visible()
+    _results_shown(page)
     expect(page.locator(".tile")).to_have_count(len(first))
     assert page.locator(".tile").evaluate_all("ts => ts.map(t => t.dataset.id)") == first
     # a second search, then Back: the first one again
@@ -216,7 +224,7 @@ def test_keyboard_alone_searches_opens_and_closes_a_photo(page, served) -> None:
     page.keyboard.type("rocket")
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(r"[?&]q=rocket"))
-    expect(page.get_by_text("relevant results")).to_be_visible()
+    _results_shown(page)
     for _ in range(40):  # Tab through the controls to the first photo
         page.keyboard.press("Tab")
         focused = page.evaluate(
