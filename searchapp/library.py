@@ -1,15 +1,11 @@
 """The read API: a photo library opened for searching, browsing and status.
 
 Front-ends (the CLI and the page) read only through :class:`Library`; the store and the
-vector index stay inside the core. A ``Library`` never writes: it is safe to hold open
-while another process indexes, and it follows the writer's saves (the index is reloaded
-when the store's generation moves on). The model loads on the first query that needs it
-(text or an image); "more like this" and status never load it.
-
-Queries are weighted parts (see :mod:`searchapp.query`); filters are applied inside
-FAISS (an id selector), so top-k is top-k of the filtered set. :meth:`Library.query`
-adds the page's needs: the per-query relevance cutoff (:mod:`searchapp.relevance`),
-sorting by date among the relevant results, paging, and "show all".
+vector index stay inside the core. A ``Library`` never writes the store: it is safe to hold
+open while another process indexes, and it follows the writer's saves. The model loads on
+the first query that needs it. Filters are applied inside FAISS (an id selector), so top-k
+is top-k of the filtered set; :meth:`Library.query` adds the relevance cutoff, date sorts,
+paging and "show all"; :mod:`searchapp.browse` the timeline and the grid's tiles.
 """
 
 from __future__ import annotations
@@ -21,10 +17,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from searchapp import browse, recent
 from searchapp.access import PREVIEW_SIDE, guarded_original, preview_jpeg
 from searchapp.activity import WriterInfo, read_writer
+from searchapp.browse import FolderOption, PhotoInfo, Tile, TimelinePage
 from searchapp.config import Settings
-from searchapp.errors import PhotoNotFoundError, QueryError
+from searchapp.errors import PhotoNotFoundError, QueryError, SearchAppError
 from searchapp.live_index import LiveIndex
 from searchapp.plan import PendingFiles, count_pending
 from searchapp.query import QueryPart, describe_parts, parse_query
@@ -32,7 +30,7 @@ from searchapp.query_encoder import QueryEncoder
 from searchapp.relevance import CUTOFF_POOL, relevant_count, sort_by_date
 from searchapp.status import StatusReport, build_status
 from searchapp.store import PhotoFilter, PhotoRecord, RootRecord, RunRecord, Store
-from searchapp.thumbnails import thumbnail_path
+from searchapp.thumbnails import thumbnail_path, thumbnails_missing
 from searchapp.vectors import VectorIndex
 
 if TYPE_CHECKING:
@@ -96,6 +94,8 @@ class Library:
         self._store: Store | None = None
         self._live: LiveIndex | None = None
         self._lock = threading.Lock()
+        self._model_lock = threading.Lock()  # one load, even when a warm-up thread races
+        self._totals: dict[tuple, int] = {}  # timeline sizes by (generation, filter)
         self._encoder = QueryEncoder(
             lambda: self.embedder,
             lambda pid: self.store.photo_vector(pid, self.model_id),
@@ -124,11 +124,12 @@ class Library:
     @property
     def embedder(self) -> ClipEmbedder:
         """The model, loaded (once per process and configuration) on first use."""
-        if self._embedder is None:
-            from searchapp.model import load_embedder
+        with self._model_lock:
+            if self._embedder is None:
+                from searchapp.model import load_embedder
 
-            # front-ends say "random weights" their own way (stderr line, page banner)
-            self._embedder = load_embedder(self.settings, announce=False)
+                # front-ends say "random weights" their own way (stderr line, page banner)
+                self._embedder = load_embedder(self.settings, announce=False)
         return self._embedder
 
     @property
@@ -341,6 +342,67 @@ class Library:
         """A JPEG of an indexed photo (through :meth:`photo_file`), long side <= max_side."""
         return preview_jpeg(self.photo_file(path), max_side)
 
+    # ------------------------------------------------------------ the photo app's grid
+    def timeline(
+        self, flt: PhotoFilter | None = None, offset: int = 0, limit: int = 200
+    ) -> TimelinePage:
+        """Every photo newest first by date taken (undated last), each content once."""
+        if not self.exists:
+            return TimelinePage([], 0, offset)
+        key = (self.generation(), flt)
+        if key not in self._totals:  # a count over every row: once per library state
+            self._totals = {key: self.store.timeline_total(flt), **self._totals}
+            self._totals = dict(list(self._totals.items())[:16])
+        return browse.timeline(self.store, flt, offset, limit, self._totals[key])
+
+    def tiles(self, results: list[SearchResult]) -> list[Tile]:
+        """Search results as grid tiles: files with the same content folded into the first."""
+        records = self.store.get_photos([r.photo_id for r in results])
+        ranked = [(records[r.photo_id], r.score) for r in results if r.photo_id in records]
+        return browse.fold_copies(self.store, ranked)
+
+    def fold_similar(self, tiles: list[Tile]) -> list[Tile]:
+        """Near-identical photos (resized, re-encoded, bursts) folded into one tile each."""
+        return browse.fold_similar(self.store, self.model_id, tiles)
+
+    def name_tiles(self, text: str, flt: PhotoFilter | None = None, limit: int = 200) -> list[Tile]:
+        """Photos whose path below its root holds ``text`` if it looks like a name."""
+        fragment = browse.name_fragment(text)
+        return [] if fragment is None else browse.name_tiles(self.store, fragment, flt, limit)
+
+    def folder_options(self) -> list[FolderOption]:
+        """Folders (parents included) with photo counts, labelled below their root."""
+        return browse.folder_options(self.store) if self.exists else []
+
+    def photo_info(self, photo_id: int) -> PhotoInfo | None:
+        """The viewer's details of one photo: relative path, copies, GPS when present."""
+        record = self.photo(photo_id)
+        if record is None:
+            return None
+        try:
+            original: Path | None = self.photo_file(record.path)
+        except SearchAppError:  # gone or offline: the details still show, without GPS
+            original = None
+        return browse.photo_info(self.store, record, original)
+
+    def missing_thumbnails(self) -> list[str]:
+        """Content hashes of indexed photos whose cached thumbnail is not on disk."""
+        if not self.exists:
+            return []
+        return thumbnails_missing(self.settings.thumbs_dir, self.store.indexed_hashes())
+
+    def rebuild_thumbnails(self, hashes: list[str]) -> tuple[int, int]:
+        """Rewrite these contents' thumbnails (the cache only): (rebuilt, unreadable)."""
+        return browse.rebuild_thumbnails(self.store, self.settings.thumbs_dir, hashes)
+
+    def recent_searches(self) -> list[dict[str, str]]:
+        """The last searches made on this library, newest first (see :mod:`recent`)."""
+        return recent.read_recent(self.settings.data_dir)
+
+    def remember_search(self, search: dict[str, str]) -> list[dict[str, str]]:
+        """Keep ``search`` (the page's URL state) first among the recent searches."""
+        return recent.remember(self.settings.data_dir, search)
+
     # ------------------------------------------------------------ status
     def status(self, *, failures: int | None = None, pending: bool = True) -> StatusReport:
         """The one status report (CLI text, ``--json`` and the page).
@@ -391,19 +453,7 @@ def _result(rank: int, score: float, p: PhotoRecord) -> SearchResult:
 
 
 __all__ = [
-    "Facets",
-    "Library",
-    "PendingFiles",
-    "PhotoFilter",
-    "PhotoRecord",
-    "QueryPart",
-    "RootRecord",
-    "RunRecord",
-    "SORTS",
-    "SearchPage",
-    "SearchResult",
-    "StatusReport",
-    "WriterInfo",
-    "describe_parts",
-    "parse_query",
-]
+    "Facets", "FolderOption", "PhotoInfo", "Tile", "TimelinePage", "Library", "PendingFiles",
+    "PhotoFilter", "PhotoRecord", "QueryPart", "RootRecord", "RunRecord", "SORTS", "SearchPage",
+    "SearchResult", "StatusReport", "WriterInfo", "describe_parts", "parse_query",
+]  # fmt: skip

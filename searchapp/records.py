@@ -128,6 +128,7 @@ class PhotoFilter:
     min_width: int | None = None
     min_height: int | None = None
     min_bytes: int | None = None
+    max_bytes: int | None = None
 
     def is_empty(self) -> bool:
         return self == PhotoFilter()

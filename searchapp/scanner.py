@@ -144,3 +144,18 @@ def is_wanted_path(path: str, root: str, *, is_dir: bool = False) -> bool:
         if not wanted_name(part, is_dir=True) or os.path.islink(folder):
             return False
     return True
+
+
+def holds_photos(root: str, time_limit_s: float = 3.0) -> bool | None:
+    """Whether any photo lies below ``root``: True at the first one found, False when the
+    whole tree holds none, None when the walk ran out of ``time_limit_s`` (a huge tree)."""
+    import time
+
+    deadline = time.monotonic() + time_limit_s
+    for _folder, dirs, files in os.walk(root):
+        if any(wanted_name(name) for name in files):
+            return True
+        dirs[:] = [d for d in dirs if wanted_name(d, is_dir=True)]
+        if time.monotonic() > deadline:
+            return None
+    return False

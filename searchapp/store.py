@@ -68,6 +68,7 @@ from searchapp.schema import (
     record_columns,
 )
 from searchapp.schema import _alembic_config as _alembic_config  # re-exported for tests
+from searchapp.store_browse import BrowseQueries
 from searchapp.store_embeddings import EmbeddingQueries
 from searchapp.store_facets import FacetQueries
 from searchapp.store_runs import RunsTable
@@ -97,7 +98,7 @@ def _path_folder(path: str) -> str:
     return os.path.dirname(path)
 
 
-class Store(RunsTable, FacetQueries, EmbeddingQueries):
+class Store(RunsTable, FacetQueries, EmbeddingQueries, BrowseQueries):
     """The photo library database. Safe to open from several processes at once.
 
     ``readonly`` opens an existing library without creating one. A library this user

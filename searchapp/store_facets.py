@@ -10,11 +10,46 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from searchapp.records import STATUS_FAILED, STATUS_INDEXED, PhotoFilter, PhotoRecord
 from searchapp.schema import PhotoRow, RootRow, encode_path, record_columns
+
+
+def filtered(q: Select, flt: PhotoFilter | None, *, by_date: bool = False) -> Select:
+    """``q`` over indexed photos, narrowed by ``flt`` (shared by search filters and browsing).
+
+    ``by_date`` keeps SQLite off the status index (``+status``: nearly every row is
+    indexed, so that index narrows nothing), so a scan in date order can use the date index.
+    """
+    status = literal_column("+photos.status") if by_date else PhotoRow.status
+    q = q.where(status == STATUS_INDEXED)
+    if flt is None:
+        return q
+    if flt.roots:
+        q = q.join(RootRow, RootRow.id == PhotoRow.root_id).where(RootRow.path.in_(list(flt.roots)))
+    if flt.folder:
+        folder = flt.folder.rstrip("/") or "/"
+        prefix = encode_path(folder if folder.endswith("/") else folder + "/")
+        q = q.where(
+            (PhotoRow.folder == folder) | (func.substr(PhotoRow.folder, 1, len(prefix)) == prefix)
+        )
+    if flt.taken_after is not None:
+        q = q.where(PhotoRow.taken_at >= flt.taken_after)
+    if flt.taken_before is not None:
+        q = q.where(PhotoRow.taken_at <= flt.taken_before)
+    if flt.formats:
+        q = q.where(PhotoRow.format.in_([f.upper() for f in flt.formats]))
+    if flt.min_width:
+        q = q.where(PhotoRow.width >= flt.min_width)
+    if flt.min_height:
+        q = q.where(PhotoRow.height >= flt.min_height)
+    if flt.min_bytes:
+        q = q.where(PhotoRow.size >= flt.min_bytes)
+    if flt.max_bytes:
+        q = q.where(PhotoRow.size <= flt.max_bytes)
+    return q
 
 
 class FacetQueries:
@@ -24,30 +59,7 @@ class FacetQueries:
 
     def filter_ids(self, flt: PhotoFilter) -> np.ndarray:
         """Ids of indexed photos that pass the filter (for FAISS's id selector)."""
-        q = select(PhotoRow.id).where(PhotoRow.status == STATUS_INDEXED)
-        if flt.roots:
-            q = q.join(RootRow, RootRow.id == PhotoRow.root_id).where(
-                RootRow.path.in_(list(flt.roots))
-            )
-        if flt.folder:
-            folder = flt.folder.rstrip("/") or "/"
-            prefix = encode_path(folder if folder.endswith("/") else folder + "/")
-            q = q.where(
-                (PhotoRow.folder == folder)
-                | (func.substr(PhotoRow.folder, 1, len(prefix)) == prefix)
-            )
-        if flt.taken_after is not None:
-            q = q.where(PhotoRow.taken_at >= flt.taken_after)
-        if flt.taken_before is not None:
-            q = q.where(PhotoRow.taken_at <= flt.taken_before)
-        if flt.formats:
-            q = q.where(PhotoRow.format.in_([f.upper() for f in flt.formats]))
-        if flt.min_width:
-            q = q.where(PhotoRow.width >= flt.min_width)
-        if flt.min_height:
-            q = q.where(PhotoRow.height >= flt.min_height)
-        if flt.min_bytes:
-            q = q.where(PhotoRow.size >= flt.min_bytes)
+        q = filtered(select(PhotoRow.id), flt)
         with self._session() as s:
             return np.fromiter(s.scalars(q), dtype=np.int64)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -42,6 +43,17 @@ def write_thumbnail_bytes(thumbs_dir: Path, content_hash: str, data: bytes) -> P
         with atomic_writer(target) as f:
             f.write(data)
     return target
+
+
+def thumbnails_missing(thumbs_dir: Path, hashes: Iterable[str]) -> list[str]:
+    """The hashes among ``hashes`` without a cached thumbnail: one folder listing per
+    prefix folder instead of one stat per photo (100,000 stats take seconds)."""
+    present: set[str] = set()
+    if thumbs_dir.is_dir():
+        for sub in os.scandir(thumbs_dir):
+            if sub.is_dir(follow_symlinks=False):
+                present.update(e.name[:-4] for e in os.scandir(sub.path) if e.name.endswith(".jpg"))
+    return [h for h in hashes if h not in present]
 
 
 def remove_orphan_thumbnails(thumbs_dir: Path, keep: Iterable[str]) -> int:

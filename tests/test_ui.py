@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from PIL import Image
 
 from searchapp.config import load_settings
 from tests.conftest import DATA
-from tests.helpers import index_once
+from tests.helpers import index_once, wait_for
 
 st_testing = pytest.importorskip("streamlit.testing.v1")
 
@@ -33,23 +34,28 @@ def _texts(at) -> str:  # noqa: ANN001
     return "\n".join(str(p) for p in parts)
 
 
+def _grid(at) -> dict:  # noqa: ANN001
+    """What the page sent its photo grid (the component's data), or {} without a grid."""
+    grids = [g for g in at.get("bidi_component") if g.proto.component_name == "searchapp.gallery"]
+    return json.loads(grids[0].proto.json) if grids else {}
+
+
+def _tiles(at) -> list[dict]:  # noqa: ANN001
+    return _grid(at).get("tiles", [])
+
+
 def _result_names(at) -> list[str]:  # noqa: ANN001
-    """File names on the result cards (bold Markdown, escaped), in grid order."""
-    cards = [m.value for m in at.markdown if m.value.startswith("**")]
-    return [v.strip("*").replace("\\", "") for v in cards if "." in v]
-
-
-def _scores(at) -> list[str]:  # noqa: ANN001
-    return [c.value.split()[1] for c in at.caption if c.value.startswith("score ")]
-
-
-def _like_ids(at) -> list[int]:  # noqa: ANN001
-    return [int(b.key.split("-", 1)[1]) for b in at.button if b.key and b.key.startswith("like-")]
+    """File names of the tiles, in grid order."""
+    return [Path(t["path"]).name for t in _tiles(at)]
 
 
 def _search(at, text: str, show_all: bool = True):  # noqa: ANN001, ANN202
     at.toggle(key="show_all").set_value(show_all)
     return at.text_input(key="query").input(text).run()
+
+
+def _query_caption(at) -> str:  # noqa: ANN001
+    return next(c.value for c in at.caption if c.value.startswith("Query:"))
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +78,19 @@ def test_empty_library_offers_to_add_a_folder_and_index_it(
     assert not at.exception
     assert "searchapp index PATH" in _texts(at)
     assert "Random model weights" in at.warning[0].value
-    at.text_input(key="add-path").input(str(photos))
+    assert "unset SEARCHAPP_WEIGHTS" in at.warning[0].value  # how to fix it
 
+    # a folder without photos is not kept unless asked (issue 12: /etc was accepted)
+    empty = tmp_path / "no photos here"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("hello")
+    at.text_input(key="add-path").input(str(empty))
+    at.button(key="add-index").click().run()
+    assert not at.exception
+    assert any("No photos found in" in w.value for w in at.warning), _texts(at)
+    assert not (settings.data_dir / "library.sqlite3").exists(), "nothing was added"
+
+    at.text_input(key="add-path").input(str(photos))
     with WriterLock(settings, "index"):  # another writer: one line, no waiting
         at.button(key="add-index").click().run()
     assert not at.exception
@@ -83,67 +100,80 @@ def test_empty_library_offers_to_add_a_folder_and_index_it(
     assert not at.exception
     assert "Indexing finished: added 16" in _texts(at), _texts(at)
     assert len(at.tabs) == 2 and "searchapp index PATH" not in _texts(at)
-    _search(at, "a cat")
-    assert len(_result_names(at)) >= 4
+    assert len(_tiles(at)) == 16  # the landing page is the library's timeline
 
 
-def test_text_search_detail_view_and_more_like_this(monkeypatch, shared_library) -> None:  # noqa: ANN001
+def test_landing_timeline_then_search_then_back(monkeypatch, shared_library) -> None:  # noqa: ANN001
     settings, photos = shared_library
     at = _app(monkeypatch, settings.data_dir).run()
     assert not at.exception
-    assert "Random model weights" in at.warning[0].value
+    assert _grid(at)["groups"] and len(_tiles(at)) == 16
+    assert any(c.value == "16 photos, newest first" for c in at.caption)
     _search(at, "a cat", show_all=False)
     relevant = _result_names(at)
     assert relevant and "weaker matches hidden" in _texts(at)
+    assert not _grid(at)["groups"]
+    assert at.query_params["q"] == "a cat"
     at.button(key="show-all-inline").click().run()
     assert at.toggle(key="show_all").value
-    first = _result_names(at)
-    assert len(first) == 16 > len(relevant) and first[: len(relevant)] == relevant
-    assert len(at.columns) >= 4
+    everything = _result_names(at)
+    assert len(everything) == 16 > len(relevant) and everything[: len(relevant)] == relevant
+    assert all(t["score"] is not None for t in _tiles(at))
+    at.text_input(key="query").input("").run()  # clearing the box: the timeline again
+    assert _grid(at)["groups"] and len(_tiles(at)) == 16
+    assert "q" not in at.query_params
 
-    target = _like_ids(at)[0]
-    at.button(key=f"open-{target}").click().run()
+
+def test_more_like_this_from_the_url_and_clear(monkeypatch, shared_library) -> None:  # noqa: ANN001
+    settings, photos = shared_library
+    at = _app(monkeypatch, settings.data_dir).run()
+    target = _tiles(at)[0]
+    at.query_params["like"] = str(target["photo_id"])
+    at.run()
     assert not at.exception
-    path = next(c.value for c in at.code)
-    assert Path(path).parent == photos and Path(path).name == first[0]
-    assert any(t.value.startswith("Dimensions: ") and "×" in t.value for t in at.text)
-
-    at.button(key="detail-like").click().run()
-    assert not at.exception
-    assert any(s.value == f"More like {first[0]}" for s in at.subheader)
-    assert at.text_input(key="query").value == ""
-    second = _result_names(at)
-    assert second and second != first
-    assert target not in _like_ids(at), "the photo itself is left out of 'more like this'"
-
-    like = _like_ids(at)[0]
-    at.button(key=f"like-{like}").click().run()  # "more like this" straight from the grid
-    assert like not in _like_ids(at) and _result_names(at) != second
+    name = Path(target["path"]).name
+    assert any(m.value.replace("\\", "") == f"**More like {name}**" for m in at.markdown)
+    ids = [t["photo_id"] for t in _tiles(at)]
+    assert ids and target["photo_id"] not in ids, "the photo itself is left out"
     at.button(key="clear-like").click().run()
-    assert not _result_names(at) and not at.subheader
+    assert _grid(at)["groups"] and "like" not in at.query_params
 
 
-def test_combined_query_from_box_and_controls(monkeypatch, shared_library) -> None:  # noqa: ANN001
+def test_combined_query_and_a_new_upload_starts_at_like_this(monkeypatch, shared_library) -> None:  # noqa: ANN001
     settings, photos = shared_library
     at = _app(monkeypatch, settings.data_dir).run()
     _search(at, "a cat")
     text_only = _result_names(at)
     at.text_input(key="query").input("a cat + 2:grass - people").run()
     assert not at.exception
-    assert any(c.value == "Query: a cat + 2 × grass - people" for c in at.caption)
+    assert _query_caption(at) == "Query: a cat + 2 × grass - people"
     assert _result_names(at) != text_only
 
-    data = (photos / "coffee.png").read_bytes()
-    at.file_uploader[0].set_value(("query.png", data, "image/png")).run()
+    coffee = (photos / "coffee.png").read_bytes()
+    at.file_uploader[0].set_value(("query.png", coffee, "image/png")).run()
     at.text_input(key="negative").input("cars, trees").run()
     assert not at.exception
-    caption = next(c.value for c in at.caption if c.value.startswith("Query:"))
-    assert caption == "Query: a cat + 2 × grass - people - cars - trees + uploaded image"
-    mixed = _scores(at)
-    at.select_slider(key="upload_weight").set_value(3.0).run()
-    assert "3 × uploaded image" in next(c.value for c in at.caption if c.value.startswith("Q"))
-    assert _scores(at) != mixed
+    assert _query_caption(at) == (
+        "Query: a cat + 2 × grass - people - cars - trees + uploaded image"
+    )
+    mixed = [t["score"] for t in _tiles(at)]
+    slider = next(s for s in at.select_slider if s.key.startswith("upload_weight-"))
+    slider.set_value(3.0).run()
+    assert "3 × uploaded image" in _query_caption(at)
+    assert [t["score"] for t in _tiles(at)] != mixed
     assert _result_names(at)[0] == "coffee.png"  # the image now dominates the query
+
+    # issue 12: replacing the image left the slider at the old weight while the query
+    # used +1; a new image now starts at "like this", shown and used alike
+    slider = next(s for s in at.select_slider if s.key.startswith("upload_weight-"))
+    slider.set_value(-2.0).run()
+    assert "- 2 × uploaded image" in _query_caption(at)
+    rocket = (photos / "rocket.jpg").read_bytes()
+    at.file_uploader[0].set_value(("other.jpg", rocket, "image/jpeg")).run()
+    assert not at.exception
+    [slider] = [s for s in at.select_slider if s.key.startswith("upload_weight-")]
+    assert slider.value == 1.0
+    assert _query_caption(at).endswith("+ uploaded image")
 
 
 def test_image_upload_searches_by_image(monkeypatch, shared_library) -> None:  # noqa: ANN001
@@ -152,7 +182,7 @@ def test_image_upload_searches_by_image(monkeypatch, shared_library) -> None:  #
     data = (photos / "coffee.png").read_bytes()
     at.file_uploader[0].set_value(("query.png", data, "image/png")).run()
     assert not at.exception
-    assert any(s.value == "Like query.png" for s in at.subheader)
+    assert any(m.value == "**Like query.png**" for m in at.markdown)
     names = _result_names(at)
     assert names and names[0] == "coffee.png"  # the same image is its own best match
 
@@ -167,7 +197,7 @@ def test_image_upload_searches_by_image(monkeypatch, shared_library) -> None:  #
         name = f"phone.{'heic' if fmt == 'HEIF' else 'webp'}"
         at.file_uploader[0].set_value((name, out.getvalue(), mime)).run()
         assert not at.exception and not at.error
-        assert any(s.value == f"Like {name}" for s in at.subheader)
+        assert any(m.value == f"**Like {name}**" for m in at.markdown)
         assert _result_names(at)[0] == "coffee.png", fmt
 
 
@@ -185,21 +215,20 @@ def test_crafted_path_outside_the_roots_is_refused(monkeypatch, shared_library, 
     assert not at.error and _result_names(at)
 
 
-def test_load_more_and_sort(monkeypatch, shared_library) -> None:  # noqa: ANN001
+def test_a_file_name_query_finds_the_file_first(monkeypatch, shared_library) -> None:  # noqa: ANN001
     settings, _ = shared_library
     at = _app(monkeypatch, settings.data_dir).run()
-    at.number_input(key="k").set_value(3)
-    _search(at, "a lighthouse")
-    first = _result_names(at)
-    assert len(first) == 3
-    at.button(key="more").click().run()
-    assert _result_names(at)[:3] == first and len(_result_names(at)) == 6
-    at.selectbox(key="sort").set_value("newest").run()
+    _search(at, "rocket.jpg", show_all=False)
     assert not at.exception
-    assert len(_result_names(at)) == 3  # a new query starts at one page again
+    tiles = _tiles(at)
+    assert Path(tiles[0]["path"]).name == "rocket.jpg" and tiles[0]["by_name"]
+    assert [Path(t["path"]).name for t in tiles].count("rocket.jpg") == 1
+    assert "1 by file or folder name" in _texts(at)
 
 
-def test_filters_change_results(monkeypatch, settings, embedder, photos) -> None:  # noqa: ANN001
+def test_filters_change_results_and_an_empty_result_names_its_filter(
+    monkeypatch, settings, embedder, photos
+) -> None:  # noqa: ANN001
     sub = photos / "sub"
     sub.mkdir()
     for name in ("coffee.png", "rocket.jpg"):
@@ -210,30 +239,38 @@ def test_filters_change_results(monkeypatch, settings, embedder, photos) -> None
     index_once(settings, embedder, photos)
 
     at = _app(monkeypatch, settings.data_dir).run()
-    at.number_input(key="k").set_value(3)
+    assert not at.exception
+    folder = at.selectbox(key="folder")
+    assert folder.format_func(str(sub)) == "photos/sub  (3)"
+    assert folder.format_func(str(photos)) == "photos  (17)"
+    folder.set_value(str(sub)).run()
+    assert sorted(_result_names(at)) == ["coffee.png", "dated.jpg", "rocket.jpg"]
+    assert at.query_params["folder"] == str(sub)
     _search(at, "a cup")
-    assert not at.exception
-    assert len(_result_names(at)) == 3
-
-    folder = next(o for o in at.selectbox(key="folder").options if o.endswith("sub"))
-    at.selectbox(key="folder").set_value(folder)
-    at.number_input(key="k").set_value(20).run()
-    assert not at.exception
     assert sorted(_result_names(at)) == ["coffee.png", "dated.jpg", "rocket.jpg"]
 
-    at.multiselect(key="formats").set_value(["PNG"]).run()
+    at.multiselect(key="types").set_value(["PNG"]).run()
     assert _result_names(at) == ["coffee.png"]
-    at.multiselect(key="formats").set_value([])
-    at.selectbox(key="folder").set_value("All").run()
+    at.multiselect(key="types").set_value([])
+    at.selectbox(key="folder").set_value("").run()
     assert len(_result_names(at)) == 17
     at.number_input(key="min_side").set_value(600).run()
     big = _result_names(at)
     assert 0 < len(big) < 17 and "coffee.png" not in big  # 600 x 400: out
     at.number_input(key="min_side").set_value(0).run()
-    dates = at.date_input(key="dates")
-    dates.set_value((dates.min, dates.max)).run()
+    at.selectbox(key="when").set_value("2020").run()
     assert not at.exception
     assert _result_names(at) == ["dated.jpg"]
+
+    # the year and the PNG type together leave nothing: the page says which filter did it
+    at.multiselect(key="types").set_value(["PNG"]).run()
+    assert not _result_names(at)
+    warnings = [w.value for w in at.warning]
+    assert "No photo here passes the date." in warnings and (
+        "No photo here passes the file type." in warnings
+    )
+    at.button(key="clear-the date").click().run()
+    assert _result_names(at) and at.selectbox(key="when").value == ""
 
 
 def test_status_lists_failed_files_and_retries_them(
@@ -247,7 +284,7 @@ def test_status_lists_failed_files_and_retries_them(
     (photos / "coins.png").unlink()
     at = _app(monkeypatch, settings.data_dir)
     at.session_state["tab"] = "Status"
-    at.run()
+    _status_checked(at)
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Indexed"] == "16" and metrics["Failed"] == "1", metrics
@@ -265,10 +302,73 @@ def test_status_lists_failed_files_and_retries_them(
     at.button(key="retry").click().run()
     assert not at.exception
     assert "Indexing finished: added 1" in _texts(at), _texts(at)
+    _status_checked(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Indexed"] == "17" and metrics["Failed"] == "0"
     assert metrics["Pending"] == "1"  # retry read only the failed file
     assert not at.dataframe
+
+
+def _status_checked(at) -> None:  # noqa: ANN001
+    """Run the status tab until its background folder check has reported (the tab shows
+    "…" for pending files until then; in the browser a fragment reruns it)."""
+
+    def reported() -> bool:
+        at.run()
+        return {m.label: m.value for m in at.metric}.get("Pending") not in (None, "…")
+
+    wait_for(reported, "the status tab's folder check", timeout_s=60)
+
+
+def test_status_counts_missing_thumbnails_and_rebuilds_them(
+    monkeypatch, settings, embedder, photos
+) -> None:  # noqa: ANN001
+    from searchapp.library import Library
+
+    index_once(settings, embedder, photos)
+    library = Library(settings, embedder)
+    victim = library.timeline().tiles[0]
+    thumb = library.thumbnail(victim.content_hash)
+    thumb.unlink()
+    at = _app(monkeypatch, settings.data_dir)
+    at.session_state["tab"] = "Status"
+    _status_checked(at)
+    assert any("1 photo has no thumbnail" in w.value for w in at.warning), _texts(at)
+    at.button(key="rebuild-thumbs").click().run()
+    assert not at.exception
+    assert thumb.exists() and "Rebuilt 1 thumbnails." in _texts(at)
+    _status_checked(at)
+    assert not any("no thumbnail" in w.value for w in at.warning)
+
+
+def test_status_opens_before_its_slow_folder_check_ends(
+    monkeypatch, settings, embedder, photos
+) -> None:  # noqa: ANN001
+    """Issue 12: the tab's first open waited for a stat of every file (2.6 s at 100k)."""
+    import threading
+
+    from searchapp.library import Library
+
+    index_once(settings, embedder, photos)
+    release = threading.Event()
+    real_pending = Library.pending
+
+    def slow_pending(self):  # noqa: ANN001, ANN202
+        release.wait(60)
+        return real_pending(self)
+
+    monkeypatch.setattr(Library, "pending", slow_pending)
+    at = _app(monkeypatch, settings.data_dir)
+    at.session_state["tab"] = "Status"
+    try:
+        at.run()
+        assert not at.exception
+        metrics = {m.label: m.value for m in at.metric}
+        assert metrics["Indexed"] == "16" and metrics["Pending"] == "…", metrics
+    finally:
+        release.set()
+    _status_checked(at)
+    assert {m.label: m.value for m in at.metric}["Pending"] == "0"
 
 
 def test_status_says_a_missing_index_file_is_rebuilt(

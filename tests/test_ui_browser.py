@@ -1,30 +1,28 @@
-"""End to end in a real browser: headless Chromium against ``searchapp ui`` on localhost.
+"""The photo page end to end in a real browser: headless Chromium against ``searchapp ui``.
 
-The app runs as a real subprocess over an indexed copy of ``data/`` with random weights.
-Chromium is Debian's ``chromium`` package (``.ci/run`` installs it), driven by Playwright
-through the system browser's executable. Without a browser the test skips, unless
-``SEARCHAPP_REQUIRE_BROWSER=1`` (set by CI), where a missing browser is a failure.
+One server per module serves an indexed copy of ``data/`` (the pixel test encoder, as
+``helpers.PIXELS_ENV``), laid out as ``photos/2023/Juli/`` plus a byte-identical copy of one
+photo at the top. Chromium is Debian's ``chromium`` package (``.ci/run`` installs it),
+driven by Playwright through the system browser's executable. Without a browser the tests
+skip, unless ``SEARCHAPP_REQUIRE_BROWSER=1`` (set by CI), where a missing browser fails.
 Screenshots go to ``artifacts/ui/`` (or ``SEARCHAPP_SCREENSHOTS``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from tests.conftest import DATA
-from tests.helpers import index_once
+from tests.helpers import PIXELS_ENV, index_once, wait_for
+from tests.page import free_port, start_page, stop_group
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_ARGS = [
@@ -36,6 +34,7 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 STEP_MS = 60_000
+PHOTOS = 16  # data/ holds 16 photos; the extra copy folds into one of them
 
 
 def _unavailable(reason: str) -> None:
@@ -56,54 +55,52 @@ def chromium() -> str:
     raise AssertionError  # unreachable: skip() and fail() raise
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, pixel_embedder):  # noqa: ANN001, ANN201
+    """``searchapp ui`` on a free loopback port over a small indexed library: its URL."""
+    from searchapp.config import ENCODER_PIXELS, load_settings
+
+    base = tmp_path_factory.mktemp("page")
+    photos = base / "photos"
+    shutil.copytree(DATA, photos / "2023" / "Juli", ignore=shutil.ignore_patterns("*.md"))
+    shutil.copy(photos / "2023" / "Juli" / "coffee.png", photos / "coffee copy.png")
+    settings = load_settings(data_dir=base / "lib", encoder=ENCODER_PIXELS, weights="random")
+    index_once(settings, pixel_embedder, photos)
+    port = free_port()
+    env = {"HOME": str(base), **PIXELS_ENV}
+    proc = start_page(settings.data_dir, port, base / "server.log", env)
+    try:
+        yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", settings=settings)
+    finally:
+        stop_group(proc)
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"searchapp ui exited with {proc.returncode}")
+@pytest.fixture(scope="module")
+def browser(chromium):  # noqa: ANN001, ANN201
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed (pip install -e '.[test]')")
+    expect.set_options(timeout=STEP_MS)  # assertions wait as long as actions (5 s else)
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
-            with urllib.request.urlopen(url + "_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"searchapp ui did not answer on {url} in {timeout_s} s")
+            yield launched
+        finally:
+            launched.close()
 
 
 @pytest.fixture()
-def served(tmp_path, clip_settings, clip_embedder):  # noqa: ANN001, ANN201
-    """``searchapp ui`` on a free localhost port over an indexed copy of data/ (real model)."""
-    settings = clip_settings
-    photos = tmp_path / "photos"
-    shutil.copytree(DATA, photos, ignore=shutil.ignore_patterns("*.md"))
-    index_once(settings, clip_embedder, photos)
-    port = _free_port()
-    env = dict(os.environ, SEARCHAPP_WEIGHTS="random", SEARCHAPP_PRECISION="fp32",
-               HF_HUB_OFFLINE="1", HOME=str(tmp_path))  # fmt: skip
-    exe = Path(sys.executable).with_name("searchapp")
-    cmd = [str(exe), "--data-dir", str(settings.data_dir), "ui", "--port", str(port)]
-    log = (tmp_path / "server.log").open("wb")
-    # its own process group: searchapp ui starts streamlit as a child, both must stop
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        _wait_healthy(url, proc)
-        yield url, photos
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+def page(browser):  # noqa: ANN001, ANN201
+    """A fresh tab at 1280x720; any script error in it fails the test."""
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    tab = context.new_page()
+    tab.set_default_timeout(STEP_MS)
+    errors: list[str] = []
+    tab.on("pageerror", lambda err: errors.append(str(err)))
+    yield tab
+    context.close()
+    assert not errors, f"errors in the page: {errors}"
 
 
 def _shots_dir() -> Path:
@@ -112,79 +109,202 @@ def _shots_dir() -> Path:
     return folder
 
 
-def test_search_page_in_a_real_browser(chromium, served) -> None:  # noqa: ANN001
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (pip install -e '.[test]')")
-    url, photos = served
-    expect.set_options(timeout=STEP_MS)
-    shots = _shots_dir()
-    errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.on("pageerror", lambda err: errors.append(str(err)))
-            page.set_default_timeout(STEP_MS)
-            expect.set_options(timeout=STEP_MS)  # assertions wait as long as actions (5 s else)
-            _drive(page, expect, url, photos, shots)
-        finally:
-            browser.close()
-    assert not errors, f"errors in the page: {errors}"
+def _expect():  # noqa: ANN202
+    from playwright.sync_api import expect
+
+    return expect
 
 
-def _drive(page, expect, url: str, photos: Path, shots: Path) -> None:  # noqa: ANN001
-    page.goto(url)
-    expect(page.get_by_text("Random model weights are in use")).to_be_visible()
-    grid = page.locator(".st-key-grid")
-    cards = grid.locator('[data-testid="stImage"] img')
+def _loaded(page, selector: str) -> None:  # noqa: ANN001
+    """Wait until every image ``selector`` finds (inside the grid's shadow root) is decoded."""
+    script = "is => is.length > 0 && is.every(i => i.complete && i.naturalWidth > 0)"
+    wait_for(lambda: page.locator(selector).evaluate_all(script), f"{selector} decoded", 60)
 
-    # a text query: the grid of thumbnails
-    page.get_by_text("Show all results").click()
-    box = page.get_by_role("textbox", name="Search", exact=True)
-    box.fill("a cat on a sofa")
+
+def _results_shown(page) -> None:  # noqa: ANN001
+    """The grid holds results: the caption says so, and the timeline's months are gone."""
+    expect = _expect()
+    expect(page.get_by_text("relevant results")).to_be_visible()
+    expect(page.locator(".month")).to_have_count(0)
+    expect(page.locator(".tile").first).to_be_visible()
+
+
+def test_landing_shows_the_timeline_with_copies_as_one_tile(page, served) -> None:  # noqa: ANN001
+    expect = _expect()
+    page.goto(served.url)
+    expect(page.get_by_text("Random model weights (chosen by")).to_be_visible()
+    expect(page.locator(".tile")).to_have_count(PHOTOS)
+    expect(page.get_by_text(f"{PHOTOS} photos, newest first")).to_be_visible()
+    expect(page.locator(".month")).to_have_text(["No date"])
+    # the two byte-identical files: one tile, marked
+    expect(page.locator(".tile .copies")).to_have_count(1)
+    expect(page.locator(".tile .copies")).to_have_text("2 copies")
+    _loaded(page, ".tile img")
+    widths = page.locator(".tile").evaluate_all("ts => ts.map(t => t.getBoundingClientRect().top)")
+    first_row = [top for top in widths if abs(top - widths[0]) < 1]
+    assert len(first_row) >= 6, f"{len(first_row)} photos in the first row at 1280 px"
+    page.screenshot(path=str(_shots_dir() / "timeline-1280x720.png"))
+
+
+def test_viewer_opens_on_click_and_arrow_keys_step(page, served) -> None:  # noqa: ANN001
+    expect = _expect()
+    page.goto(served.url)
+    tiles = page.locator(".tile")
+    expect(tiles).to_have_count(PHOTOS)
+    ids = tiles.evaluate_all("ts => ts.map(t => t.dataset.id)")
+    tiles.nth(0).locator(".open").click()
+    viewer = page.get_by_role("dialog", name="Photo viewer")
+    expect(viewer).to_be_visible()
+    expect(viewer).to_have_attribute("data-id", ids[0])
+    expect(viewer.locator(".facts")).to_contain_text("photos/2023/Juli")
+    page.keyboard.press("ArrowRight")
+    expect(viewer).to_have_attribute("data-id", ids[1])
+    expect(viewer.locator(".big")).to_have_attribute("src", re.compile("/photo/preview/"))
+    _loaded(page, ".viewer .big")  # the large preview replaced the thumbnail
+    page.screenshot(path=str(_shots_dir() / "viewer-1280x720.png"))
+    page.keyboard.press("ArrowLeft")
+    expect(viewer).to_have_attribute("data-id", ids[0])
+    page.keyboard.press("Escape")
+    expect(viewer).to_be_hidden()
+
+
+def test_the_url_restores_a_search_after_reload_and_back(page, served) -> None:  # noqa: ANN001
+    expect = _expect()
+    page.goto(served.url)
+    box = page.get_by_role("textbox", name="Search your photos")
+    box.fill("coffee")
     box.press("Enter")
-    expect(cards).to_have_count(16)
-    expect(page.get_by_text("16 of 16 results")).to_be_visible()
-    page.wait_for_function(  # every thumbnail decoded by the browser
-        "() => [...document.querySelectorAll('.st-key-grid img')]"
-        ".every(i => i.complete && i.naturalWidth > 0)"
-    )
-    page.screenshot(path=str(shots / "search-grid.png"))
-
-    # open a result: the detail view with a large preview and the full path
-    first_name = grid.locator('[data-testid="stMarkdownContainer"] strong').first.inner_text()
-    grid.get_by_role("button", name="Details").first.click()
-    dialog = page.get_by_role("dialog")
-    expect(dialog.locator('[data-testid="stImage"] img')).to_be_visible()
-    expect(dialog.get_by_text(str(photos / first_name))).to_be_visible()
-    expect(dialog.get_by_text("Dimensions:")).to_be_visible()
-    page.wait_for_function(
-        "() => { const i = document.querySelector('[role=dialog] [data-testid=stImage] img');"
-        " return i && i.complete && i.naturalWidth > 0; }"
-    )
-    page.screenshot(path=str(shots / "detail.png"))
-
-    # "more like this" from the detail view
-    dialog.get_by_role("button", name="More like this").click()
-    expect(page.get_by_role("dialog")).to_have_count(0)
-    expect(page.get_by_role("heading", name=f"More like {first_name}")).to_be_visible()
-    expect(cards).to_have_count(15)  # every photo but the one asked about
-    expect(grid.get_by_text(first_name, exact=True)).to_have_count(0)
-
-    # an uploaded image: its own file is the best match
-    page.get_by_role("button", name="Clear").click()
-    expect(cards).to_have_count(0)
-    page.locator('input[type="file"]').set_input_files(str(photos / "coffee.png"))
-    expect(page.get_by_role("heading", name="Like coffee.png")).to_be_visible()
-    expect(cards).to_have_count(16)
-    expect(grid.locator('[data-testid="stMarkdownContainer"] strong').first).to_have_text(
-        "coffee.png"
-    )
-    page.screenshot(path=str(shots / "upload.png"))
-
-    # the status tab: counts, model, index
+    expect(page).to_have_url(re.compile(r"[?&]q=coffee"))
+    _results_shown(page)
+    first = page.locator(".tile").evaluate_all("ts => ts.map(t => t.dataset.id)")
+    assert first
+    page.reload()
+    expect(page.get_by_role("textbox", name="Search your photos")).to_have_value("coffee")
+    _results_shown(page)
+    expect(page.locator(".tile")).to_have_count(len(first))
+    assert page.locator(".tile").evaluate_all("ts => ts.map(t => t.dataset.id)") == first
+    # a second search, then Back: the first one again
+    box = page.get_by_role("textbox", name="Search your photos")
+    box.fill("rocket")
+    box.press("Enter")
+    expect(page).to_have_url(re.compile(r"[?&]q=rocket"))
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"[?&]q=coffee"))
+    expect(box).to_have_value("coffee")
+    expect(page.locator(".tile")).to_have_count(len(first))
+    # Status and back keeps it
     page.get_by_role("tab", name="Status").click()
-    expect(page.get_by_text("IndexIDMap2(IndexFlatIP), 16 vectors")).to_be_visible()
-    page.screenshot(path=str(shots / "status.png"))
+    expect(page.get_by_text("Photo folders")).to_be_visible()
+    page.get_by_role("tab", name="Photos").click()
+    expect(page.get_by_role("textbox", name="Search your photos")).to_have_value("coffee")
+    expect(page.locator(".tile")).to_have_count(len(first))
+
+
+def test_the_folder_filter_finds_a_folder_by_part_of_its_name(page, served) -> None:  # noqa: ANN001
+    expect = _expect()
+    page.goto(served.url)
+    expect(page.locator(".tile")).to_have_count(PHOTOS)
+    page.get_by_test_id("stExpandSidebarButton").click()
+    folder = page.get_by_test_id("stSelectbox").filter(has_text="Folder")
+    folder.click()
+    page.keyboard.type("juli")
+    option = page.get_by_role("option", name="photos/2023/Juli (16)")
+    expect(option).to_be_visible()
+    expect(page.get_by_role("option")).to_have_count(1)
+    option.click()
+    expect(page.get_by_text(f"{PHOTOS} photos, newest first (filtered)")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"[?&]folder=.*Juli"))
+
+
+def test_keyboard_alone_searches_opens_and_closes_a_photo(page, served) -> None:  # noqa: ANN001
+    expect = _expect()
+    page.goto(served.url)
+    expect(page.locator(".tile")).to_have_count(PHOTOS)
+    page.keyboard.press("/")  # jumps to the search box
+    page.keyboard.type("rocket")
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"[?&]q=rocket"))
+    _results_shown(page)
+    for _ in range(40):  # Tab through the controls to the first photo
+        page.keyboard.press("Tab")
+        focused = page.evaluate(
+            "() => { let a = document.activeElement;"
+            " while (a && a.shadowRoot && a.shadowRoot.activeElement)"
+            "   a = a.shadowRoot.activeElement;"
+            " return a ? a.className : ''; }"
+        )
+        if focused == "open":
+            break
+    else:
+        pytest.fail("Tab never reached a photo")
+    page.keyboard.press("Enter")
+    viewer = page.get_by_role("dialog", name="Photo viewer")
+    expect(viewer).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(viewer).to_be_hidden()
+
+
+def test_select_photos_then_zip_or_more_like_these(page, served) -> None:  # noqa: ANN001
+    expect = _expect()
+    page.goto(served.url)
+    tiles = page.locator(".tile")
+    expect(tiles).to_have_count(PHOTOS)
+    ids = tiles.evaluate_all("ts => ts.slice(0, 2).map(t => t.dataset.id)")
+    for i in range(2):
+        tiles.nth(i).hover()
+        tiles.nth(i).locator(".pick input").check()
+    expect(page.locator(".selcount")).to_have_text("2 selected")
+    zip_link = page.locator("[data-sel=zip]")
+    expect(zip_link).to_have_attribute("href", f"/photo/zip?ids={ids[0]},{ids[1]}")
+    with page.expect_download() as download:
+        zip_link.click()
+    import zipfile
+
+    with zipfile.ZipFile(download.value.path()) as archive:
+        assert len(archive.namelist()) == 2
+    page.get_by_role("button", name="More like these").click()
+    expect(page).to_have_url(re.compile(rf"[?&]like={ids[0]}%2C{ids[1]}|like={ids[0]},{ids[1]}"))
+    expect(page.get_by_text("More like these 2 photos")).to_be_visible()
+
+
+def test_phone_width_shows_two_or_three_per_row(browser, served) -> None:  # noqa: ANN001
+    expect = _expect()
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(STEP_MS)
+        page.goto(served.url)
+        expect(page.locator(".tile")).to_have_count(PHOTOS)
+        _loaded(page, ".tile img")
+        tops = page.locator(".tile").evaluate_all(
+            "ts => ts.map(t => Math.round(t.getBoundingClientRect().top))"
+        )
+        rows: dict[int, int] = {}
+        for top in tops:
+            rows[top] = rows.get(top, 0) + 1
+        full = list(rows.values())[:-1]  # the last row may be short
+        assert full and all(2 <= n <= 3 for n in full), rows
+        page.screenshot(path=str(_shots_dir() / "timeline-390x844.png"))
+    finally:
+        context.close()
+
+
+def test_a_photo_without_a_thumbnail_gets_a_placeholder_tile(page, served) -> None:  # noqa: ANN001
+    from searchapp.library import Library
+
+    expect = _expect()
+    library = Library(served.settings)
+    victim = library.timeline().tiles[3]
+    thumb = library.thumbnail(victim.content_hash)
+    data = thumb.read_bytes()
+    thumb.unlink()
+    try:
+        page.goto(served.url)
+        tile = page.locator(f'.tile[data-id="{victim.photo_id}"]')
+        expect(tile).to_have_class(re.compile(r"\bmissing\b"))
+        expect(page.locator(".tile.missing")).to_have_count(1)
+        box = tile.bounding_box()
+        assert box is not None and box["height"] > 60, "a full-size tile, not a grey line"
+    finally:
+        thumb.write_bytes(data)
+        library.close()

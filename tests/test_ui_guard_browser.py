@@ -3,7 +3,7 @@
 One ``searchapp ui`` with an access secret serves an indexed copy of data/ on a loopback
 port. Chromium maps ``evil.example`` to 127.0.0.1 (as a DNS rebinding attack would) and gets
 nothing; through 127.0.0.1 it is asked for the secret, then searches, and the thumbnail URL it
-got answers only with the cookie the secret set.
+got (a /photo/thumb route beside Streamlit's own) answers only with the cookie the secret set.
 """
 
 from __future__ import annotations
@@ -63,14 +63,14 @@ def test_rebinding_gets_no_app_and_media_needs_the_secret(chromium, locked) -> N
             assert page.locator('[data-testid="stApp"]').count() == 0
             page.get_by_label("Access secret").fill(SECRET)
             page.get_by_role("button", name="Open").click()
-            expect(page.get_by_text("Random model weights are in use")).to_be_visible(
+            expect(page.get_by_text("Random model weights (chosen by")).to_be_visible(
                 timeout=STEP_MS
             )
 
-            box = page.get_by_role("textbox", name="Search", exact=True)
+            box = page.get_by_role("textbox", name="Search your photos")
             box.fill("a cat on a sofa")
             box.press("Enter")
-            thumb = page.locator('[data-testid="stImage"] img[src*="/media/"]').first
+            thumb = page.locator('.tile img[src*="/photo/thumb/"]').first
             expect(thumb).to_be_visible(timeout=STEP_MS)
             media = thumb.evaluate("img => new URL(img.src).pathname")
             cookies = page.context.cookies()

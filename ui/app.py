@@ -1,9 +1,10 @@
-"""Streamlit page for searchapp: search the library by text, image and example; see status.
+"""Streamlit page for searchapp: a photo library to browse and search; its status.
 
 Run it with ``searchapp ui`` (or ``streamlit run ui/app.py``). Settings come from
 ``load_settings()``, so ``SEARCHAPP_DATA_DIR``, ``SEARCHAPP_WEIGHTS`` etc. apply. The page
 reads the library only through ``searchapp.library.Library`` and indexes only through
-``index_library`` (under the writer lock, like the CLI).
+``submit`` (under the writer lock, like the CLI). It opens on the library's timeline at
+once; the model warms up in the background.
 """
 
 from __future__ import annotations
@@ -13,28 +14,28 @@ import streamlit as st
 from searchapp.config import Settings, load_settings
 from searchapp.errors import SearchAppError
 from searchapp.ui.indexing import add_folder_form, show_flash
-from searchapp.ui.resources import get_library, get_warm_library
-from searchapp.ui.search_view import show_search
+from searchapp.ui.resources import get_library, start_warm_up
+from searchapp.ui.search_view import SHOWN as PHOTOS_SHOWN
+from searchapp.ui.search_view import show_photos
 from searchapp.ui.status_view import show_status
 
 RANDOM_BANNER = (
-    "Random model weights are in use (SEARCHAPP_WEIGHTS=random): search results carry no "
-    "meaning. Use the real MobileCLIP weights for real searches."
+    "Random model weights (chosen by SEARCHAPP_WEIGHTS=random or --weights random): searches "
+    "by words or images mean nothing. Fix: unset SEARCHAPP_WEIGHTS and run `searchapp ui`."
 )
-# Grid thumbnails share one shape so rows line up; the detail view shows the whole photo.
+# A denser page: less padding around the grid, the title small.
 STYLE = """
 <style>
-.st-key-grid [data-testid="stImage"] img {
-  aspect-ratio: 4 / 3; object-fit: cover; border-radius: 4px;
-}
+.block-container { padding-top: 2.2rem; padding-left: 1.2rem; padding-right: 1.2rem; }
+h1 { font-size: 1.4rem !important; padding: 0 !important; }
 </style>
 """
 
 
 def main() -> None:
-    st.set_page_config(page_title="Photo search", page_icon=":mag:", layout="wide")
+    st.set_page_config(page_title="Photos", page_icon=":frame_with_picture:", layout="wide",
+                       initial_sidebar_state="collapsed")  # fmt: skip
     st.html(STYLE)
-    st.title("Photo search")
     try:
         settings = load_settings()
     except SearchAppError as err:
@@ -43,11 +44,11 @@ def main() -> None:
     if settings.random_weights:
         st.warning(RANDOM_BANNER, icon=":material/warning:")
     show_flash()
-    if not get_library(settings).exists:
+    library = get_library(settings)
+    if not library.exists:
         _empty_state(settings)
         return
     try:
-        library = get_warm_library(settings)
         indexed = library.photo_count()
     except SearchAppError as err:
         st.error(str(err))
@@ -57,14 +58,16 @@ def main() -> None:
         with st.expander("Library status"):
             show_status(library, settings)
         return
+    start_warm_up(settings)
     # lazy tabs: only the open one runs, so the status tab's folder check costs nothing
-    # while someone searches
-    search_tab, status_tab = st.tabs(["Search", "Status"], key="tab", on_change="rerun")
-    with search_tab:
-        if search_tab.open:
-            show_search(library)
+    # while someone browses; the search itself stays in the URL across tabs
+    photos_tab, status_tab = st.tabs(["Photos", "Status"], key="tab", on_change="rerun")
+    with photos_tab:
+        if photos_tab.open:
+            show_photos(library)
     with status_tab:
         if status_tab.open:
+            st.session_state[PHOTOS_SHOWN] = False  # the photos tab refills from the URL
             show_status(library, settings)
 
 

@@ -12,6 +12,7 @@ from searchapp.errors import SearchAppError
 from searchapp.indexer.commands import Index, absolute
 from searchapp.indexer.pipeline import Progress
 from searchapp.indexer.writer import submit
+from searchapp.scanner import holds_photos
 from searchapp.ui.resources import get_embedder
 
 FLASH = "flash"
@@ -79,16 +80,31 @@ def show_flash() -> None:
 
 
 def add_folder_form(settings: Settings, *, key: str = "add") -> None:
-    """A folder box and an "Add and index" button."""
+    """A folder box and an "Add and index" button; a folder without photos is refused
+    unless "add it anyway" is ticked (a camera folder that fills later)."""
     folder = st.text_input(
         "Photo folder to add",
         key=f"{key}-path",
         placeholder=str(Path.home() / "Pictures"),
         help="A folder on this computer; every photo below it is indexed.",
     )
+    anyway = st.session_state.get(f"{key}-anyway", False)
     if st.button("Add and index", key=f"{key}-index", type="primary"):
-        if not folder.strip():
+        path = folder.strip()
+        if not path:
             st.error("Type the path of a photo folder first.")
             return
-        if run_indexing(settings, add_roots=[folder.strip()]):
+        if not Path(path).expanduser().is_dir():
+            st.error(f"{path} is not a folder on this computer; check the path.")
+            return
+        if not anyway and holds_photos(str(Path(path).expanduser())) is False:
+            st.warning(
+                f"No photos found in {path}, so it was not added. Pick the folder that holds "
+                "your photos, or tick 'Add it anyway' to keep it for photos to come."
+            )
+            st.session_state[f"{key}-empty"] = path
+            return
+        if run_indexing(settings, add_roots=[path]):
             st.rerun()
+    if st.session_state.get(f"{key}-empty"):
+        st.checkbox("Add it anyway (photos added later are indexed)", key=f"{key}-anyway")

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+
 import streamlit as st
 
 from searchapp.config import Settings
+from searchapp.errors import SearchAppError
 from searchapp.library import Library
 from searchapp.model import ClipEmbedder
+
+log = logging.getLogger(__name__)
 
 
 @st.cache_resource(show_spinner="Loading the model...")
@@ -23,19 +29,18 @@ def get_library(settings: Settings) -> Library:
     return Library(settings)
 
 
-@st.cache_resource(show_spinner="Opening the library and warming up the model...")
-def get_warm_library(settings: Settings) -> Library:
-    """The library, warmed up once: the first query pays neither for loading the index
-    nor for the text tower's first call. It reloads the index when the store moves on."""
+@st.cache_resource(show_spinner=False)
+def start_warm_up(settings: Settings) -> threading.Thread:
+    """Load the index and the model in the background, once per server: the timeline shows
+    at once, and the first query pays neither (a query before it ends waits for the model)."""
     library = get_library(settings)
-    library.warm_up()
-    return library
 
+    def warm() -> None:
+        try:
+            library.warm_up()
+        except SearchAppError as err:  # the query that needs it says the same, in the page
+            log.warning("warm-up stopped: %s", err)
 
-@st.cache_data(max_entries=16, show_spinner="Loading the photo...")
-def get_preview(_library: Library, path: str, mtime_ns: int) -> bytes:
-    """The detail view's large preview (guarded read, EXIF-oriented, <= 1600 px).
-
-    ``mtime_ns`` is part of the cache key so an edited photo is decoded again.
-    """
-    return _library.preview_jpeg(path)
+    thread = threading.Thread(target=warm, name="searchapp-warm-up", daemon=True)
+    thread.start()
+    return thread

@@ -1,173 +1,228 @@
-"""The search tab: query box, image upload, "more like this", filters, grid, detail view."""
+"""The photos tab: the search bar on top, then the library's timeline (no query) or the
+results of a query, in one justified grid with a full-screen viewer (``gallery.py``).
+
+The search lives in the URL (``url_state.py``): widgets are filled from it when the page
+opens, after Back or a pasted link, or when they come back from another tab, and every
+change is written back to it.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import subprocess
-import sys
-from datetime import date, datetime
-from datetime import time as dtime
 from pathlib import Path
 
 import streamlit as st
 
 from searchapp.errors import SearchAppError
-from searchapp.library import (
-    Facets,
-    Library,
-    PhotoFilter,
-    QueryPart,
-    SearchPage,
-    SearchResult,
-    describe_parts,
-)
+from searchapp.library import Library, PhotoFilter, QueryPart, Tile, describe_parts
 from searchapp.library import parse_query as parse_text
-from searchapp.ui.resources import get_preview
+from searchapp.ui.filters_view import explain_empty, show_filters
+from searchapp.ui.gallery import show_gallery, take_action
+from searchapp.ui.url_state import SearchState, from_params, to_params
 
-COLUMNS = 4
+PAGE = 60  # tiles a "load more" adds: about two screens on a laptop
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "heic", "heif"]
-ALL = "All"
-SORT_LABELS = {"relevance": "Relevance", "newest": "Date taken, newest first",
-               "oldest": "Date taken, oldest first"}  # fmt: skip
 WEIGHTS = [-2.0, -1.0, -0.5, 0.5, 1.0, 2.0, 3.0]
-MD_SPECIAL = "\\`*_[]<>~$#|"
+WEIGHT_LABELS = {
+    -2.0: "much less like this", -1.0: "less like this", -0.5: "a little less like this",
+    0.5: "a little like this", 1.0: "like this", 2.0: "more like this",
+    3.0: "much more like this",
+}  # fmt: skip
+# widget key -> SearchState field; the other fields (like, pages, dates) are set directly
+WIDGETS = {
+    "query": "q", "negative": "neg", "sort": "sort", "show_all": "all", "folder": "folder",
+    "when": "when", "types": "types", "min_side": "min_side", "like_weight": "lw",
+    "fold": "fold",
+}  # fmt: skip
+GRID = "grid"
+SHOWN = "_photos_shown"  # False while another tab is open (app.py clears it)
 
 
-# ---------------------------------------------------------------- state changes (callbacks)
-def start_like(photo_id: int) -> None:
-    """'More like this' starts a new query from that photo (text and upload cleared)."""
-    st.session_state["like"] = photo_id
-    st.session_state["like_weight"] = 1.0
-    st.session_state["query"] = ""
-    st.session_state["negative"] = ""
-    st.session_state["upload_gen"] = st.session_state.get("upload_gen", 0) + 1
-    st.session_state.pop("detail", None)
+# ---------------------------------------------------------------- URL <-> widgets
+def sync_from_url() -> None:
+    """Fill the widgets from the URL: all of them when the URL changed under the page
+    (first open, Back, a pasted link), else only those another tab's run dropped."""
+    params = st.query_params.to_dict()
+    state = from_params(params)
+    # back from another tab: Streamlit dropped (or blanked) the widgets it did not draw
+    returning = not st.session_state.get(SHOWN, False)
+    changed = returning or params != st.session_state.get("_url")
+    for key, name in WIDGETS.items():
+        if changed or key not in st.session_state:
+            value = getattr(state, name)
+            st.session_state[key] = list(value) if isinstance(value, tuple) else value
+    if changed:
+        st.session_state["like"] = state.like
+        st.session_state["pages"] = state.pages
+        st.session_state["range"] = (state.since, state.until)
+        st.session_state.pop("days", None)  # the calendar takes its days from "range"
+        st.session_state["_url"] = params
+    st.session_state.setdefault("like", ())
+    st.session_state.setdefault("pages", 1)
+    st.session_state.setdefault("upload_gen", 0)
+
+
+def current_state() -> SearchState:
+    ss = st.session_state
+    since, until = ss.get("range", ("", ""))
+    return SearchState(
+        q=ss.get("query", ""), neg=ss.get("negative", ""), like=tuple(ss.get("like", ())),
+        lw=float(ss.get("like_weight", 1.0)) if ss.get("like") else 1.0,
+        sort=ss.get("sort", "relevance"), all=bool(ss.get("show_all", False)),
+        folder=ss.get("folder") or "", when=ss.get("when", ""), since=since, until=until,
+        types=tuple(ss.get("types", ())), min_side=int(ss.get("min_side", 0)),
+        fold=bool(ss.get("fold", False)), pages=int(ss.get("pages", 1)),
+    )  # fmt: skip
+
+
+def write_url(state: SearchState) -> None:
+    params = to_params(state)
+    if params != st.query_params.to_dict():
+        st.query_params.from_dict(params)
+    st.session_state["_url"] = params
+
+
+# ---------------------------------------------------------------- callbacks
+def start_like(ids: tuple[int, ...]) -> None:
+    """'More like this/these' starts a new query from those photos (text cleared)."""
+    ss = st.session_state
+    ss["like"], ss["like_weight"], ss["pages"] = tuple(ids), 1.0, 1
+    ss["query"], ss["negative"] = "", ""
+    ss["upload_gen"] = ss.get("upload_gen", 0) + 1
 
 
 def clear_like() -> None:
-    st.session_state["like"] = None
+    st.session_state["like"] = ()
 
 
-def open_detail(photo_id: int) -> None:
-    st.session_state["detail"] = photo_id
+def _on_grid_action() -> None:
+    action = take_action(GRID)
+    if action is None:
+        return
+    if action.get("kind") == "like":
+        start_like(tuple(int(i) for i in action.get("ids", [])))
+    elif action.get("kind") == "more":
+        st.session_state["pages"] = st.session_state.get("pages", 1) + 1
+
+
+def _pick_recent(recent: list[dict[str, str]]) -> None:
+    picked = st.session_state.get("recent")
+    st.session_state["recent"] = None
+    if picked is not None:
+        st.query_params.from_dict(recent[picked])
+        st.session_state["_url"] = None  # this run fills every widget from the URL
+
+
+# ---------------------------------------------------------------- the tab
+def show_photos(library: Library) -> None:
+    """Search bar, then the timeline or the results."""
+    sync_from_url()
+    st.session_state[SHOWN] = True
+    flt = show_filters(library)
+    parts, upload_key, names = _search_bar(library)
+    state = current_state()
+    signature = (state.without_paging(), upload_key)
+    if st.session_state.get("_signature") not in (None, signature):
+        st.session_state["pages"] = 1
+        state = current_state()
+    st.session_state["_signature"] = signature
+    write_url(state)
+    if not parts:
+        _recent_searches(library)
+        _timeline(library, flt, state)
+        return
+    if state.searching and st.session_state.get("_remembered") != to_params(state.without_paging()):
+        st.session_state["_remembered"] = to_params(state.without_paging())
+        library.remember_search(to_params(state.without_paging()))
+    if len(parts) > 1:
+        st.caption("Query: " + describe_parts(parts, names))
+    _results(library, parts, flt, state, upload_key)
+
+
+def _timeline(library: Library, flt: PhotoFilter | None, state: SearchState) -> None:
+    try:
+        page = library.timeline(flt, 0, PAGE * (state.pages + 1))  # a page ahead
+    except SearchAppError as err:
+        st.error(str(err))
+        return
+    st.caption(f"{page.total:,} photos, newest first" + (" (filtered)" if flt else ""))
+    if not page.tiles:
+        explain_empty(library, flt)
+        return
+    grid_id = f"timeline:{flt!r}:{state.fold}"
+    tiles = library.fold_similar(page.tiles) if state.fold else page.tiles
+    show_gallery(tiles, key=GRID, grid_id=grid_id, groups=True, has_more=page.has_more,
+                 on_action=_on_grid_action, show=PAGE * state.pages, page=PAGE)  # fmt: skip
+
+
+def _results(
+    library: Library,
+    parts: list[QueryPart],
+    flt: PhotoFilter | None,
+    state: SearchState,
+    upload_key: str | None,
+) -> None:
+    k = PAGE * (state.pages + 1)  # a page ahead: "load more" shows it without a rerun
+    try:
+        page = library.query(
+            library.guard_parts(parts), k=k, flt=flt, cutoff=not state.all, sort=state.sort
+        )
+        by_name = library.name_tiles(state.q, flt, limit=k) if not state.like else []
+    except SearchAppError as err:
+        st.error(str(err))
+        return
+    tiles = _merge(by_name, library.tiles(page.results))
+    tiles = library.fold_similar(tiles) if state.fold else tiles
+    _summary(page.total, page.hidden, len(by_name), state.all)
+    if not tiles:
+        st.info("No results. Try other words" + (", or show every result." if not state.all
+                else "."))  # fmt: skip
+        explain_empty(library, flt)
+        return
+    grid_id = repr((state.without_paging(), upload_key))
+    show_gallery(tiles, key=GRID, grid_id=grid_id, groups=False, has_more=page.has_more,
+                 on_action=_on_grid_action, show=PAGE * state.pages, page=PAGE)  # fmt: skip
+
+
+def _merge(by_name: list[Tile], by_meaning: list[Tile]) -> list[Tile]:
+    """Name matches first (what a typed file name asks for), then the model's results
+    without the photos already shown."""
+    seen = {t.content_hash or t.photo_id for t in by_name}
+    return by_name + [t for t in by_meaning if (t.content_hash or t.photo_id) not in seen]
+
+
+def _summary(total: int, hidden: int, named: int, show_all: bool) -> None:
+    text = f"{total:,} " + ("results" if show_all else "relevant results")
+    if named:
+        text = f"{named} by file or folder name, then {text}"
+    if hidden and not show_all:
+        text += f"; {hidden:,} weaker matches hidden"
+    left, right = st.columns([5, 1], vertical_alignment="center")
+    left.caption(text)
+    if hidden and not show_all:
+        right.button("Show all", key="show-all-inline", on_click=_show_all, width="stretch")
 
 
 def _show_all() -> None:
     st.session_state["show_all"] = True
 
 
-def load_more() -> None:
-    st.session_state["pages"] = st.session_state.get("pages", 1) + 1
-
-
-# ---------------------------------------------------------------- the tab
-def show_search(library: Library) -> None:
-    """Controls, then the grid of this query's results."""
-    st.session_state.setdefault("like", None)
-    st.session_state.setdefault("upload_gen", 0)
-    flt, k, sort, show_all = _sidebar(library)
-    parts, signature = _query_controls(library)
-    detail = st.session_state.pop("detail", None)
-    if detail is not None:
-        _detail_dialog(library, int(detail))
-    if not parts:
-        st.info("Type what to look for, upload an image, or use a photo's 'More like this'.")
-        return
-    signature = (signature, flt, k, sort, show_all)
-    if st.session_state.get("signature") != signature:
-        st.session_state["signature"] = signature
-        st.session_state["pages"] = 1
-    limit = k * st.session_state.get("pages", 1)
-    try:
-        page = library.query(
-            library.guard_parts(parts), k=limit, flt=flt, cutoff=not show_all, sort=sort
-        )
-    except SearchAppError as err:
-        st.error(str(err))
-        return
-    _show_summary(page, show_all)
-    _show_grid(library, page.results)
-    if page.has_more:
-        st.button(f"Load {k} more", key="more", on_click=load_more)
-
-
-def _sidebar(library: Library) -> tuple[PhotoFilter | None, int, str, bool]:
-    with st.sidebar:
-        st.header("Results")
-        k = int(st.number_input("Results per page", 1, 200, 20, step=4, key="k"))
-        sort = st.selectbox(
-            "Sort by", list(SORT_LABELS), format_func=SORT_LABELS.__getitem__, key="sort"
-        )
-        show_all = st.toggle(
-            "Show all results",
-            key="show_all",
-            help="Off: only results that stand out for this query. On: every photo, by score.",
-        )
-        st.header("Filters")
-        flt = _filters(library)
-    return (None if flt.is_empty() else flt), k, sort, show_all
-
-
-def _filters(library: Library) -> PhotoFilter:
-    roots = [r.path for r in library.roots()]
-    root = st.selectbox("Photo folder (root)", [ALL, *roots], key="root")
-    facets = library.facets(root if root != ALL else None)
-    folder = st.selectbox("Folder (and below)", [ALL, *facets.folders], key="folder")
-    formats = st.multiselect("File type", facets.formats, key="formats")
-    after, before = _date_range(facets)
-    min_side = int(
-        st.number_input(
-            "Minimum size (px, both sides)", 0, 20000, 0, step=100, key="min_side",
-            help="Hide photos smaller than this many pixels in width or height.",
-        )
+# ---------------------------------------------------------------- the search bar
+def _search_bar(library: Library) -> tuple[list[QueryPart], str | None, dict[int, str]]:
+    """The query parts from the box, 'less of', an uploaded image and example photos."""
+    left, mid, right = st.columns([5, 3, 2], vertical_alignment="bottom")
+    text = left.text_input(
+        "Search your photos", key="query", placeholder="dog on a beach, IMG_2041, 2023/Juli",
+        help="Describe what to find, or type a file or folder name. Combine parts with "
+        "' + ' and ' - ', weigh them with 'N:' (2:sunset). Press / to come back here.",
     )  # fmt: skip
-    return PhotoFilter(
-        roots=(root,) if root != ALL else (),
-        folder=folder if folder != ALL else None,
-        taken_after=after,
-        taken_before=before,
-        formats=tuple(formats),
-        min_width=min_side or None,
-        min_height=min_side or None,
-    )
-
-
-def _date_range(facets: Facets) -> tuple[float | None, float | None]:
-    lo, hi = facets.taken_first, facets.taken_last
-    if lo is None or hi is None:
-        st.caption("Date taken: no photo has a date yet.")
-        return None, None
-    first, last = date.fromtimestamp(lo), date.fromtimestamp(hi)
-    picked = st.date_input(
-        "Date taken", value=(), min_value=first, max_value=last, key="dates",
-        help="Only photos taken on these days (photos without a date are left out).",
+    negative = mid.text_input(
+        "Less of (optional)", key="negative", placeholder="e.g. people, cars",
+        help="Comma-separated things the photos should not show.",
     )  # fmt: skip
-    picked = tuple(picked) if isinstance(picked, list | tuple) else (picked,)
-    after = datetime.combine(picked[0], dtime.min).timestamp() if picked else None
-    before = datetime.combine(picked[1], dtime.max).timestamp() if len(picked) > 1 else None
-    return after, before
-
-
-def _query_controls(library: Library) -> tuple[list[QueryPart], tuple]:
-    """The query parts from the box, the 'less of' box, the upload and the liked photo."""
-    left, right = st.columns([3, 2])
-    with left:
-        text = st.text_input(
-            "Search",
-            key="query",
-            placeholder="dog on a beach + 2:sunset - people",
-            help="Words describe what to find. Combine parts with ' + ' and ' - ', weigh "
-            "them with 'N:' (2:sunset), and mix in an indexed photo with photo:ID.",
-        )
-        negative = st.text_input(
-            "Less of", key="negative", placeholder="people, cars",
-            help="Comma-separated things the photos should not show.",
-        )  # fmt: skip
-    with right:
+    with right.popover("Search by image", width="stretch"):
         upload = st.file_uploader(
-            "Search by image (JPEG, PNG, WebP, HEIC)",
+            "A photo to find more like (JPEG, PNG, WebP, HEIC)",
             type=UPLOAD_TYPES,
             key=f"upload-{st.session_state['upload_gen']}",
         )
@@ -182,142 +237,69 @@ def _query_controls(library: Library) -> tuple[list[QueryPart], tuple]:
     if upload is not None:
         data = upload.getvalue()
         upload_key = hashlib.sha256(data).hexdigest()
-        weight = _weight_control("upload_weight", f"Like {upload.name}", data, None)
+        # one weight per uploaded image: a new image starts at "like this", and the slider
+        # always shows the weight the query uses
+        weight = _weight_card(f"upload_weight-{upload_key[:16]}", f"Like {upload.name}", data)
         parts.append(QueryPart("image", data, weight))
-    like = st.session_state.get("like")
+    names = _like_parts(library, parts)
+    return parts, upload_key, names
+
+
+def _like_parts(library: Library, parts: list[QueryPart]) -> dict[int, str]:
     names: dict[int, str] = {}
-    if like is not None:
-        source = library.photo(int(like))
-        if source is None:
+    records = [library.photo(int(i)) for i in st.session_state.get("like", ())]
+    records = [r for r in records if r is not None]
+    if not records:
+        if st.session_state.get("like"):
             clear_like()
-        else:
-            names[source.id] = Path(source.path).name
-            thumb = _thumb(library, source.content_hash)
-            weight = _weight_control("like_weight", f"More like {names[source.id]}", thumb, like)
-            parts.append(QueryPart("photo", source.id, weight))
-    if len(parts) > 1:
-        st.caption("Query: " + describe_parts(parts, names))
-    return parts, (text, negative, upload_key, like, st.session_state.get("like_weight"),
-                   st.session_state.get("upload_weight"))  # fmt: skip
+        return names
+    for r in records:
+        names[r.id] = Path(r.path).name
+    title = f"More like {names[records[0].id]}" if len(records) == 1 else (
+        f"More like these {len(records)} photos")  # fmt: skip
+    thumb = library.thumbnail(records[0].content_hash)
+    weight = _weight_card("like_weight", title, str(thumb) if thumb else None, clear=True)
+    parts += [QueryPart("photo", r.id, weight) for r in records]
+    return names
 
 
-def _weight_control(key: str, title: str, image: bytes | str | None, like: int | None) -> float:
-    """A small card for an image part: its picture, title, weight (negative = less like)."""
-    pic, body = st.columns([1, 5])
-    with pic:
-        if image is not None:
-            st.image(image, width=96)
+def _weight_card(key: str, title: str, image: bytes | str | None, clear: bool = False) -> float:
+    """A small card for an example image: picture, title, weight (less / more like it)."""
+    pic, body, end = st.columns([1, 6, 1], vertical_alignment="center")
+    if image is not None:
+        pic.image(image, width=72)
     with body:
-        st.subheader(title)
+        st.markdown(f"**{md_escape(title)}**")
         st.session_state.setdefault(key, 1.0)
         weight = st.select_slider(
-            "Weight", WEIGHTS, key=key,
-            help="How much this image counts; negative means 'less like this'.",
+            "How much", WEIGHTS, key=key, format_func=WEIGHT_LABELS.__getitem__,
+            label_visibility="collapsed",
         )  # fmt: skip
-        if like is not None:
-            st.button("Clear", key="clear-like", on_click=clear_like)
+    if clear:
+        end.button("Clear", key="clear-like", on_click=clear_like)
     return float(weight)
 
 
-def _show_summary(page: SearchPage, show_all: bool) -> None:
-    shown = len(page.results)
-    text = f"{shown} of {page.total} " + ("results" if show_all else "relevant results")
-    if page.hidden and not show_all:
-        text += f"; {page.hidden} weaker matches hidden"
-    left, right = st.columns([4, 1], vertical_alignment="center")
-    left.caption(text)
-    if page.hidden and not show_all:
-        right.button("Show all", key="show-all-inline", on_click=_show_all, width="stretch")
-    if not page.results:
-        st.info("No results. Try other words, or loosen the filters.")
+def _recent_searches(library: Library) -> None:
+    recent = library.recent_searches()
+    if not recent:
+        return
+    labels = [_recent_label(p) for p in recent]
+    st.pills("Recent searches", range(len(recent)), format_func=labels.__getitem__,
+             key="recent", on_change=_pick_recent, args=(recent,))  # fmt: skip
 
 
-def _thumb(library: Library, content_hash: str | None) -> str | None:
-    path = library.thumbnail(content_hash)
-    return None if path is None else str(path)
+def _recent_label(params: dict[str, str]) -> str:
+    state = from_params(params)
+    text = state.q or (f"like {len(state.like)} photo(s)" if state.like else "search")
+    if state.neg:
+        text += f" − {state.neg}"
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
-def _show_grid(library: Library, results: list[SearchResult]) -> None:
-    """Cards in rows of COLUMNS; thumbnails come from the cache, never from originals."""
-    with st.container(key="grid"):
-        for start in range(0, len(results), COLUMNS):
-            cols = st.columns(COLUMNS)
-            for col, r in zip(cols, results[start : start + COLUMNS], strict=False):
-                with col, st.container(border=True):
-                    _card(library, r)
-
-
-def _card(library: Library, r: SearchResult) -> None:
-    thumb = _thumb(library, r.content_hash)
-    if thumb is not None:
-        st.image(thumb, width="stretch")
-    else:
-        st.caption("(no thumbnail)")
-    st.markdown(f"**{md_escape(Path(r.path).name)}**")
-    st.caption(f"score {r.score:.3f} · {_date_text(r.taken_at)}")
-    # stacked, full width: side by side they do not fit a quarter of a laptop screen
-    st.button("More like this", key=f"like-{r.photo_id}", on_click=start_like,
-              args=(r.photo_id,), width="stretch")  # fmt: skip
-    st.button("Details", key=f"open-{r.photo_id}", on_click=open_detail, args=(r.photo_id,),
-              width="stretch")  # fmt: skip
-
-
-def _date_text(taken_at: float | None) -> str:
-    return datetime.fromtimestamp(taken_at).strftime("%Y-%m-%d") if taken_at else "no date"
+MD_SPECIAL = "\\`*_[]<>~$#|"
 
 
 def md_escape(text: str) -> str:
     """File names shown as Markdown: `*` or `_` in a name must not turn into emphasis."""
     return "".join("\\" + c if c in MD_SPECIAL else c for c in text)
-
-
-# ---------------------------------------------------------------- the detail view
-@st.dialog("Photo", width="large")
-def _detail_dialog(library: Library, photo_id: int) -> None:
-    record = library.photo(photo_id)
-    if record is None:
-        st.warning("This photo is no longer in the index.")
-        return
-    left, right = st.columns([3, 2])
-    with left:
-        try:
-            st.image(get_preview(library, record.path, record.mtime_ns), width="stretch")
-        except SearchAppError as err:
-            st.error(str(err))
-    with right:
-        st.markdown(f"**{md_escape(Path(record.path).name)}**")
-        st.code(record.path, language=None, wrap_lines=True)
-        size = f"{record.width} × {record.height} px" if record.width else "unknown size"
-        st.text(f"Dimensions: {size}")
-        st.text(f"Taken: {_when(record.taken_at)}")
-        st.text(f"Camera: {record.camera or 'unknown'}")
-        st.text(f"File: {record.format or '?'}, {record.size / 2**20:.2f} MB")
-        if st.button("More like this", key="detail-like", type="primary",
-                     on_click=start_like, args=(photo_id,)):  # fmt: skip
-            st.rerun()
-        if st.button("Open folder", key="detail-open",
-                     help="Opens the folder on the computer running searchapp."):  # fmt: skip
-            _open_folder(library, record.path)
-
-
-def _when(taken_at: float | None) -> str:
-    if not taken_at:
-        return "unknown (no EXIF date)"
-    return datetime.fromtimestamp(taken_at).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _open_folder(library: Library, path: str) -> None:
-    """Show the photo's folder in the file manager (guarded like every read)."""
-    try:
-        folder = library.photo_file(path).parent
-    except SearchAppError as err:
-        st.error(str(err))
-        return
-    if sys.platform == "win32":
-        os.startfile(folder)  # type: ignore[attr-defined]  # noqa: S606
-        return
-    opener = "open" if sys.platform == "darwin" else "xdg-open"
-    if shutil.which(opener) is None:
-        st.warning(f"No file manager to open here ({opener} is missing); copy the path above.")
-        return
-    subprocess.Popen([opener, str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

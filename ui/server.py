@@ -16,6 +16,7 @@ from starlette.middleware import Middleware
 from streamlit import config
 
 from searchapp.ui.guard import AccessGuard, choose_secret, policy_for
+from searchapp.ui.media import media_routes
 
 SECRET_ENV = "SEARCHAPP_UI_SECRET"
 PAGE = Path(__file__).resolve().with_name("app.py")
@@ -31,4 +32,4 @@ def _policy():  # noqa: ANN202 - AccessPolicy
     return policy_for(bind, port, secret)
 
 
-app = st.App(PAGE, middleware=[Middleware(AccessGuard, policy=_policy())])
+app = st.App(PAGE, routes=media_routes(), middleware=[Middleware(AccessGuard, policy=_policy())])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 
 import streamlit as st
@@ -14,6 +15,7 @@ from searchapp.ui.indexing import add_folder_form, run_indexing
 LIVE_EVERY_S = 1.0
 PENDING_TTL_S = 15  # new files on disk show up in the count within this long
 FAILURES_SHOWN = 200
+_CHECKS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="searchapp-status")
 
 
 def show_status(library: Library, settings: Settings) -> None:
@@ -21,7 +23,7 @@ def show_status(library: Library, settings: Settings) -> None:
     status = library.status(failures=FAILURES_SHOWN, pending=False)
     if _is_running(status.last_run, status.writer):
         _live_progress(library)
-    _show_counts(status, _pending(library, status.data_dir, library.generation()))
+    _folder_checks(library, status)
     _show_library(status)
     _show_failures(status, settings)
     with st.expander("Add a photo folder"):
@@ -53,20 +55,58 @@ def _live_progress(library: Library) -> None:
     )
 
 
-@st.cache_data(ttl=PENDING_TTL_S, show_spinner="Checking the photo folders...")
-def _pending(_library: Library, data_dir: str, generation: int) -> PendingFiles:
-    """Stat-only diff of the folders against the library, cached per library and generation."""
-    return _library.pending()
+@st.cache_resource(ttl=PENDING_TTL_S, show_spinner=False)
+def _checks(_library: Library, data_dir: str, generation: int) -> Future:
+    """The slow checks, started once per library state in the background: the stat-only
+    diff of the folders (pending files) and the thumbnails missing from the cache. The tab
+    shows at once; their counts follow when ready."""
+    return _CHECKS.submit(lambda: (_library.pending(), _library.missing_thumbnails()))
 
 
-def _show_counts(status: StatusReport, pending: PendingFiles) -> None:
+def _folder_checks(library: Library, status: StatusReport) -> None:
+    job = _checks(library, status.data_dir, library.generation())
+    if not job.done():
+        _show_counts(status, None)
+        _wait_for_checks(job)
+        return
+    pending, missing = job.result()
+    _show_counts(status, pending)
+    if missing:
+        _offer_thumbnails(library, missing)
+
+
+@st.fragment(run_every=0.5)
+def _wait_for_checks(job: Future) -> None:
+    if job.done():
+        st.rerun(scope="app")
+
+
+def _offer_thumbnails(library: Library, missing: list[str]) -> None:
+    n = len(missing)
+    st.warning(
+        f"{n:,} photo{'s have' if n != 1 else ' has'} no thumbnail in the cache, so "
+        f"{'their tiles show' if n != 1 else 'its tile shows'} a placeholder.",
+        icon=":material/hide_image:",
+    )
+    if st.button("Rebuild missing thumbnails", key="rebuild-thumbs",
+                 help="Reads those originals once and writes their thumbnails."):  # fmt: skip
+        with st.spinner(f"Rebuilding {len(missing):,} thumbnails..."):
+            done, failed = library.rebuild_thumbnails(missing)
+        _checks.clear()
+        text = f"Rebuilt {done:,} thumbnails."
+        st.session_state["flash"] = text + (f" {failed:,} originals could not be read." if failed
+                                            else "")  # fmt: skip
+        st.rerun()
+
+
+def _show_counts(status: StatusReport, pending: PendingFiles | None) -> None:
     cols = st.columns(4)
     cols[0].metric("Indexed", status.photos)
     cols[1].metric("Failed", status.failed)
     cols[2].metric(
         "Pending",
-        pending.to_index,
-        delta=f"{pending.to_remove} to remove" if pending.to_remove else None,
+        "…" if pending is None else pending.to_index,
+        delta=f"{pending.to_remove} to remove" if pending and pending.to_remove else None,
         delta_color="off",
         help="New or changed photos in your folders that are not indexed yet (found by "
         "size and date; nothing is read). The next indexing run or the watcher picks them up.",

@@ -1,0 +1,312 @@
+"""Browsing a library: tiles for the grid (copies folded into one), the timeline, folder
+choices with counts, file-name matches, and one photo's details for the viewer.
+
+Pure functions over the store's browsing reads (:mod:`searchapp.store_browse`);
+:class:`searchapp.library.Library` exposes them to front-ends.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from searchapp.records import PhotoFilter, PhotoRecord
+
+if TYPE_CHECKING:
+    from searchapp.store import Store
+
+NO_DATE = "No date"
+# A query "looks like a name" when it is one token with a digit, an underscore, a slash or
+# a file extension: IMG_2041, DSC01234.JPG, 2023/Juli. Plain words go to the model only.
+_NAME_TOKEN = re.compile(r"^[^\s+:]*([0-9_/\\]|\.[A-Za-z]{3,4}$)[^\s+:]*$")
+_GPS_IFD = 0x8825
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile of the grid: a photo, or one content held by ``copies`` files."""
+
+    photo_id: int
+    content_hash: str | None
+    path: str
+    relative: str  # the path below its photo folder (root)
+    taken_at: float | None
+    width: int | None
+    height: int | None
+    size: int
+    format: str | None
+    copies: int = 1
+    score: float | None = None  # None on the timeline and for name matches
+    by_name: bool = False  # found by its file or folder name
+    similar: int = 0  # near-identical photos folded into this tile (see fold_similar)
+
+    @property
+    def month(self) -> str:
+        """The timeline's group header: "March 2024", or "No date"."""
+        return month_label(self.taken_at)
+
+    def as_dict(self) -> dict:
+        return {**self.__dict__, "month": self.month}
+
+
+@dataclass(frozen=True)
+class TimelinePage:
+    """All photos newest first (copies folded), one page of it."""
+
+    tiles: list[Tile]
+    total: int
+    offset: int
+
+    @property
+    def has_more(self) -> bool:
+        return self.offset + len(self.tiles) < self.total
+
+
+@dataclass(frozen=True)
+class FolderOption:
+    """A folder to filter by: its photos (its own and below), and how to show its path."""
+
+    path: str
+    label: str  # the root's name, then the path below it: "Pictures/2023/Juli"
+    count: int
+
+
+@dataclass(frozen=True)
+class PhotoInfo:
+    """What the viewer's side panel shows of one photo."""
+
+    record: PhotoRecord
+    relative: str
+    root: str | None
+    copies: list[str] = field(default_factory=list)
+    gps: tuple[float, float] | None = None
+
+
+def month_label(taken_at: float | None) -> str:
+    return datetime.fromtimestamp(taken_at).strftime("%B %Y") if taken_at else NO_DATE
+
+
+def root_paths(store: Store) -> dict[int, str]:
+    return {r.id: r.path for r in store.list_roots()}
+
+
+def relative_path(path: str, root: str | None) -> str:
+    """``path`` below ``root`` (the root's own name first), or the path as it is."""
+    if root is None:
+        return path
+    try:
+        rel = PurePath(path).relative_to(root)
+    except ValueError:
+        return path
+    name = PurePath(root).name or root
+    return str(PurePath(name) / rel) if str(rel) != "." else name
+
+
+def tile_of(record: PhotoRecord, roots: dict[int, str], copies: int = 1, **extra: object) -> Tile:
+    return Tile(
+        record.id, record.content_hash, record.path,
+        relative_path(record.path, roots.get(record.root_id)), record.taken_at,
+        record.width, record.height, record.size, record.format, copies, **extra,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def fold_copies(store: Store, ranked: list[tuple[PhotoRecord, float | None]]) -> list[Tile]:
+    """Ranked photos as tiles, each content once (at its best rank), with its copy count."""
+    roots = root_paths(store)
+    hashes = sorted({r.content_hash for r, _ in ranked if r.content_hash})
+    counts = store.copy_counts(hashes) if hashes else {}
+    seen: set[str] = set()
+    tiles = []
+    for record, score in ranked:
+        key = record.content_hash or f"id:{record.id}"
+        if key in seen:
+            continue
+        seen.add(key)
+        tiles.append(tile_of(record, roots, counts.get(key, 1), score=score))
+    return tiles
+
+
+SIMILAR_COSINE = 0.95  # resized or re-encoded copies and bursts; not merely the same scene
+
+
+def fold_similar(
+    store: Store, model_id: str, tiles: list[Tile], cosine: float = SIMILAR_COSINE
+) -> list[Tile]:
+    """Tiles with near-identical photos folded into the first of them (greedy, in order):
+    a tile whose vector is within ``cosine`` of a kept tile's joins that tile."""
+    hashes = [t.content_hash for t in tiles if t.content_hash]
+    vectors = store.vectors_for_hashes(hashes, model_id) if hashes else {}
+    kept: list[Tile] = []
+    owners: list[int] = []  # the kept tile each row of kept_vecs belongs to
+    kept_vecs: list[np.ndarray] = []
+    joined: dict[int, int] = {}
+    for tile in tiles:
+        vec = vectors.get(tile.content_hash or "")
+        if vec is not None and kept_vecs:
+            sims = np.stack(kept_vecs) @ vec
+            best = int(np.argmax(sims))
+            if sims[best] >= cosine:
+                joined[owners[best]] = joined.get(owners[best], 0) + 1
+                continue
+        if vec is not None:
+            owners.append(len(kept))
+            kept_vecs.append(vec)
+        kept.append(tile)
+    return [replace(t, similar=joined.get(i, 0)) for i, t in enumerate(kept)]
+
+
+def timeline(
+    store: Store, flt: PhotoFilter | None, offset: int, limit: int, total: int
+) -> TimelinePage:
+    """One page of every photo newest first, each content once (at its newest file).
+
+    Reads rows in date order until the page (and one more, for ``has_more``) is folded
+    together; ``total`` (distinct contents) is the caller's, which caches it.
+    """
+    want = offset + limit + 1
+    fetch = 2 * want + 64
+    while True:
+        rows = store.timeline_rows(flt, fetch)
+        firsts: dict[str, int] = {}
+        for pid, content_hash in rows:
+            firsts.setdefault(content_hash or f"id:{pid}", pid)
+        if len(firsts) >= want or len(rows) < fetch:
+            break
+        fetch *= 4
+    page_ids = list(firsts.values())[offset : offset + limit]
+    records = store.get_photos(page_ids)
+    hashes = [records[i].content_hash for i in page_ids if i in records]
+    counts = store.copy_counts([h for h in hashes if h])
+    roots = root_paths(store)
+    tiles = [
+        tile_of(records[i], roots, counts.get(records[i].content_hash or "", 1))
+        for i in page_ids
+        if i in records
+    ]
+    return TimelinePage(tiles, max(total, offset + len(tiles)), offset)
+
+
+def folder_options(store: Store) -> list[FolderOption]:
+    """Every folder holding photos and every parent up to its root, with photo counts
+    (its own and below), sorted by label so a type-ahead finds ``2023/Juli`` by ``juli``."""
+    totals: dict[str, int] = {}
+    labels: dict[str, str] = {}
+    for root, folder, n in store.folder_counts():
+        path = PurePath(folder)
+        while True:
+            key = str(path)
+            totals[key] = totals.get(key, 0) + n
+            labels.setdefault(key, relative_path(key, root))
+            if key == root or path.parent == path or not str(path).startswith(root):
+                break
+            path = path.parent
+    options = [FolderOption(p, labels[p], totals[p]) for p in totals]
+    return sorted(options, key=lambda o: o.label.lower())
+
+
+def name_fragment(text: str) -> str | None:
+    """The part of a query to match against file and folder names, if it looks like one."""
+    text = text.strip()
+    return text if text and _NAME_TOKEN.match(text) else None
+
+
+def name_tiles(store: Store, fragment: str, flt: PhotoFilter | None, limit: int) -> list[Tile]:
+    """Photos whose path below its root contains ``fragment``, copies folded."""
+    ids = store.name_matches(fragment, flt, limit)
+    records = store.get_photos(ids)
+    roots = root_paths(store)
+    needle = fragment.lower().replace("\\", "/")
+    ranked = [
+        (records[i], None)
+        for i in ids
+        if i in records and needle in _below_root(records[i], roots).lower()
+    ]
+    return [replace(t, by_name=True) for t in fold_copies(store, ranked)]
+
+
+def _below_root(record: PhotoRecord, roots: dict[int, str]) -> str:
+    root = roots.get(record.root_id)
+    return record.path[len(root) :] if root and record.path.startswith(root) else record.path
+
+
+def photo_info(store: Store, record: PhotoRecord, original: Path | None) -> PhotoInfo:
+    """The viewer's details: relative path, the other copies, GPS read from the original."""
+    roots = root_paths(store)
+    root = roots.get(record.root_id)
+    copies = store.copies_of(record.content_hash) if record.content_hash else [record]
+    gps = read_gps(original) if original is not None else None
+    rel = relative_path(record.path, root)
+    return PhotoInfo(record, rel, root, [c.path for c in copies], gps)
+
+
+def read_gps(path: Path) -> tuple[float, float] | None:
+    """Latitude and longitude from a photo's EXIF, or None (headers only, pixels unread)."""
+    try:
+        with Image.open(path) as im:
+            gps = im.getexif().get_ifd(_GPS_IFD)
+    except Exception:  # noqa: BLE001 - a broken header only means no coordinates
+        return None
+    try:
+        lat = _degrees(gps[2], gps.get(1, "N") in ("S", b"S"))
+        lon = _degrees(gps[4], gps.get(3, "E") in ("W", b"W"))
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, IndexError):
+        return None
+    return round(lat, 6), round(lon, 6)
+
+
+def _degrees(dms: tuple, negative: bool) -> float:
+    d, m, s = (float(x) for x in dms)
+    value = d + m / 60 + s / 3600
+    return -value if negative else value
+
+
+__all__ = [
+    "NO_DATE",
+    "FolderOption",
+    "PhotoInfo",
+    "Tile",
+    "TimelinePage",
+    "fold_copies",
+    "fold_similar",
+    "folder_options",
+    "month_label",
+    "name_fragment",
+    "name_tiles",
+    "photo_info",
+    "read_gps",
+    "rebuild_thumbnails",
+    "relative_path",
+    "timeline",
+]
+
+
+def rebuild_thumbnails(store: Store, thumbs_dir: Path, hashes: list[str]) -> tuple[int, int]:
+    """Decode one original per content hash and write its missing thumbnail.
+
+    Only the thumbnail cache is written (derived data, like the index file); originals are
+    read through the access guard. Returns (rebuilt, could not be read).
+    """
+    from searchapp.access import guarded_original
+    from searchapp.decoder import load_photo
+    from searchapp.errors import SearchAppError
+    from searchapp.thumbnails import THUMB_SIZE, write_thumbnail
+
+    done = failed = 0
+    for content_hash in hashes:
+        for record in store.copies_of(content_hash):
+            try:
+                image = load_photo(guarded_original(store, record.path), THUMB_SIZE).image
+            except (SearchAppError, OSError, ValueError):
+                continue
+            write_thumbnail(thumbs_dir, content_hash, image)
+            done += 1
+            break
+        else:
+            failed += 1
+    return done, failed

@@ -1,0 +1,99 @@
+"""The read-only queries behind browsing: the timeline with copies folded, folder counts,
+copies of one content, file-name matches and the hashes that should have thumbnails.
+
+A mixin of :class:`searchapp.store.Store`; like the store, the only code that runs SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from searchapp.records import STATUS_INDEXED, PhotoFilter, PhotoRecord
+from searchapp.schema import PhotoRow, RootRow, encode_path, photo_record
+from searchapp.store_facets import filtered
+
+NAME_MATCH_CAP = 1000
+
+
+class BrowseQueries:
+    """Browsing reads; the host class provides ``_session`` (one transaction)."""
+
+    _session: Callable[[], AbstractContextManager[Session]]
+
+    def timeline_rows(self, flt: PhotoFilter | None, limit: int) -> list[tuple[int, str | None]]:
+        """The first ``limit`` ``(photo id, content hash)`` of every photo newest first by
+        date taken, then the undated ones (newest id first); read along the date index."""
+        base = filtered(select(PhotoRow.id, PhotoRow.content_hash), flt, by_date=True)
+        dated = base.where(PhotoRow.taken_at.is_not(None))
+        dated = dated.order_by(PhotoRow.taken_at.desc(), PhotoRow.id.desc()).limit(limit)
+        with self._session() as s:
+            rows = [(int(i), h) for i, h in s.execute(dated)]
+            if len(rows) < limit:
+                undated = base.where(PhotoRow.taken_at.is_(None)).order_by(PhotoRow.id.desc())
+                rows += [(int(i), h) for i, h in s.execute(undated.limit(limit - len(rows)))]
+        return rows
+
+    def timeline_total(self, flt: PhotoFilter | None) -> int:
+        """How many distinct contents the (filtered) timeline holds."""
+        q = filtered(select(func.count(func.distinct(PhotoRow.content_hash))), flt, by_date=True)
+        with self._session() as s:
+            return int(s.scalar(q) or 0)
+
+    def copy_counts(self, hashes: Sequence[str]) -> dict[str, int]:
+        """How many indexed files hold each content hash (1 for a photo without copies)."""
+        out: dict[str, int] = {}
+        with self._session() as s:
+            for i in range(0, len(hashes), 500):
+                chunk = list(hashes[i : i + 500])
+                q = (
+                    select(PhotoRow.content_hash, func.count())
+                    .where(PhotoRow.content_hash.in_(chunk), PhotoRow.status == STATUS_INDEXED)
+                    .group_by(PhotoRow.content_hash)
+                )
+                out.update({h: int(n) for h, n in s.execute(q)})
+        return out
+
+    def copies_of(self, content_hash: str) -> list[PhotoRecord]:
+        """Every indexed file with this content, by path."""
+        q = (
+            select(PhotoRow)
+            .where(PhotoRow.content_hash == content_hash, PhotoRow.status == STATUS_INDEXED)
+            .order_by(PhotoRow.path)
+        )
+        with self._session() as s:
+            return [photo_record(r) for r in s.scalars(q)]
+
+    def folder_counts(self) -> list[tuple[str, str, int]]:
+        """``(root path, folder, photos directly in it)`` for every folder holding photos."""
+        q = (
+            select(RootRow.path, PhotoRow.folder, func.count())
+            .join(RootRow, RootRow.id == PhotoRow.root_id)
+            .where(PhotoRow.status == STATUS_INDEXED)
+            .group_by(RootRow.path, PhotoRow.folder)
+        )
+        with self._session() as s:
+            return [(r, f, int(n)) for r, f, n in s.execute(q)]
+
+    def name_matches(self, fragment: str, flt: PhotoFilter | None, limit: int) -> list[int]:
+        """Ids of photos whose path contains ``fragment`` (case-insensitive), by path."""
+        pattern = "%" + _like_escape(encode_path(fragment)) + "%"
+        q = filtered(select(PhotoRow.id), flt).where(PhotoRow.path.ilike(pattern, escape="\\"))
+        q = q.order_by(PhotoRow.path).limit(min(limit, NAME_MATCH_CAP))
+        with self._session() as s:
+            return [int(i) for i in s.scalars(q)]
+
+    def indexed_hashes(self) -> list[str]:
+        """Every content hash of an indexed photo (each should have a cached thumbnail)."""
+        q = select(PhotoRow.content_hash).where(
+            PhotoRow.status == STATUS_INDEXED, PhotoRow.content_hash.is_not(None)
+        )
+        with self._session() as s:
+            return list(s.scalars(q.distinct()))
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

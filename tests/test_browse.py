@@ -1,0 +1,170 @@
+"""Browsing reads behind the photo page: timeline, copies, folders, names, recent searches."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from searchapp.browse import NO_DATE, name_fragment, read_gps, relative_path
+from searchapp.library import PhotoFilter
+from tests.helpers import index_once, service
+
+
+def _photo(path: Path, seed: int, taken: str | None = None, gps: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    im = Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    if taken:
+        exif[306] = taken
+    if gps:
+        exif.get_ifd(0x8825).update({1: "S", 2: (33.0, 51.0, 36.0), 3: "E", 4: (151.0, 12.0, 0.0)})
+    im.save(path, exif=exif.tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def shelf(tmp_path_factory, pixel_embedder):  # noqa: ANN001, ANN201
+    """Six files, five contents: a copy in another folder, dated and undated photos."""
+    from searchapp.config import ENCODER_PIXELS, load_settings
+
+    base = tmp_path_factory.mktemp("browse")
+    root = base / "Pictures"
+    _photo(root / "2023" / "Juli" / "IMG_2041.jpg", 1, "2023:07:14 10:00:00", gps=True)
+    _photo(root / "2023" / "Juli" / "IMG_2042.jpg", 2, "2023:07:15 10:00:00")
+    _photo(root / "2024" / "beach.jpg", 3, "2024:03:02 09:00:00")
+    _photo(root / "scans" / "old_100%.jpg", 4)
+    _photo(root / "loose.jpg", 5, "2022:01:01 08:00:00")
+    shutil.copy(root / "2024" / "beach.jpg", root / "scans" / "beach copy.jpg")
+    settings = load_settings(data_dir=base / "lib", encoder=ENCODER_PIXELS, weights="random")
+    index_once(settings, pixel_embedder, root)
+    with service(settings, pixel_embedder) as library:
+        yield library, root
+
+
+def test_timeline_is_newest_first_copies_folded_undated_last(shelf) -> None:  # noqa: ANN001
+    library, root = shelf
+    page = library.timeline()
+    names = [Path(t.path).name for t in page.tiles]
+    assert names[0] in ("beach.jpg", "beach copy.jpg")  # either file stands for the content
+    assert names[1:4] == ["IMG_2042.jpg", "IMG_2041.jpg", "loose.jpg"]
+    assert names[4] == "old_100%.jpg" and page.tiles[4].month == NO_DATE
+    assert page.total == 5 and not page.has_more
+    assert page.tiles[0].copies == 2 and page.tiles[0].month == "March 2024"
+    assert page.tiles[0].relative in ("Pictures/2024/beach.jpg", "Pictures/scans/beach copy.jpg")
+    second = library.timeline(offset=2, limit=2)
+    assert [t.photo_id for t in second.tiles] == [t.photo_id for t in page.tiles[2:4]]
+    assert second.has_more
+    only_2023 = library.timeline(PhotoFilter(folder=str(root / "2023")))
+    assert only_2023.total == 2
+
+
+def test_search_results_fold_byte_identical_files(shelf) -> None:  # noqa: ANN001
+    library, root = shelf
+    results = library.search_image(root / "2024" / "beach.jpg", k=6)
+    tiles = library.tiles(results)
+    assert len(results) == 6 and len(tiles) == 5
+    assert tiles[0].copies == 2 and tiles[0].score == results[0].score
+    info = library.photo_info(tiles[0].photo_id)
+    assert info is not None and sorted(Path(p).name for p in info.copies) == [
+        "beach copy.jpg",
+        "beach.jpg",
+    ]
+
+
+def test_folder_options_count_photos_below_and_include_parents(shelf) -> None:  # noqa: ANN001
+    library, root = shelf
+    options = {o.label: o.count for o in library.folder_options()}
+    assert options == {
+        "Pictures": 6,
+        "Pictures/2023": 2,
+        "Pictures/2023/Juli": 2,
+        "Pictures/2024": 1,
+        "Pictures/scans": 2,
+    }
+    juli = [o for o in library.folder_options() if "juli" in o.label.lower()]
+    assert [o.path for o in juli] == [str(root / "2023" / "Juli")]
+
+
+def test_name_like_queries_match_file_and_folder_names(shelf) -> None:  # noqa: ANN001
+    library, _ = shelf
+    assert name_fragment("IMG_2041") == "IMG_2041"
+    assert name_fragment("2023/Juli") == "2023/Juli"
+    assert name_fragment("dog on a beach") is None and name_fragment("beach") is None
+    assert [Path(t.path).name for t in library.name_tiles("img_2041")] == ["IMG_2041.jpg"]
+    assert sorted(Path(t.path).name for t in library.name_tiles("2023/Juli")) == [
+        "IMG_2041.jpg",
+        "IMG_2042.jpg",
+    ]
+    assert all(t.by_name for t in library.name_tiles("2023/Juli"))
+    assert [Path(t.path).name for t in library.name_tiles("old_100%.jpg")] == ["old_100%.jpg"]
+    # the root's own path does not match: only names below it count
+    assert library.name_tiles(str(library.roots()[0].path)[1:]) == []
+
+
+def test_viewer_details_read_gps_and_the_relative_folder(shelf) -> None:  # noqa: ANN001
+    library, root = shelf
+    gps = read_gps(root / "2023" / "Juli" / "IMG_2041.jpg")
+    assert gps == (pytest.approx(-33.86), pytest.approx(151.2))
+    assert read_gps(root / "loose.jpg") is None
+    pid = library.name_tiles("IMG_2041")[0].photo_id
+    info = library.photo_info(pid)
+    assert info is not None and info.relative == "Pictures/2023/Juli/IMG_2041.jpg"
+    assert info.gps is not None
+    assert relative_path("/elsewhere/x.jpg", str(root)) == "/elsewhere/x.jpg"
+
+
+def test_missing_thumbnails_are_counted(shelf) -> None:  # noqa: ANN001
+    library, _ = shelf
+    assert library.missing_thumbnails() == []
+    victim = library.timeline().tiles[1]
+    thumb = library.thumbnail(victim.content_hash)
+    data = thumb.read_bytes()
+    thumb.unlink()
+    try:
+        assert library.missing_thumbnails() == [victim.content_hash]
+    finally:
+        thumb.write_bytes(data)
+
+
+def test_recent_searches_are_kept_private_newest_first(settings, tmp_path) -> None:  # noqa: ANN001
+    from searchapp.library import Library
+
+    settings.data_dir.mkdir(parents=True)
+    library = Library(settings)
+    assert library.recent_searches() == []
+    library.remember_search({"q": "dog"})
+    library.remember_search({"q": "cat", "sort": "newest"})
+    kept = library.remember_search({"q": "dog"})
+    assert kept == [{"q": "dog"}, {"q": "cat", "sort": "newest"}]
+    assert library.recent_searches() == kept
+    mode = stat.S_IMODE((settings.data_dir / "recent.json").stat().st_mode)
+    assert mode == 0o600
+    for i in range(20):
+        library.remember_search({"q": f"q{i}"})
+    assert len(library.recent_searches()) == 8
+    (settings.data_dir / "recent.json").write_text("{broken")
+    assert library.recent_searches() == []
+
+
+def test_near_identical_photos_fold_into_one_tile(settings, embedder, tmp_path) -> None:  # noqa: ANN001
+    root = tmp_path / "burst"
+    root.mkdir()
+    y, x = np.mgrid[0:240, 0:320]
+    scene = np.stack([x * 0.7, y * 0.9, (x + y) * 0.4], axis=-1).astype(np.uint8)
+    Image.fromarray(scene).save(root / "a.jpg", quality=92)
+    Image.fromarray(scene).resize((160, 120)).save(root / "a small.jpg", quality=60)
+    Image.fromarray(255 - scene[:, ::-1]).save(root / "b.jpg", quality=92)
+    index_once(settings, embedder, root)
+    with service(settings, embedder) as library:
+        tiles = library.timeline().tiles
+        assert len(tiles) == 3
+        folded = library.fold_similar(tiles)
+    assert len(folded) == 2
+    assert sorted(t.similar for t in folded) == [0, 1]
+    assert {Path(t.path).name for t in folded if t.similar} <= {"a.jpg", "a small.jpg"}

@@ -1,0 +1,163 @@
+"""The sidebar's filters: folder (type-ahead, with photo counts, relative to the photo
+folder), date (quick ranges or a calendar), file type, size; and, when nothing is left,
+which filter removed everything, with a button to clear it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, datetime
+from datetime import time as dtime
+
+import streamlit as st
+
+from searchapp.library import Facets, FolderOption, Library, PhotoFilter
+from searchapp.ui.url_state import SORTS
+
+SORT_LABELS = {"relevance": "Best match", "newest": "Newest first", "oldest": "Oldest first"}
+QUICK = {"": "Any time", "this-month": "This month", "this-year": "This year",
+         "last-year": "Last year"}  # fmt: skip
+CUSTOM = "custom"
+# filter field -> (what it is called, the widget keys that reset it)
+_FILTER_NAMES = {
+    "folder": ("the folder", {"folder": ""}),
+    "taken_after": ("the date", {"when": "", "range": ("", "")}),
+    "taken_before": ("the date", {"when": "", "range": ("", "")}),
+    "formats": ("the file type", {"types": []}),
+    "min_width": ("the minimum size", {"min_side": 0}),
+}
+
+
+# keyed by the library's generation: recomputed only when its contents change
+@st.cache_data(max_entries=4, show_spinner=False)
+def _folder_options(_library: Library, generation: int) -> list[FolderOption]:
+    return _library.folder_options()
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _facets(_library: Library, generation: int) -> Facets:
+    return _library.facets()
+
+
+def show_filters(library: Library) -> PhotoFilter | None:
+    """The sidebar: sort, show all, and the filters; None when no filter is set."""
+    generation = library.generation()
+    with st.sidebar:
+        st.header("Sort")
+        st.selectbox(
+            "Sort by", SORTS, format_func=SORT_LABELS.__getitem__, key="sort",
+            help="Best match applies to searches; the timeline is always newest first.",
+        )  # fmt: skip
+        st.toggle(
+            "Show all results", key="show_all",
+            help="Off: only results that stand out for this query. On: every photo, by match.",
+        )  # fmt: skip
+        st.toggle(
+            "Fold near-identical photos", key="fold",
+            help="Resized or re-encoded copies and bursts become one tile (+N similar).",
+        )  # fmt: skip
+        st.header("Filters")
+        folder = _folder_box(library, generation)
+        facets = _facets(library, generation)
+        after, before = _dates(facets)
+        formats = st.multiselect("File type", facets.formats, key="types")
+        min_side = int(st.number_input(
+            "Minimum size (px, both sides)", 0, 20000, step=100, key="min_side",
+            help="Hide photos smaller than this many pixels in width or height.",
+        ))  # fmt: skip
+    flt = PhotoFilter(
+        folder=folder or None, taken_after=after, taken_before=before,
+        formats=tuple(formats), min_width=min_side or None, min_height=min_side or None,
+    )  # fmt: skip
+    return None if flt.is_empty() else flt
+
+
+def _folder_box(library: Library, generation: int) -> str:
+    options = _folder_options(library, generation)
+    labels = {o.path: f"{o.label}  ({o.count:,})" for o in options}
+    paths = [o.path for o in options]
+    chosen = st.session_state.get("folder") or ""
+    if chosen and chosen not in labels:  # a link to a folder this library does not have
+        paths.append(chosen)
+        labels[chosen] = f"{chosen}  (0)"
+    return st.selectbox(
+        "Folder", ["", *paths], key="folder",
+        format_func=lambda p: labels.get(p, "All folders") if p else "All folders",
+        help="Type part of a folder's name to find it; counts include folders below.",
+    ) or ""  # fmt: skip
+
+
+def _dates(facets: Facets) -> tuple[float | None, float | None]:
+    first, last = facets.taken_first, facets.taken_last
+    years = []
+    if first is not None and last is not None:
+        years = [str(y) for y in range(date.fromtimestamp(last).year,
+                                        date.fromtimestamp(first).year - 1, -1)]  # fmt: skip
+    options = [*QUICK, *years, CUSTOM]
+    if st.session_state.get("when") not in options:
+        st.session_state["when"] = ""
+    when = st.selectbox(
+        "Date taken", options, key="when",
+        format_func=lambda w: QUICK.get(w) or ("Pick days…" if w == CUSTOM else w),
+        help="Photos without a date are left out when a date is chosen.",
+    )  # fmt: skip
+    if when != CUSTOM:
+        return quick_range(when, date.today())
+    return _calendar(first, last)
+
+
+def quick_range(when: str, today: date) -> tuple[float | None, float | None]:
+    """The start and end (timestamps, local time) of a quick range or a year."""
+    if not when:
+        return None, None
+    if when == "this-month":
+        start, end = today.replace(day=1), today
+    elif when == "this-year":
+        start, end = today.replace(month=1, day=1), today
+    elif when == "last-year":
+        start, end = date(today.year - 1, 1, 1), date(today.year - 1, 12, 31)
+    else:
+        start, end = date(int(when), 1, 1), date(int(when), 12, 31)
+    return (datetime.combine(start, dtime.min).timestamp(),
+            datetime.combine(end, dtime.max).timestamp())  # fmt: skip
+
+
+def _calendar(first: float | None, last: float | None) -> tuple[float | None, float | None]:
+    since, until = st.session_state.get("range", ("", ""))
+    value = tuple(date.fromisoformat(d) for d in (since, until) if d)
+    kwargs = {}
+    if first is not None and last is not None:
+        kwargs = {"min_value": date.fromtimestamp(first), "max_value": date.fromtimestamp(last)}
+    picked = st.date_input("Days", value=value, key="days", **kwargs)
+    picked = tuple(picked) if isinstance(picked, list | tuple) else (picked,)
+    st.session_state["range"] = tuple(d.isoformat() for d in picked) + ("",) * (2 - len(picked))
+    after = datetime.combine(picked[0], dtime.min).timestamp() if picked else None
+    before = datetime.combine(picked[1], dtime.max).timestamp() if len(picked) > 1 else None
+    return after, before
+
+
+def explain_empty(library: Library, flt: PhotoFilter | None) -> None:
+    """Name each filter that alone leaves no photo, with a button that clears it."""
+    if flt is None:
+        return
+    culprits: dict[str, dict] = {}
+    for field, (name, reset) in _FILTER_NAMES.items():
+        value = getattr(flt, field)
+        if not value:
+            continue
+        loosened = replace(flt, **{field: None if field != "formats" else ()})
+        if field == "min_width":
+            loosened = replace(loosened, min_height=None)
+        if field.startswith("taken_"):
+            loosened = replace(loosened, taken_after=None, taken_before=None)
+        if library.timeline(None if loosened.is_empty() else loosened, 0, 1).total:
+            culprits[name] = reset
+    if not culprits:
+        st.caption("No photo passes these filters together; loosen them in the sidebar.")
+    for name, reset in culprits.items():
+        st.warning(f"No photo here passes {name}.", icon=":material/filter_alt_off:")
+        st.button(f"Clear {name}", key=f"clear-{name}", on_click=_reset, args=(reset,))
+
+
+def _reset(values: dict) -> None:
+    for key, value in values.items():
+        st.session_state[key] = value

@@ -1,0 +1,75 @@
+"""The photo grid and viewer: one ``st.components.v2`` component, inline JS and CSS from
+``gallery.js`` and ``gallery.css`` beside this file (no build step, no npm package).
+
+Python sends the tiles (ids, content hashes, sizes, names; no image bytes); the browser
+loads thumbnails and previews from the page server's ``/photo/*`` routes (``media.py``).
+The component reports one action at a time: ``like`` (ids), ``more``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import streamlit as st
+
+from searchapp.browse import Tile
+
+_HERE = Path(__file__).resolve().parent
+_COMPONENT = st.components.v2.component(
+    "searchapp.gallery",
+    html="",
+    css=(_HERE / "gallery.css").read_text(encoding="utf-8"),
+    js=(_HERE / "gallery.js").read_text(encoding="utf-8"),
+)
+
+
+def tile_data(tile: Tile) -> dict:
+    """One tile as the component reads it (JSON)."""
+    return {
+        "photo_id": tile.photo_id, "content_hash": tile.content_hash, "path": tile.path,
+        "relative": tile.relative, "taken_at": tile.taken_at, "width": tile.width,
+        "height": tile.height, "size": tile.size, "format": tile.format,
+        "copies": tile.copies, "score": tile.score, "by_name": tile.by_name,
+        "month": tile.month, "similar": tile.similar,
+    }  # fmt: skip
+
+
+def show_gallery(
+    tiles: Sequence[Tile],
+    *,
+    key: str,
+    grid_id: str,
+    groups: bool,
+    has_more: bool,
+    on_action: Callable[[], None],
+    show: int,
+    page: int,
+    more_label: str = "Load more",
+) -> None:
+    """The grid of ``tiles``, the first ``show`` of them shown; "load more" shows ``page``
+    more at once from the rest and asks for the next ones (``more``) in the background.
+    ``grid_id`` names what the tiles are (a new one starts a new grid, the same one with
+    more tiles appends to it). Month headers when ``groups``."""
+    _COMPONENT(
+        key=key,
+        data={
+            "key": grid_id,
+            "tiles": [tile_data(t) for t in tiles],
+            "groups": groups,
+            "has_more": has_more,
+            "more_label": more_label,
+            "show": show,
+            "page": page,
+        },
+        on_action_change=on_action,
+    )
+
+
+def take_action(key: str) -> dict | None:
+    """The action the grid ``key`` just reported (inside its callback), or None."""
+    state = st.session_state.get(key)
+    value = getattr(state, "action", None) if state is not None else None
+    if value is None and isinstance(state, dict):
+        value = state.get("action")
+    return value if isinstance(value, dict) else None

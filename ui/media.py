@@ -1,0 +1,220 @@
+"""The page's photo routes: thumbnails, previews, originals, details, zips, "show folder".
+
+They sit beside Streamlit's own routes in the same ``st.App`` (``server.py``), so the
+``AccessGuard`` in front of every route checks them too. Tiles and the viewer load images
+by URL (the browser caches them), never as data inside the page's messages:
+
+- ``GET /photo/thumb/<hash>``: the cached thumbnail of a content; immutable;
+- ``GET /photo/preview/<id>``: a large EXIF-oriented JPEG (<= 1600 px), kept in memory;
+- ``GET /photo/original/<id>``: the original through ``Library.photo_file`` (``?download=1``
+  as an attachment);
+- ``GET /photo/info/<id>``: the viewer's side panel as JSON;
+- ``GET /photo/zip?ids=1,2``: chosen originals as one zip;
+- ``POST /photo/reveal/<id>``: open the containing folder in this computer's file manager.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import mimetypes
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from searchapp.config import load_settings
+from searchapp.errors import SearchAppError
+from searchapp.library import Library
+
+_HASH = re.compile(r"^[0-9a-f]{16,128}$")
+ZIP_MAX_PHOTOS = 500
+IMMUTABLE = "private, max-age=31536000, immutable"
+NO_STORE = {"Cache-Control": "no-store"}
+PREVIEW_CACHE = {"Cache-Control": "private, max-age=600"}
+# an original is served as the bytes it is, never as a page: no sniffing, no scripts
+_ORIGINAL_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'",
+    "Cache-Control": "private, no-cache",
+}
+
+
+@functools.cache
+def _library() -> Library:
+    """The server process's own read-only library (the settings ``searchapp ui`` passed)."""
+    return Library(load_settings())
+
+
+@functools.lru_cache(maxsize=48)
+def _preview(path: str, mtime_ns: int) -> bytes:
+    # mtime_ns is part of the key: an edited photo is decoded again
+    return _library().preview_jpeg(path)
+
+
+def _record(request: Request):  # noqa: ANN202 - PhotoRecord | None
+    try:
+        return _library().photo(int(request.path_params["photo_id"]))
+    except SearchAppError:  # no library yet, or a damaged one: nothing to serve
+        return None
+
+
+def _not_found(text: str) -> Response:
+    return Response(
+        text + "\n", 404, media_type="text/plain", headers={"Cache-Control": "no-store"}
+    )
+
+
+def thumb(request: Request) -> Response:
+    content_hash = request.path_params["content_hash"]
+    path = _library().thumbnail(content_hash) if _HASH.match(content_hash) else None
+    if path is None:
+        return _not_found("no thumbnail; Status offers to rebuild missing ones")
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": IMMUTABLE})
+
+
+def preview(request: Request) -> Response:
+    record = _record(request)
+    if record is None:
+        return _not_found("no such photo")
+    try:
+        data = _preview(record.path, record.mtime_ns)
+    except SearchAppError as err:
+        return _not_found(str(err))
+    return Response(
+        data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=600"}
+    )
+
+
+def original(request: Request) -> Response:
+    library = _library()
+    record = _record(request)
+    if record is None:
+        return _not_found("no such photo")
+    try:
+        real = library.photo_file(record.path)
+    except SearchAppError as err:
+        return _not_found(str(err))
+    kind = mimetypes.guess_type(real.name)[0] or "application/octet-stream"
+    if not kind.startswith("image/") or kind == "image/svg+xml":
+        kind = "application/octet-stream"
+    attach = "attachment" if request.query_params.get("download") else "inline"
+    return FileResponse(
+        real, media_type=kind, headers=_ORIGINAL_HEADERS, filename=real.name,
+        content_disposition_type=attach,
+    )  # fmt: skip
+
+
+def info(request: Request) -> Response:
+    try:
+        details = _library().photo_info(int(request.path_params["photo_id"]))
+    except SearchAppError:
+        details = None
+    if details is None:
+        return _not_found("no such photo")
+    r = details.record
+    return JSONResponse(
+        {
+            "id": r.id,
+            "name": Path(r.path).name,
+            "path": r.path,
+            "relative": details.relative,
+            "folder": str(Path(details.relative).parent),
+            "taken_at": r.taken_at,
+            "camera": r.camera,
+            "width": r.width,
+            "height": r.height,
+            "size": r.size,
+            "format": r.format,
+            "copies": details.copies,
+            "gps": list(details.gps) if details.gps else None,
+        },  # fmt: skip
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def zip_photos(request: Request) -> Response:
+    raw = request.query_params.get("ids", "")
+    ids = [int(i) for i in raw.split(",") if i.strip().isdigit()][:ZIP_MAX_PHOTOS]
+    library = _library()
+    out = io.BytesIO()
+    names: set[str] = set()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:  # photos do not compress
+        for pid in ids:
+            record = library.photo(pid)
+            if record is None:
+                continue
+            try:
+                real = library.photo_file(record.path)
+            except SearchAppError:
+                continue
+            archive.write(real, _unique(Path(record.path).name, names))
+    return Response(
+        out.getvalue(),
+        media_type="application/zip",
+        headers={"Content-Disposition": 'attachment; filename="photos.zip"', **NO_STORE},
+    )  # fmt: skip
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    stem, dot, ext = name.rpartition(".")
+    candidate, n = name, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{stem} ({n}).{ext}" if dot else f"{name} ({n})"
+    taken.add(candidate)
+    return candidate
+
+
+def reveal(request: Request) -> Response:
+    library = _library()
+    record = _record(request)
+    if record is None:
+        return JSONResponse({"ok": False, "message": "This photo is no longer in the library."})
+    try:
+        folder = library.photo_file(record.path).parent
+    except SearchAppError as err:
+        return JSONResponse({"ok": False, "message": str(err)})
+    ok, message = reveal_folder(folder)
+    return JSONResponse({"ok": ok, "message": message})
+
+
+def reveal_folder(folder: Path) -> tuple[bool, str]:
+    """Open ``folder`` in this computer's file manager; (False, why) where that cannot be."""
+    if sys.platform == "win32":
+        os.startfile(folder)  # type: ignore[attr-defined]  # noqa: S606
+        return True, "Opened in Explorer."
+    opener = "open" if sys.platform == "darwin" else "xdg-open"
+    if sys.platform != "darwin" and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return False, "No desktop on the computer running searchapp; copy the path instead."
+    if shutil.which(opener) is None:
+        return False, f"No file manager here ({opener} is missing); copy the path instead."
+    proc = subprocess.Popen(
+        [opener, str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    # reaped in the background: the opener returns at once, and leaves no zombie behind
+    threading.Thread(target=proc.wait, daemon=True).start()
+    return True, "Opened on the computer running searchapp."
+
+
+def media_routes() -> list[Route]:
+    """The routes above, for ``st.App(routes=...)``."""
+    return [
+        Route("/photo/thumb/{content_hash}", thumb),
+        Route("/photo/preview/{photo_id:int}", preview),
+        Route("/photo/original/{photo_id:int}", original),
+        Route("/photo/info/{photo_id:int}", info),
+        Route("/photo/zip", zip_photos),
+        Route("/photo/reveal/{photo_id:int}", reveal, methods=["POST"]),
+    ]
