@@ -15,21 +15,20 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from searchapp.config import ENCODER_CLIP, ENCODER_PIXELS, RANDOM_WEIGHTS, Settings
+from searchapp.config import (
+    ENCODER_CLIP,
+    ENCODER_PIXELS,
+    PIXELS_WARNING,
+    RANDOM_WARNING,
+    RANDOM_WEIGHTS,
+    Settings,
+)
 from searchapp.errors import ConfigError, UnknownModelError, WeightsUnavailableError
 from searchapp.model.preprocess import PreprocessConfig
 
 log = logging.getLogger(__name__)
 
 RANDOM_SEED = 0
-RANDOM_WARNING = (
-    "WARNING: random model weights are in use (--weights random): search results carry no "
-    "meaning. Use the real MobileCLIP weights for real searches."
-)
-PIXELS_WARNING = (
-    "WARNING: test encoder (SEARCHAPP_ENCODER=pixels): vectors come from raw pixels; "
-    "results carry no meaning."
-)
 
 PIXELS_MODEL_ID = "pixels-test-v1"
 PIXELS_DIM = 512
