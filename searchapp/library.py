@@ -185,6 +185,14 @@ class Library:
         """The watcher whose model this library uses, or None: it uses its own."""
         return self._engine.status() if self._engine is not None else None
 
+    def model_source(self) -> str:
+        """Whose model encodes this library's queries, as one line for people."""
+        engine = self.engine_status()
+        if engine is not None:
+            return f"Queries are encoded by {engine.describe()}."
+        loaded = "loaded" if self._embedder is not None else "loaded on the first query"
+        return f"Queries are encoded by this process's own model ({loaded}); no watcher answers."
+
     def _engine_vector(self, part: QueryPart) -> np.ndarray | None:
         assert self._engine is not None
         if part.kind == "text":
