@@ -17,6 +17,7 @@ methods of ``Daemon`` (the "library access" section); the loop itself only decid
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 
@@ -292,6 +293,9 @@ def run_watch(
 
 def start_engine(settings: Settings, encoder: ImageEncoder) -> EngineServer | None:
     """Serve searches with the daemon's model; without it indexing still goes on."""
+    if not hasattr(socket, "AF_UNIX"):  # Windows: the clients search in their own process
+        log.info("watch: no Unix sockets here; searches load their own model")
+        return None
     server = EngineServer(Engine(settings, Library(settings, encoder)))
     try:
         server.start()
