@@ -251,7 +251,7 @@ def main() -> None:  # noqa: PLR0915 - one run, in order, printed as it goes
 
         w.wait(lambda: not (w.status() or {}).get("model_loaded", True), 300)
         print(f"  watcher after idle unload: {w.rss_mb()}")
-        reload = timed(OURS, data, e, "search", "dog", "-k", "10")
+        reload = timed(OURS, data, e, "search", "a query not asked before", "-k", "10")
         print(f"  first search after the unload (loads the model again): {reload:.2f} s")
         own, shared = page_rss(data, e, engine=False), page_rss(data, e, engine=True)
         print(f"  page-like process, own model: {own}")

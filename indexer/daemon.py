@@ -20,6 +20,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from watchdog.observers import Observer
 
@@ -43,6 +44,7 @@ from searchapp.indexer.writer import Writer
 from searchapp.library import Library
 from searchapp.model import ImageEncoder, LazyEmbedder
 from searchapp.store import RootRecord
+from searchapp.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +276,7 @@ def run_watch(
         # the model loads with the first photo or query that needs it: an idle daemon holds none
         encoder = embedder or LazyEmbedder(settings)
         daemon = Daemon(settings, lock, encoder, stop_event, observer_factory)
-        server = start_engine(settings, encoder)
+        server = start_engine(settings, encoder, lambda: daemon.writer.index)
         log.info(
             "watch: watching the roots of %s; Ctrl-C or SIGTERM stops after the current batch",
             settings.data_dir,
@@ -291,12 +293,15 @@ def run_watch(
         lock.release()
 
 
-def start_engine(settings: Settings, encoder: ImageEncoder) -> EngineServer | None:
-    """Serve searches with the daemon's model; without it indexing still goes on."""
+def start_engine(
+    settings: Settings, encoder: ImageEncoder, index: Callable[[], VectorIndex]
+) -> EngineServer | None:
+    """Serve searches with the daemon's model and its writer's index (one copy, always
+    current); without the engine indexing still goes on."""
     if not hasattr(socket, "AF_UNIX"):  # Windows: the clients search in their own process
         log.info("watch: no Unix sockets here; searches load their own model")
         return None
-    server = EngineServer(Engine(settings, Library(settings, encoder)))
+    server = EngineServer(Engine(settings, Library(settings, encoder, index_source=index)))
     try:
         server.start()
     except (OSError, SearchAppError) as err:

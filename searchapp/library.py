@@ -15,6 +15,7 @@ sorting by date among the relevant results, paging, and "show all".
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -95,10 +96,14 @@ class Library:
         settings: Settings,
         embedder: ClipEmbedder | None = None,
         engine: EngineClient | None = None,
+        index_source: Callable[[], VectorIndex] | None = None,
     ) -> None:
         """``engine``: encode text and uploaded images with the running watcher's model
-        when one answers, and load this process's own model only when none does."""
+        when one answers, and load this process's own model only when none does.
+        ``index_source``: the writer's own index (the watcher's engine searches it, never
+        behind the writer and without a second copy) instead of following the file."""
         self.settings = settings
+        self._index_source = index_source
         self._embedder = embedder
         self._engine = engine
         self._model_id = embedder.model_id if embedder is not None else None
@@ -145,6 +150,8 @@ class Library:
     def index(self) -> VectorIndex:
         """The freshest vector index: reloaded when the store moves on (large ones in the
         background). For tests and benchmarks; front-ends search through :meth:`query`."""
+        if self._index_source is not None:
+            return self._index_source()
         with self._lock:
             if self._live is None:
                 dim = self._dim()
