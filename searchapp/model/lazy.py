@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -125,8 +126,12 @@ class LazyEmbedder:
 
 
 def release_memory() -> None:
-    """Collect the dropped model and hand freed heap pages back to the OS (glibc)."""
+    """Collect the dropped model and hand freed memory back: torch's CUDA cache, and the
+    heap pages glibc keeps (other allocators keep their own)."""
     gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
     libc_name = ctypes.util.find_library("c")
     if not libc_name:
         return
