@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="full rescan interval, catches what the OS did not report "
         "(default 3600; env SEARCHAPP_RECONCILE_INTERVAL)",
     )  # fmt: skip
+    wa.add_argument(
+        "--idle-unload", type=float, metavar="SECONDS",
+        help="free the model after this long without photos or queries; it loads again "
+        "when needed (default 600, 0 keeps it; env SEARCHAPP_IDLE_UNLOAD)",
+    )  # fmt: skip
 
     ui = sub.add_parser("ui", help="open the search page in a browser (Streamlit)")
     ui.add_argument("--port", type=int, default=8501, help="port to listen on (default 8501)")
@@ -203,16 +208,51 @@ class _progress_bar:
 
 
 def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
+    from searchapp.config import RANDOM_WARNING
     from searchapp.errors import QueryError
-    from searchapp.library import Library, PhotoFilter
-    from searchapp.model import RANDOM_WARNING
 
     chosen = [x for x in (args.text, args.image, args.like) if x]
     if len(chosen) != 1:
         raise QueryError("give exactly one of: TEXT, --image PATH, --like PHOTO")
     if args.k < 1:
         raise QueryError("-k must be at least 1.")
-    flt = PhotoFilter(folder=str(Path(args.folder).resolve())) if args.folder else None
+    folder = str(Path(args.folder).resolve()) if args.folder else None
+    rows = _search_by_watcher(settings, args, folder)
+    if rows is None:
+        rows = _search_here(settings, args, folder)
+    if settings.random_weights:  # said with the results; an error stays one line
+        print(RANDOM_WARNING, file=sys.stderr)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['rank']:3d}  {r['score']:.3f}  [{r['photo_id']}]  {printable(r['path'])}")
+        if not rows:
+            print("no results")
+    return 0
+
+
+def _search_by_watcher(
+    settings: Settings, args: argparse.Namespace, folder: str | None
+) -> list[dict] | None:
+    """The running watcher's answer (its model is loaded), or None: search here."""
+    from searchapp.engine_client import EngineClient
+
+    request: dict = {"k": args.k, "filters": {"folder": folder} if folder else None}
+    if args.text:
+        request["text"] = args.text
+    elif args.image:
+        request["image_path"] = str(Path(args.image).absolute())
+    else:
+        request["like"] = args.like
+    answer = EngineClient(settings).search(request)
+    return None if answer is None else answer["results"]
+
+
+def _search_here(settings: Settings, args: argparse.Namespace, folder: str | None) -> list[dict]:
+    from searchapp.library import Library, PhotoFilter
+
+    flt = PhotoFilter(folder=folder) if folder else None
     with Library(settings) as library:
         if args.text:
             results = library.search_text(args.text, args.k, flt)
@@ -220,31 +260,27 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
             results = library.search_image(args.image, args.k, flt)
         else:
             results = library.search_like(args.like, args.k, flt)
-    if settings.random_weights:  # said with the results; an error stays one line
-        print(RANDOM_WARNING, file=sys.stderr)
-    if args.json:
-        print(json.dumps([r.as_dict() for r in results], indent=2))
-    else:
-        for r in results:
-            print(f"{r.rank:3d}  {r.score:.3f}  [{r.photo_id}]  {printable(r.path)}")
-        if not results:
-            print("no results")
-    return 0
+    return [r.as_dict() for r in results]
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from searchapp.cli.report import status_lines
+    from searchapp.config import RANDOM_WARNING
+    from searchapp.engine_client import EngineClient
     from searchapp.library import Library
-    from searchapp.model import RANDOM_WARNING
 
     with Library(settings) as library:
         report = library.status()
+    engine = EngineClient(settings).status()
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
+        engine_json = None if engine is None else engine.__dict__
+        print(json.dumps({**report.as_dict(), "engine": engine_json}, indent=2))
         return 0
     if report.random_weights:
         print(RANDOM_WARNING)
-    print("\n".join(printable(line) for line in status_lines(report)))  # names may hold ESC, CR
+    searches = engine.describe() if engine else "each command loads its own model"
+    lines = status_lines(report, searches)
+    print("\n".join(printable(line) for line in lines))  # names may hold ESC, CR
     return 0
 
 
@@ -285,8 +321,9 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     from searchapp.indexer.writer import submit
     from searchapp.library import Library
 
-    if args.reconcile_interval is not None:
-        settings = settings.with_overrides(reconcile_interval_s=args.reconcile_interval)
+    settings = settings.with_overrides(
+        reconcile_interval_s=args.reconcile_interval, idle_unload_s=args.idle_unload
+    )
     if args.paths:
         roots = AddRoots(tuple(absolute(p) for p in args.paths))
         submit(settings, roots, wait_s=3600, on_wait=_say_waiting)
@@ -313,7 +350,8 @@ def _log_like_a_daemon(verbose: bool) -> None:
     """Timestamped lines; one INFO line per batch, every event with --verbose."""
     for handler in logging.getLogger().handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger("searchapp.indexer").setLevel(logging.INFO)
+    for name in ("searchapp.indexer", "searchapp.engine", "searchapp.model"):
+        logging.getLogger(name).setLevel(logging.INFO)  # runs, the socket, model unloads
     logging.getLogger("searchapp.indexer.watches").setLevel(  # one DEBUG line per event
         logging.DEBUG if verbose else logging.INFO
     )

@@ -11,8 +11,9 @@ FAILURE_LINES = 10
 EXAMPLES_PER_REASON = 3
 
 
-def status_lines(report: StatusReport) -> list[str]:
-    """The lines ``searchapp status`` prints (``--json`` prints ``report.as_dict()``)."""
+def status_lines(report: StatusReport, searches: str | None = None) -> list[str]:
+    """The lines ``searchapp status`` prints (``--json`` prints ``report.as_dict()``);
+    ``searches`` says who answers searches (the watcher's model, loaded or not)."""
     index = report.index
     lines = [
         f"library: {report.data_dir}",
@@ -24,6 +25,8 @@ def status_lines(report: StatusReport) -> list[str]:
         f"photos:  {report.photos} indexed, {report.failed} failed{_pending_text(report)}",
         f"watcher: {_describe_daemon(report.daemon)}",
     ]
+    if searches:
+        lines.append(f"search:  {searches}")
     w = report.writer
     if w is not None and w.kind != "watch":
         lines.append(f"writing: 'searchapp {w.kind}' (pid {w.pid}) since {_clock(w.since)}")

@@ -17,13 +17,16 @@ methods of ``Daemon`` (the "library access" section); the loop itself only decid
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
+from collections.abc import Callable
 
 from watchdog.observers import Observer
 
 from searchapp.activity import read_writer
 from searchapp.config import Settings
+from searchapp.engine_server import Engine, EngineServer
 from searchapp.errors import SearchAppError, StoreError, WriterBusyError
 from searchapp.indexer.commands import Outcome, RemoveRoot
 from searchapp.indexer.debounce import Debouncer
@@ -38,8 +41,10 @@ from searchapp.indexer.lock import WriterLock
 from searchapp.indexer.pipeline import IndexStats, Progress
 from searchapp.indexer.watches import ObserverFactory, Watches
 from searchapp.indexer.writer import Writer
+from searchapp.library import Library
 from searchapp.model import ImageEncoder, LazyEmbedder
 from searchapp.store import RootRecord
+from searchapp.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +98,7 @@ class Daemon:
                 next_roots = now + ROOTS_POLL_S
             if has_requests(self.settings):
                 self.serve_requests()
+            self.unload_if_idle()
             overflowed = self.debouncer.take_overflow()
             if overflowed or now >= next_reconcile:
                 self.guarded(None, f"{'lost events' if overflowed else 'periodic'} reconcile")
@@ -180,6 +186,12 @@ class Daemon:
             log.exception("watch: indexing %s failed", what)
             return None
 
+    def unload_if_idle(self) -> None:
+        """Give the model's memory back after ``idle_unload_s`` without photos or queries."""
+        unload = getattr(self.embedder, "unload_if_idle", None)  # only a LazyEmbedder loads
+        if unload is not None:
+            unload(self.settings.idle_unload_s)
+
     # ------------------------------------------------------------ requests
     def serve_requests(self) -> None:
         for request in take_requests(self.settings):
@@ -259,11 +271,12 @@ def run_watch(
     lock = acquire_watch_lock(settings, stop_event)
     if lock is None:
         return 0
-    daemon = None
+    daemon = server = None
     try:
-        # the model loads with the first photo that needs it: an idle daemon holds none
+        # the model loads with the first photo or query that needs it: an idle daemon holds none
         encoder = embedder or LazyEmbedder(settings)
         daemon = Daemon(settings, lock, encoder, stop_event, observer_factory)
+        server = start_engine(settings, encoder, lambda: daemon.writer.index)
         log.info(
             "watch: watching the roots of %s; Ctrl-C or SIGTERM stops after the current batch",
             settings.data_dir,
@@ -273,9 +286,29 @@ def run_watch(
         log.info("watch: stopped between batches; the rest is picked up next start")
         return daemon.runs if daemon else 0
     finally:
+        if server is not None:
+            server.stop()
         if daemon is not None:
             daemon.close()
         lock.release()
+
+
+def start_engine(
+    settings: Settings, encoder: ImageEncoder, index: Callable[[], VectorIndex]
+) -> EngineServer | None:
+    """Serve searches with the daemon's model and its writer's index (one copy, always
+    current); without the engine indexing still goes on."""
+    if not hasattr(socket, "AF_UNIX"):  # Windows: the clients search in their own process
+        log.info("watch: no Unix sockets here; searches load their own model")
+        return None
+    server = EngineServer(Engine(settings, Library(settings, encoder, index_source=index)))
+    try:
+        server.start()
+    except (OSError, SearchAppError) as err:
+        log.warning("watch: cannot serve searches on %s (%s); clients search themselves",
+                    server.path, err)  # fmt: skip
+        return None
+    return server
 
 
 def acquire_watch_lock(settings: Settings, stop: threading.Event) -> WriterLock | None:

@@ -17,6 +17,15 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 ENCODER_CLIP = "clip"
 ENCODER_PIXELS = "pixels"  # a test encoder: vectors from raw pixels, meaningless for search
 ENCODERS = (ENCODER_CLIP, ENCODER_PIXELS)
+# here, not in searchapp.model, so a search answered by the watcher imports no model code
+RANDOM_WARNING = (
+    "WARNING: random model weights are in use (--weights random): search results carry no "
+    "meaning. Use the real MobileCLIP weights for real searches."
+)
+PIXELS_WARNING = (
+    "WARNING: test encoder (SEARCHAPP_ENCODER=pixels): vectors come from raw pixels; "
+    "results carry no meaning."
+)
 
 
 def default_data_dir() -> Path:
@@ -39,6 +48,7 @@ class Settings:
     torch_threads: int = 0  # 0: automatic (indexing: per model lane; search: torch's default)
     model_lanes: int = 0  # 0: automatic; batches the model embeds at once while indexing
     reconcile_interval_s: float = 3600.0
+    idle_unload_s: float = 600.0  # the watcher frees its model after this long unused; 0 keeps it
     max_upload_mb: int = 20
     ann_threshold: int = 200_000  # vectors from which search is approximate (IVF + SQ8)
     ui_secret: str = field(default="", repr=False)  # the page's access secret; never logged
@@ -89,6 +99,7 @@ _ENV = {
     "torch_threads": "SEARCHAPP_TORCH_THREADS",
     "model_lanes": "SEARCHAPP_MODEL_LANES",
     "reconcile_interval_s": "SEARCHAPP_RECONCILE_INTERVAL",
+    "idle_unload_s": "SEARCHAPP_IDLE_UNLOAD",
     "max_upload_mb": "SEARCHAPP_MAX_UPLOAD_MB",
     "ann_threshold": "SEARCHAPP_ANN_THRESHOLD",
     "ui_secret": "SEARCHAPP_UI_SECRET",
@@ -151,4 +162,6 @@ def validate_settings(s: Settings) -> Settings:
                 f"--ray-shared-root {pair!r} is not LOCAL=REMOTE; give two absolute folders, "
                 "e.g. /mnt/photos=/srv/photos."
             )
+    if s.idle_unload_s < 0:
+        raise ConfigError("the idle unload time must be 0 (keep the model) or more seconds.")
     return s

@@ -49,6 +49,10 @@ class PhotoNotFoundError(QueryError):
     """A photo id or path is not in the index."""
 
 
+class RequestError(QueryError):
+    """A request to the engine's socket is malformed (bad JSON, unknown field, bad type)."""
+
+
 class ImageDecodeError(SearchAppError):
     """A file is not a readable image; the message is the stored reason."""
 

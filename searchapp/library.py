@@ -11,6 +11,7 @@ paging and "show all"; :mod:`searchapp.browse` the timeline and the grid's tiles
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +35,7 @@ from searchapp.thumbnails import thumbnail_path, thumbnails_missing
 from searchapp.vectors import VectorIndex
 
 if TYPE_CHECKING:
+    from searchapp.engine_client import EngineClient, EngineStatus
     from searchapp.model import ClipEmbedder, ModelSpec
 
 RELOAD_MIN_S = 1.0
@@ -87,9 +89,21 @@ class Facets:
 class Library:
     """One library, read-only; thread-safe for concurrent searches."""
 
-    def __init__(self, settings: Settings, embedder: ClipEmbedder | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: ClipEmbedder | None = None,
+        engine: EngineClient | None = None,
+        index_source: Callable[[], VectorIndex] | None = None,
+    ) -> None:
+        """``engine``: encode text and uploaded images with the running watcher's model
+        when one answers, and load this process's own model only when none does.
+        ``index_source``: the writer's own index (the watcher's engine searches it, never
+        behind the writer and without a second copy) instead of following the file."""
         self.settings = settings
+        self._index_source = index_source
         self._embedder = embedder
+        self._engine = engine
         self._model_id = embedder.model_id if embedder is not None else None
         self._store: Store | None = None
         self._live: LiveIndex | None = None
@@ -100,6 +114,7 @@ class Library:
             lambda: self.embedder,
             lambda pid: self.store.photo_vector(pid, self.model_id),
             settings.max_upload_mb,
+            remote=self._engine_vector if engine is not None else None,
         )
 
     # ------------------------------------------------------------ what it is made of
@@ -136,6 +151,8 @@ class Library:
     def index(self) -> VectorIndex:
         """The freshest vector index: reloaded when the store moves on (large ones in the
         background). For tests and benchmarks; front-ends search through :meth:`query`."""
+        if self._index_source is not None:
+            return self._index_source()
         with self._lock:
             if self._live is None:
                 dim = self._dim()
@@ -163,9 +180,36 @@ class Library:
         return resolve_spec(self.settings)
 
     def warm_up(self) -> None:
-        """Load the index and run the text tower once, so the first query pays neither."""
+        """Load the index and run the text tower once, so the first query pays neither
+        (the watcher's, when it answers: then this process loads no model)."""
         _ = self.index
-        self.embedder.encode_texts(["a photo"])
+        self.encode([QueryPart("text", "a photo")])
+
+    def encode(self, parts: list[QueryPart]) -> np.ndarray:
+        """The query vector of ``parts`` (weighted, normalized), as searches use it."""
+        return self._encoder.encode(parts)
+
+    def engine_status(self) -> EngineStatus | None:
+        """The watcher whose model this library uses, or None: it uses its own."""
+        return self._engine.status() if self._engine is not None else None
+
+    def model_source(self) -> str:
+        """Whose model encodes this library's queries, as one line for people."""
+        engine = self.engine_status()
+        if engine is not None:
+            return f"Queries are encoded by {engine.describe()}."
+        loaded = "loaded" if self._embedder is not None else "loaded on the first query"
+        return f"Queries are encoded by this process's own model ({loaded}); no watcher answers."
+
+    def _engine_vector(self, part: QueryPart) -> np.ndarray | None:
+        assert self._engine is not None
+        if part.kind == "text":
+            vector = self._engine.encode_text(str(part.value))
+        elif part.kind == "image" and isinstance(part.value, bytes):
+            vector = self._engine.encode_image(part.value)
+        else:
+            return None
+        return None if vector is None else np.asarray(vector, dtype=np.float32)
 
     def close(self) -> None:
         with self._lock:

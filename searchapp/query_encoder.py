@@ -32,8 +32,10 @@ class QueryEncoder:
         embedder: Callable[[], ClipEmbedder],
         photo_vector: Callable[[int], np.ndarray | None],
         max_upload_mb: int,
+        remote: Callable[[QueryPart], np.ndarray | None] | None = None,
     ) -> None:
         self._embedder = embedder  # called only for parts that need the model
+        self._remote = remote  # the watcher's model, tried first; None when none answers
         self._photo_vector = photo_vector
         self._max_upload_mb = max_upload_mb
         self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
@@ -73,6 +75,12 @@ class QueryEncoder:
         return vec
 
     def _vector(self, part: QueryPart) -> np.ndarray:
+        if part.kind == "image" and isinstance(part.value, bytes):
+            self._check_upload(part.value)
+        if self._remote is not None and part.kind in ("text", "image"):
+            vec = self._remote(part)
+            if vec is not None:
+                return vec
         if part.kind == "text":
             return self._embedder().encode_texts([str(part.value)])[0]
         if part.kind == "photo":
@@ -84,12 +92,14 @@ class QueryEncoder:
             return self._image_vector(part.value)
         raise QueryError(f"unknown query part {part.kind!r}")
 
-    def _image_vector(self, value: str | bytes | int) -> np.ndarray:
-        if isinstance(value, bytes) and len(value) > self._max_upload_mb * 2**20:
+    def _check_upload(self, value: bytes) -> None:
+        if len(value) > self._max_upload_mb * 2**20:
             raise QueryError(
                 f"the image is over {self._max_upload_mb} MB; use a smaller copy "
                 "or raise SEARCHAPP_MAX_UPLOAD_MB."
             )
+
+    def _image_vector(self, value: str | bytes | int) -> np.ndarray:
         embedder = self._embedder()
         size = embedder.preprocess_config.image_size
         if isinstance(value, bytes):

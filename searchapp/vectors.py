@@ -15,11 +15,13 @@ fresh one is ready (:class:`LiveIndex`).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import os
 import struct
+import threading
 import time
 import zlib
 from dataclasses import dataclass
@@ -50,8 +52,20 @@ def kind_for(count: int, threshold: int | None = None) -> str:
     return KIND_IVF if count >= (threshold or DEFAULT_APPROX_THRESHOLD) else KIND_FLAT
 
 
+def _locked(method):  # noqa: ANN001, ANN202
+    """One call at a time per index: the watcher's engine searches the writer's own index."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return call
+
+
 class VectorIndex:
-    """Photo vectors by id; exact (flat) or approximate (IVF, SQ8), same interface."""
+    """Photo vectors by id; exact (flat) or approximate (IVF, SQ8), same interface.
+    Thread-safe: searches and changes take the index's lock (FAISS adds reallocate)."""
 
     def __init__(self, dim: int, model_id: str, generation: int = 0) -> None:
         self.dim = dim
@@ -62,6 +76,7 @@ class VectorIndex:
         self.trained_on = 0
         self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         self._ids_cache: np.ndarray | None = None
+        self.lock = threading.RLock()
 
     # ------------------------------------------------------------ contents
     @property
@@ -100,6 +115,7 @@ class VectorIndex:
         ivf = self.index
         return self.ntotal * (ivf.code_size + 8) + ivf.nlist * self.dim * 4
 
+    @_locked
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add (or replace) vectors under these photo ids."""
         ids = np.ascontiguousarray(ids, dtype=np.int64)
@@ -109,6 +125,7 @@ class VectorIndex:
         self._ids_cache = None
         self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
 
+    @_locked
     def remove(self, ids: np.ndarray | list[int]) -> int:
         arr = np.ascontiguousarray(ids, dtype=np.int64)
         if not len(arr) or not self.ntotal:
@@ -118,6 +135,7 @@ class VectorIndex:
             return int(self.index.remove_ids(faiss.IDSelectorArray(len(arr), faiss.swig_ptr(arr))))
         return int(self.index.remove_ids(faiss.IDSelectorBatch(arr)))
 
+    @_locked
     def reconstruct(self, photo_id: int) -> np.ndarray | None:
         """A stored vector (approximate for the IVF kind: 8-bit codes)."""
         try:
@@ -125,6 +143,7 @@ class VectorIndex:
         except RuntimeError:
             return None
 
+    @_locked
     def search(
         self, query: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -182,6 +201,7 @@ class VectorIndex:
         return scores[top].astype(np.float32), present[top]
 
     # ------------------------------------------------------------ persistence
+    @_locked
     def save(self, path: Path, generation: int) -> None:
         """Write atomically (temp file, fsync, rename) and record the store generation."""
         self.generation = generation
@@ -275,6 +295,7 @@ class VectorIndex:
         # back to exact well below the threshold (not at it, so sizes near it do not flap)
         return self.ntotal < threshold // 2 or self.ntotal > RETRAIN_GROWTH * self.trained_on
 
+    @_locked
     def refit(self, store: Store, threshold: int | None = None) -> bool:
         """Rebuild in place from the store when the size calls for the other kind.
 
@@ -284,6 +305,7 @@ class VectorIndex:
         if not self.needs_rebuild(threshold):
             return False
         fresh = VectorIndex.build_from_store(store, self.model_id, self.dim, threshold)
+        fresh.__dict__.pop("lock")  # searches wait on this index's lock, kept
         self.__dict__.update(fresh.__dict__)
         return True
 

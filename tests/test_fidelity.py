@@ -89,3 +89,35 @@ def test_fp32_precision_is_the_reference_path(
     ours = clip_embedder.encode_images(images)
     ref = reference.encode_images(images)
     assert (ours * ref).sum(axis=1).min() > 0.99999
+
+
+def test_checkpoint_built_without_init_gives_the_same_network(tmp_path: Path) -> None:
+    """A checkpoint is loaded into a network built on the meta device (no random init):
+    every tensor comes from the file, so its outputs equal the network that was saved."""
+    import torch
+    from safetensors.torch import save_file
+
+    from searchapp.errors import WeightsUnavailableError
+    from searchapp.model import create_network, resolve_spec
+
+    base = dict(data_dir=tmp_path / "lib", precision="fp32")
+    saved = create_network(resolve_spec(load_settings(weights="random", **base)), announce=False)
+    state = {k: v.contiguous() for k, v in saved.state_dict().items()}
+    save_file(state, tmp_path / "full.safetensors")
+    loaded = create_network(
+        resolve_spec(load_settings(weights=str(tmp_path / "full.safetensors"), **base))
+    )
+    assert not any(p.is_meta for p in loaded.parameters())
+    tokens = torch.randint(1, 1000, (2, 77))
+    pixels = torch.randn(1, 3, 256, 256)
+    with torch.inference_mode():
+        assert torch.equal(saved.encode_text(tokens), loaded.encode_text(tokens))
+        # same tensors; conv kernels may pick another summation order for another layout
+        torch.testing.assert_close(
+            saved.encode_image(pixels), loaded.encode_image(pixels), rtol=0, atol=1e-5
+        )
+    del state[next(iter(state))]
+    save_file(state, tmp_path / "short.safetensors")
+    short = resolve_spec(load_settings(weights=str(tmp_path / "short.safetensors"), **base))
+    with pytest.raises(WeightsUnavailableError, match="cannot load"):
+        create_network(short)

@@ -197,3 +197,27 @@ def test_unknown_model_is_one_line_from_every_entry(tmp_path: Path) -> None:
     assert len(messages) == 1
     (message,) = messages
     assert "\n" not in message and "'MobileCLIP-XXL'" in message and "MobileCLIP-S2" in message
+
+
+def test_spec_is_remembered_so_the_next_process_imports_no_open_clip(tmp_path: Path) -> None:
+    data = tmp_path / "lib"
+    data.mkdir()
+    settings = load_settings(data_dir=data, weights="random")
+    first = resolve_spec(settings)  # asks open_clip, then remembers it
+    assert (data / "model-spec.json").stat().st_mode & 0o777 == 0o600
+    code = (
+        "import sys; from searchapp.config import load_settings\n"
+        "from searchapp.model import resolve_spec\n"
+        "s = resolve_spec(load_settings(data_dir=sys.argv[1], weights='random'))\n"
+        "print(s.model_id, s.dim, s.preprocess.image_size, 'open_clip' in sys.modules,"
+        " 'torch' in sys.modules)\n"
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env.pop("SEARCHAPP_ENCODER", None)
+    out = subprocess.run([sys.executable, "-c", code, str(data)], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()  # fmt: skip
+    assert out == [first.model_id, str(first.dim), str(first.preprocess.image_size), "False",
+                   "False"]  # fmt: skip
+    (data / "model-spec.json").write_text("{not json")  # damaged: resolved again, rewritten
+    assert resolve_spec(settings) == first
+    assert json.loads((data / "model-spec.json").read_text())

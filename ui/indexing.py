@@ -57,7 +57,7 @@ def run_indexing(
             command,
             kind="ui",
             progress=on_progress,
-            embedder=get_embedder(settings),
+            embedder=None if wait_s else get_embedder(settings),  # the watcher has its own
             wait_s=wait_s,
             on_handoff=on_handoff,
         )

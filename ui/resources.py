@@ -25,8 +25,11 @@ def get_embedder(settings: Settings) -> ClipEmbedder:
 
 @st.cache_resource(show_spinner=False)
 def get_library(settings: Settings) -> Library:
-    """One read-only library per configuration; opening it loads nothing yet."""
-    return Library(settings)
+    """One read-only library per configuration; opening it loads nothing yet. Queries are
+    encoded by the running watcher's model when one answers, else by the page's own."""
+    from searchapp.engine_client import EngineClient
+
+    return Library(settings, engine=EngineClient(settings))
 
 
 @st.cache_resource(show_spinner=False)

@@ -25,6 +25,7 @@ def show_status(library: Library, settings: Settings) -> None:
         _live_progress(library)
     _folder_checks(library, status)
     _show_library(status)
+    st.text(library.model_source())  # the watcher's model, or the page's own
     _show_failures(status, settings)
     with st.expander("Add a photo folder"):
         add_folder_form(settings, key="status-add")

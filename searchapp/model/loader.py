@@ -21,7 +21,21 @@ def load_embedder(
     ``spec`` saves resolving the settings again when the caller already has it. A load
     warns (logging) when its results carry no meaning, unless ``announce`` is False.
     """
-    key = (
+    key = _key(settings)
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = _build(settings, spec or resolve_spec(settings), announce)
+        return _cache[key]
+
+
+def forget_embedder(settings: Settings) -> None:
+    """Drop this process's cached encoder of these settings, so its memory can be freed."""
+    with _cache_lock:
+        _cache.pop(_key(settings), None)
+
+
+def _key(settings: Settings) -> tuple:
+    return (
         settings.encoder,
         settings.model,
         settings.weights,
@@ -29,10 +43,6 @@ def load_embedder(
         settings.precision,
         settings.torch_threads,
     )
-    with _cache_lock:
-        if key not in _cache:
-            _cache[key] = _build(settings, spec or resolve_spec(settings), announce)
-        return _cache[key]
 
 
 def _build(settings: Settings, spec: ModelSpec, announce: bool) -> ImageEncoder:

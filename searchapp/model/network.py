@@ -6,6 +6,7 @@ those, and the fidelity reference compares against this plain form.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterator
@@ -26,7 +27,6 @@ def create_network(spec: ModelSpec, *, announce: bool = True):  # noqa: ANN201 -
     Random weights are drawn with a fixed seed, so every call returns the same model (and
     are announced unless ``announce`` is False).
     """
-    import open_clip
     import torch
 
     cfg = spec.preprocess
@@ -41,9 +41,7 @@ def create_network(spec: ModelSpec, *, announce: bool = True):  # noqa: ANN201 -
             announce_random_weights()
         torch.manual_seed(RANDOM_SEED)
         with open_clip_logs_demoted():
-            model, _, _ = open_clip.create_model_and_transforms(
-                spec.open_clip_name, pretrained=None, weights_only=True, **kwargs
-            )
+            model = _create_initialized(spec, kwargs)
         _spread_random_init(model)
         return model.eval()
     if spec.weights_kind == "tag":
@@ -56,13 +54,11 @@ def create_network(spec: ModelSpec, *, announce: bool = True):  # noqa: ANN201 -
 
 
 def _create_checked(spec: ModelSpec, pretrained: str | None, kwargs: dict):  # noqa: ANN202
-    import open_clip
-
     try:
         with open_clip_logs_demoted():
-            model, _, _ = open_clip.create_model_and_transforms(
-                spec.open_clip_name, pretrained=pretrained, weights_only=True, **kwargs
-            )
+            if pretrained is None:  # hf-hub:/local-dir: open_clip reads its own config
+                return _create_initialized(spec, kwargs)
+            return _create_uninitialized(spec, pretrained, kwargs)
     except Exception as err:  # open_clip and the hub raise many types; all mean "no weights"
         # torch colours parts of its messages; a one-line error must stay plain text
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()
@@ -73,6 +69,37 @@ def _create_checked(spec: ModelSpec, pretrained: str | None, kwargs: dict):  # n
             " cache, or pass --weights PATH to a local checkpoint, or --weights random to try"
             " the app without meaningful results."
         ) from err
+
+
+def _create_initialized(spec: ModelSpec, kwargs: dict):  # noqa: ANN202
+    import open_clip
+
+    model, _, _ = open_clip.create_model_and_transforms(
+        spec.open_clip_name, pretrained=None, weights_only=True, **kwargs
+    )
+    return model
+
+
+def _create_uninitialized(spec: ModelSpec, checkpoint: str, kwargs: dict):  # noqa: ANN202
+    """Built on the meta device (no memory, no random init), then the checkpoint's tensors
+    assigned in place: the random init open_clip would draw first is over half of a
+    load's time, and every value of it is overwritten."""
+    import open_clip
+    import torch
+
+    with torch.device("meta"):
+        model, _, _ = open_clip.create_model_and_transforms(
+            spec.open_clip_name, pretrained=None, device="meta", **kwargs
+        )
+    # open_clip's own loader (key conversions, resizes), with the tensors assigned
+    model.load_state_dict = functools.partial(model.load_state_dict, assign=True)
+    try:
+        open_clip.load_checkpoint(model, checkpoint, strict=True, weights_only=True)
+    finally:
+        del model.load_state_dict
+    empty = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if empty:
+        raise ValueError(f"the checkpoint lacks {len(empty)} tensors, e.g. {empty[0]}")
     return model
 
 

@@ -2,34 +2,41 @@
 
 Resolved once per load from ``Settings``: which encoder, where the weights come from, the
 identity vectors are stored under, the vector length and the checkpoint's preprocessing.
-Never touches the network. Importing this module imports neither torch nor open_clip;
-resolving a CLIP spec imports open_clip (and with it torch), the test encoder's does not.
+Never touches the network. Importing this module imports neither torch nor open_clip.
+Resolving a CLIP spec asks open_clip (and with it torch: seconds, ~800 MB of mapped
+libraries) once; the answer depends only on open_clip's version and the settings, so it is
+kept in ``<data dir>/model-spec.json`` under that key. A search handed to the watcher, the
+page encoding through it, ``status`` and a re-scan of an unchanged library then never
+import torch. A checkpoint file's identity (its content hash) is computed every time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
+from importlib import metadata
 from pathlib import Path
 
-from searchapp.config import ENCODER_CLIP, ENCODER_PIXELS, RANDOM_WEIGHTS, Settings
+from searchapp.atomic import write_atomic
+from searchapp.config import (
+    ENCODER_CLIP,
+    ENCODER_PIXELS,
+    PIXELS_WARNING,
+    RANDOM_WARNING,
+    RANDOM_WEIGHTS,
+    Settings,
+)
 from searchapp.errors import ConfigError, UnknownModelError, WeightsUnavailableError
 from searchapp.model.preprocess import PreprocessConfig
 
 log = logging.getLogger(__name__)
 
 RANDOM_SEED = 0
-RANDOM_WARNING = (
-    "WARNING: random model weights are in use (--weights random): search results carry no "
-    "meaning. Use the real MobileCLIP weights for real searches."
-)
-PIXELS_WARNING = (
-    "WARNING: test encoder (SEARCHAPP_ENCODER=pixels): vectors come from raw pixels; "
-    "results carry no meaning."
-)
 
 PIXELS_MODEL_ID = "pixels-test-v1"
 PIXELS_DIM = 512
@@ -39,6 +46,8 @@ PIXELS_PREPROCESS = PreprocessConfig(256, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _CHECKPOINT_SUFFIXES = (".bin", ".pt", ".safetensors")
+SPEC_CACHE = "model-spec.json"
+_SPEC_CACHE_MAX = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,16 @@ def resolve_spec(settings: Settings) -> ModelSpec:
     """Interpret ``encoder``, ``model`` and ``weights``; a checkpoint file is hashed once."""
     if settings.encoder == ENCODER_PIXELS:
         return pixel_spec()
+    key = _cache_key(settings)
+    spec = _cached_spec(settings, key)
+    if spec is None:
+        spec = _resolve_clip(settings)
+        _remember_spec(settings, key, spec)
+    return spec
+
+
+def _resolve_clip(settings: Settings) -> ModelSpec:
+    """The spec as open_clip describes it (imports open_clip)."""
     model_cfg = model_config(settings.model)
     kind, value, model_id = _weights_source(settings.model, settings.weights)
     return ModelSpec(
@@ -75,6 +94,50 @@ def resolve_spec(settings: Settings) -> ModelSpec:
         dim=int(model_cfg["embed_dim"]),
         preprocess=_preprocess_config(settings.model, model_cfg, value if kind == "tag" else None),
     )
+
+
+def _cache_key(settings: Settings) -> str | None:
+    try:
+        version = metadata.version("open_clip_torch")
+    except metadata.PackageNotFoundError:
+        return None
+    return f"open_clip {version}|{settings.model}|{settings.weights}"
+
+
+def _read_cache(settings: Settings) -> dict:
+    path = settings.data_dir / SPEC_CACHE
+    try:
+        if path.stat().st_size > _SPEC_CACHE_MAX:
+            return {}
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return entries if isinstance(entries, dict) else {}
+
+
+def _cached_spec(settings: Settings, key: str | None) -> ModelSpec | None:
+    """The remembered spec of these settings, or None (then open_clip is asked)."""
+    entry = _read_cache(settings).get(key) if key else None
+    try:
+        spec = ModelSpec(**{**entry, "preprocess": PreprocessConfig(**entry["preprocess"])})
+    except (TypeError, KeyError):
+        return None  # absent, or written by another version of this code
+    if spec.weights_kind != "file":
+        return spec
+    path = Path(spec.weights)
+    if not path.is_file():
+        return None  # let the full resolution say what is wrong
+    return replace(spec, model_id=f"{spec.model}/file-{file_digest(path)}")
+
+
+def _remember_spec(settings: Settings, key: str | None, spec: ModelSpec) -> None:
+    """Keep the spec for the next process; never creates the data folder."""
+    if key is None or not settings.data_dir.is_dir():
+        return
+    entries = _read_cache(settings)
+    entries[key] = asdict(spec)
+    with contextlib.suppress(OSError):  # a read-only library: resolved again next time
+        write_atomic(settings.data_dir / SPEC_CACHE, json.dumps(entries).encode())
 
 
 def pixel_spec() -> ModelSpec:
