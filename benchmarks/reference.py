@@ -45,3 +45,13 @@ class ReferenceEncoder:
             x = torch.stack([self.preprocess(im.convert("RGB")) for im in images])
             feats = torch.nn.functional.normalize(self.model.encode_image(x).float(), dim=-1)
         return feats.numpy()
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts through open_clip's own tokenizer and eager ``encode_text``, L2-normalized."""
+        import open_clip
+        import torch
+
+        tokenizer = open_clip.get_tokenizer(resolve_spec(self.settings).open_clip_name)
+        with torch.no_grad():
+            feats = self.model.encode_text(tokenizer(list(texts))).float()
+        return torch.nn.functional.normalize(feats, dim=-1).numpy()

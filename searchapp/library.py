@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +28,7 @@ from searchapp.plan import PendingFiles, count_pending
 from searchapp.query import QueryPart, describe_parts, parse_query
 from searchapp.query_encoder import QueryEncoder
 from searchapp.relevance import CUTOFF_POOL, relevant_count, sort_by_date
+from searchapp.results import SORTS, Facets, SearchPage, SearchResult
 from searchapp.status import StatusReport, build_status
 from searchapp.store import PhotoFilter, PhotoRecord, RootRecord, RunRecord, Store
 from searchapp.thumbnails import thumbnail_path, thumbnails_missing
@@ -39,51 +39,6 @@ if TYPE_CHECKING:
     from searchapp.model import ClipEmbedder, ModelSpec
 
 RELOAD_MIN_S = 1.0
-SORTS = ("relevance", "newest", "oldest")
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    rank: int
-    score: float
-    photo_id: int
-    path: str
-    taken_at: float | None
-    size: int
-    width: int | None
-    height: int | None
-    format: str | None
-    content_hash: str | None = None  # names the cached thumbnail
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
-class SearchPage:
-    """One page of a query: ``total`` results in the (cut or full) list, ``hidden`` below it."""
-
-    results: list[SearchResult]
-    total: int
-    hidden: int
-    threshold: float | None  # the lowest score kept by the cutoff; None when showing all
-    offset: int
-    sort: str
-
-    @property
-    def has_more(self) -> bool:
-        return self.offset + len(self.results) < self.total
-
-
-@dataclass(frozen=True)
-class Facets:
-    """What the filters can offer: roots, folders (under ``root`` if given), formats, dates."""
-
-    roots: list[str]
-    folders: list[str]
-    formats: list[str]
-    taken_first: float | None  # earliest date taken; None when no photo has a date
-    taken_last: float | None
 
 
 class Library:
@@ -295,7 +250,7 @@ class Library:
         missing = [pid for pid, _ in page if pid not in records]
         records.update(self.store.get_photos(missing) if missing else {})
         results = [
-            _result(offset + i + 1, score, records[pid])
+            SearchResult.of(offset + i + 1, score, records[pid])
             for i, (pid, score) in enumerate(page)
             if pid in records
         ]
@@ -487,13 +442,6 @@ class Library:
     def generation(self) -> int:
         """A number that changes whenever the library's contents change."""
         return self.store.generation() if self.exists else 0
-
-
-def _result(rank: int, score: float, p: PhotoRecord) -> SearchResult:
-    return SearchResult(
-        rank, round(float(score), 6), p.id, p.path, p.taken_at, p.size, p.width, p.height,
-        p.format, p.content_hash,
-    )  # fmt: skip
 
 
 __all__ = [

@@ -121,3 +121,17 @@ def test_checkpoint_built_without_init_gives_the_same_network(tmp_path: Path) ->
     short = resolve_spec(load_settings(weights=str(tmp_path / "short.safetensors"), **base))
     with pytest.raises(WeightsUnavailableError, match="cannot load"):
         create_network(short)
+
+
+def test_text_tower_gives_unit_vectors_that_tell_texts_apart(
+    clip_embedder: ClipEmbedder, reference: ReferenceEncoder
+) -> None:
+    """Text queries on the real network (the page and the CLI search by words with it):
+    unit length, the same text twice gives the same vector, open_clip agrees."""
+    ours = clip_embedder.encode_texts(["a cat on a sofa", "a red kayak", "a cat on a sofa"])
+    assert ours.shape == (3, clip_embedder.dim)
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-4)
+    np.testing.assert_array_equal(ours[0], ours[2])
+    assert float(ours[0] @ ours[1]) < 0.9999
+    ref = reference.encode_texts(["a cat on a sofa", "a red kayak"])
+    assert (ours[:2] * ref).sum(axis=1).min() > 0.99999

@@ -23,8 +23,13 @@ from searchapp.indexer.commands import Index
 from searchapp.indexer.handoff import submit_request, withdraw_request
 from searchapp.indexer.lock import WriterLock
 from searchapp.store import Store
-from tests.helpers import PIXELS_ENV, index_once, mounted_tmpfs, write_jpegs
-from tests.test_hostile import _without_root_powers
+from tests.helpers import (
+    PIXELS_ENV,
+    index_once,
+    mounted_tmpfs,
+    without_root_powers,
+    write_jpegs,
+)
 from tests.test_schema import make_v1_library, revision
 
 pytestmark = pytest.mark.timeout(600)
@@ -113,7 +118,7 @@ def read_only_copy(library: Path, target: Path) -> None:
 
 
 def test_read_only_library_still_answers_status_and_search(library, tmp_path):
-    prefix = tuple(_without_root_powers())  # root ignores file modes: drop its powers
+    prefix = tuple(without_root_powers())  # root ignores file modes: drop its powers
     data = tmp_path / "lib"
     read_only_copy(library[0], data)
     before = digest(data)
