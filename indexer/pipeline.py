@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from searchapp.config import Settings
-from searchapp.faults import fault_point, trace
+from searchapp.faults import fault_point, pace, trace
 from searchapp.indexer.resolver import Resolver, vector_of
 from searchapp.indexer.stages import (
     Claim,
@@ -333,6 +333,7 @@ class IndexRun:
         rows = {h: vector_of(source, h) for h, source in chunk.sources.items()}
         self._write(chunk.batch, rows)
         resolver.committed(chunk.claim)  # later batches read these vectors from the store
+        pace()
         if self.remote is not None:  # a worker may have gone (a node lost) since the start
             stats.workers = self.remote.workers
         counter.add(chunk.size, self.store, stats)

@@ -5,6 +5,8 @@
 decode, embed, inside the batch transaction, after a commit, while saving the FAISS file).
 ``SEARCHAPP_FAULT_LOG=FILE`` appends one line per traced event (e.g. the content hashes
 sent to the model), written straight to the file so it survives the kill.
+``SEARCHAPP_FAULT_PACE=SECONDS`` makes the indexer wait that long after each committed
+batch, so a fault test's kill lands mid-run however fast the machine is.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable
 
@@ -39,6 +42,13 @@ def fault_point(name: str) -> None:
         hit = _counts[name] == target[1]
     if hit:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def pace() -> None:
+    """Wait ``SEARCHAPP_FAULT_PACE`` seconds, if it is set (after each committed batch)."""
+    seconds = os.environ.get("SEARCHAPP_FAULT_PACE")
+    if seconds:
+        time.sleep(float(seconds))
 
 
 def trace(event: str, items: Iterable[str]) -> None:

@@ -31,6 +31,9 @@ from tests.test_hostile import bad_files, odd_images
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(600)]
 
 BATCH = 4  # small batches: a run lasts long enough to be hit in its middle
+# a fault test's run waits this long after each of its ~50 batches: the kill, sent after
+# 20 files, lands with seconds of work left even on a fast idle machine
+PACE = "0.25"
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +254,7 @@ def test_lost_node_mid_run_keeps_every_photo_once(cluster, library, tmp_path):
     root, good, bad, hashes = library
     cluster.start()  # both nodes (a test before may have stopped one)
     data, log = tmp_path / "lib", tmp_path / "trace.log"
-    env = cluster.driver_env(SEARCHAPP_FAULT_LOG=str(log))
+    env = cluster.driver_env(SEARCHAPP_FAULT_LOG=str(log), SEARCHAPP_FAULT_PACE=PACE)
     proc = index(data, root, env, "--ray", cluster.address)
     wait_for(lambda: done_files(data / "library.sqlite3") >= 20, "the first batches", 120)
     assert proc.poll() is None, "the run ended before the node was lost"
@@ -271,7 +274,7 @@ def test_driver_killed_mid_run_then_a_rerun_completes(cluster, library, tmp_path
     root, good, bad, hashes = library
     cluster.start()  # both nodes (a test before may have stopped one)
     data, log = tmp_path / "lib", tmp_path / "trace.log"
-    env = cluster.driver_env(SEARCHAPP_FAULT_LOG=str(log))
+    env = cluster.driver_env(SEARCHAPP_FAULT_LOG=str(log), SEARCHAPP_FAULT_PACE=PACE)
     proc = index(data, root, env, "--ray", cluster.address)
     wait_for(lambda: done_files(data / "library.sqlite3") >= 20, "the first batches", 120)
     assert proc.poll() is None, "the run ended before the kill"
@@ -291,7 +294,7 @@ def test_cluster_stopped_mid_run_is_one_line_and_keeps_what_was_committed(
     root, good, bad, hashes = library
     cluster.start()  # both nodes (a test before may have stopped one)
     data, log = tmp_path / "lib", tmp_path / "trace.log"
-    env = cluster.driver_env(SEARCHAPP_FAULT_LOG=str(log))
+    env = cluster.driver_env(SEARCHAPP_FAULT_LOG=str(log), SEARCHAPP_FAULT_PACE=PACE)
     proc = index(data, root, env, "--ray", cluster.address)
     wait_for(lambda: done_files(data / "library.sqlite3") >= 20, "the first batches", 120)
     assert proc.poll() is None, "the run ended before the cluster stopped"
@@ -302,7 +305,8 @@ def test_cluster_stopped_mid_run_is_one_line_and_keeps_what_was_committed(
     assert [line for line in lines if not line.startswith("WARNING test encoder")] == lines[-1:]
     committed = committed_hashes(data / "library.sqlite3")
     assert committed
-    search = _cli(data, env, "search", "--like", str(next(iter(good))), "-k", "3")
+    indexed = [p for p, r in rows(data / "library.sqlite3").items() if r[0] == "indexed"]
+    search = _cli(data, env, "search", "--like", min(indexed), "-k", "3")  # a committed one
     assert search.returncode == 0 and search.stdout.count("\n") == 3, search.stderr
     # the rest, without Ray: nothing committed is embedded again
     log.unlink()
