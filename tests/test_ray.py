@@ -250,13 +250,20 @@ def test_without_ray_nothing_imports_ray(photos, tmp_path):
 
 
 # the tests below break the cluster; each test starts again what it needs
-def test_lost_node_mid_run_keeps_every_photo_once(cluster, library, tmp_path):
-    root, good, bad, hashes = library
+def paced_run(cluster, root: Path, tmp_path: Path) -> tuple[Path, Path, dict, subprocess.Popen]:  # noqa: ANN001
+    """A paced ``index --ray`` on both nodes, returned once its first 20 files are in:
+    (data dir, trace log, environment, the running process)."""
     cluster.start()  # both nodes (a test before may have stopped one)
     data, log = tmp_path / "lib", tmp_path / "trace.log"
     env = cluster.driver_env(SEARCHAPP_FAULT_LOG=str(log), SEARCHAPP_FAULT_PACE=PACE)
     proc = index(data, root, env, "--ray", cluster.address)
     wait_for(lambda: done_files(data / "library.sqlite3") >= 20, "the first batches", 120)
+    return data, log, env, proc
+
+
+def test_lost_node_mid_run_keeps_every_photo_once(cluster, library, tmp_path):
+    root, good, bad, hashes = library
+    data, log, env, proc = paced_run(cluster, root, tmp_path)
     assert proc.poll() is None, "the run ended before the node was lost"
     cluster.raylet("node").kill()
     out, err = proc.communicate(timeout=400)
@@ -272,11 +279,7 @@ def test_lost_node_mid_run_keeps_every_photo_once(cluster, library, tmp_path):
 
 def test_driver_killed_mid_run_then_a_rerun_completes(cluster, library, tmp_path):
     root, good, bad, hashes = library
-    cluster.start()  # both nodes (a test before may have stopped one)
-    data, log = tmp_path / "lib", tmp_path / "trace.log"
-    env = cluster.driver_env(SEARCHAPP_FAULT_LOG=str(log), SEARCHAPP_FAULT_PACE=PACE)
-    proc = index(data, root, env, "--ray", cluster.address)
-    wait_for(lambda: done_files(data / "library.sqlite3") >= 20, "the first batches", 120)
+    data, log, env, proc = paced_run(cluster, root, tmp_path)
     assert proc.poll() is None, "the run ended before the kill"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
@@ -292,11 +295,7 @@ def test_cluster_stopped_mid_run_is_one_line_and_keeps_what_was_committed(
     cluster, library, tmp_path
 ):
     root, good, bad, hashes = library
-    cluster.start()  # both nodes (a test before may have stopped one)
-    data, log = tmp_path / "lib", tmp_path / "trace.log"
-    env = cluster.driver_env(SEARCHAPP_FAULT_LOG=str(log), SEARCHAPP_FAULT_PACE=PACE)
-    proc = index(data, root, env, "--ray", cluster.address)
-    wait_for(lambda: done_files(data / "library.sqlite3") >= 20, "the first batches", 120)
+    data, log, env, proc = paced_run(cluster, root, tmp_path)
     assert proc.poll() is None, "the run ended before the cluster stopped"
     cluster.stop()
     _, err = finish(proc, rc=1)
