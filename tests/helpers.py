@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -117,3 +118,10 @@ def without_root_powers() -> list[str]:
     if probe.returncode != 0:
         pytest.skip(f"cannot drop root capabilities here: {probe.stderr.decode().strip()}")
     return prefix
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on at ``host`` (a loopback address) right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]

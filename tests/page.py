@@ -17,12 +17,6 @@ from tests.helpers import wait_for
 START_S = 120.0  # a cold Streamlit start on a busy 2-core machine
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def port_bindable(port: int) -> bool:
     """Whether nothing listens on ``port`` any more (TIME_WAIT leftovers do not count)."""
     with socket.socket() as s:

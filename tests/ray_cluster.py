@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,16 +19,10 @@ from pathlib import Path
 
 import psutil
 
-from tests.helpers import PIXELS_ENV, wait_for
+from tests.helpers import PIXELS_ENV, free_port, wait_for
 
 HEAD_IP, NODE_IP = "127.0.0.2", "127.0.0.3"
 RAY_CLI = [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class Cluster:

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DATA
-from tests.helpers import PIXELS_ENV, wait_for
+from tests.helpers import PIXELS_ENV, free_port, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = dict(os.environ, **PIXELS_ENV, PYTHONPATH="")
@@ -91,9 +90,7 @@ def test_installed_wheel_indexes_searches_and_serves(installed: Path, tmp_path: 
 
 
 def _serve_once(exe: list[str], cwd: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [*exe, "ui", "--port", str(port)], cwd=cwd, env=ENV, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

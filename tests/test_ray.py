@@ -23,8 +23,8 @@ import pytest
 
 from searchapp.config import load_settings
 from searchapp.schema import decode_path, encode_path
-from tests.helpers import PIXELS_ENV, index_once, wait_for
-from tests.ray_cluster import Cluster, free_port
+from tests.helpers import PIXELS_ENV, free_port, index_once, wait_for
+from tests.ray_cluster import Cluster
 from tests.test_crash import check_library, committed_hashes, embedded_in, make_library
 from tests.test_hostile import bad_files, odd_images
 

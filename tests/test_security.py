@@ -19,7 +19,7 @@ from PIL import Image
 
 from searchapp.config import load_settings
 from searchapp.errors import AccessDeniedError, ImageDecodeError, QueryError, SearchAppError
-from tests.helpers import PIXELS_ENV, index_once, service
+from tests.helpers import PIXELS_ENV, free_port, index_once, service
 from tests.test_hostile import jpeg_bytes, png_bomb
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,12 +106,6 @@ def _refused(family: int, address: str, port: int) -> bool:
     return False
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _health(host: str, port: int) -> int | None:
     try:
         conn = http.client.HTTPConnection(host, port, timeout=3)
@@ -128,7 +122,7 @@ def test_ui_listens_on_loopback_only(tmp_path):
     others = _other_local_addresses()
     if not others:
         pytest.skip("this machine has no local address besides loopback to test against")
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, **PIXELS_ENV)
     cmd = [sys.executable, "-m", "searchapp.cli", "--data-dir", str(tmp_path / "lib"), "ui"]
     proc = subprocess.Popen(

@@ -19,8 +19,8 @@ from types import SimpleNamespace
 import pytest
 
 from tests.conftest import DATA
-from tests.helpers import PIXELS_ENV, index_once, wait_for
-from tests.page import free_port, start_page, stop_group
+from tests.helpers import PIXELS_ENV, free_port, index_once, wait_for
+from tests.page import start_page, stop_group
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 

@@ -16,7 +16,8 @@ from searchapp import cli
 from searchapp.errors import ConfigError
 from searchapp.ui import launch
 from searchapp.ui.guard import LOGIN_PATH, choose_secret, policy_for
-from tests.page import free_port, request, start_page, stop_group, websocket
+from tests.helpers import free_port
+from tests.page import request, start_page, stop_group, websocket
 
 SECRET = "correct-horse-battery-staple"
 pytestmark = pytest.mark.timeout(300)

@@ -13,8 +13,8 @@ import shutil
 import pytest
 
 from tests.conftest import DATA
-from tests.helpers import PIXELS_ENV, index_once
-from tests.page import free_port, request, start_page, stop_group
+from tests.helpers import PIXELS_ENV, free_port, index_once
+from tests.page import request, start_page, stop_group
 from tests.test_ui_browser import CHROMIUM_ARGS, STEP_MS, _unavailable, chromium  # noqa: F401
 
 SECRET = "correct-horse-battery-staple"

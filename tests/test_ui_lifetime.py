@@ -9,8 +9,8 @@ import sys
 import psutil
 import pytest
 
-from tests.helpers import wait_for
-from tests.page import free_port, port_bindable, start_page, stop_group
+from tests.helpers import free_port, wait_for
+from tests.page import port_bindable, start_page, stop_group
 
 pytestmark = pytest.mark.timeout(300)
 
