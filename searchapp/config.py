@@ -28,6 +28,11 @@ PIXELS_WARNING = (
 )
 
 
+def default_model_cache_dir() -> Path:
+    """Traced model towers (model/traced.py): derived from public weights, shared by libraries."""
+    return Path(platformdirs.user_cache_dir("searchapp", appauthor=False)) / "models"
+
+
 def default_data_dir() -> Path:
     """The per-user data directory (``~/.local/share/searchapp`` on Linux)."""
     return Path(platformdirs.user_data_dir("searchapp", appauthor=False))
@@ -48,6 +53,9 @@ class Settings:
     torch_threads: int = 0  # 0: automatic (indexing: per model lane; search: torch's default)
     model_lanes: int = 0  # 0: automatic; batches the model embeds at once while indexing
     reconcile_interval_s: float = 3600.0
+    # keep the loaded model's towers as TorchScript, so later processes skip open_clip
+    model_cache: bool = True
+    model_cache_dir: Path = field(default_factory=default_model_cache_dir)
     idle_unload_s: float = 600.0  # the watcher frees its model after this long unused; 0 keeps it
     max_upload_mb: int = 20
     ann_threshold: int = 200_000  # vectors from which search is approximate (IVF + SQ8)
@@ -84,6 +92,8 @@ class Settings:
         clean = {k: v for k, v in values.items() if v is not None and k in known}
         if "data_dir" in clean:
             clean["data_dir"] = Path(str(clean["data_dir"])).expanduser().resolve()
+        if "model_cache_dir" in clean:
+            clean["model_cache_dir"] = Path(str(clean["model_cache_dir"])).expanduser().resolve()
         return validate_settings(replace(self, **clean))
 
 
@@ -100,6 +110,8 @@ _ENV = {
     "model_lanes": "SEARCHAPP_MODEL_LANES",
     "reconcile_interval_s": "SEARCHAPP_RECONCILE_INTERVAL",
     "idle_unload_s": "SEARCHAPP_IDLE_UNLOAD",
+    "model_cache": "SEARCHAPP_MODEL_CACHE",
+    "model_cache_dir": "SEARCHAPP_MODEL_CACHE_DIR",
     "max_upload_mb": "SEARCHAPP_MAX_UPLOAD_MB",
     "ann_threshold": "SEARCHAPP_ANN_THRESHOLD",
     "ui_secret": "SEARCHAPP_UI_SECRET",
@@ -122,6 +134,10 @@ def load_settings(**overrides: object) -> Settings:
     return base.with_overrides(**from_env).with_overrides(**overrides)
 
 
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True,
+          "0": False, "false": False, "no": False, "off": False}  # fmt: skip
+
+
 def _parse(raw: str, type_name: object, var: str) -> object:
     try:
         if type_name == "int":
@@ -130,6 +146,10 @@ def _parse(raw: str, type_name: object, var: str) -> object:
             return float(raw)
     except ValueError:
         raise ConfigError(f"{var}={raw!r} is not a number; unset it or give a number.") from None
+    if type_name == "bool":
+        if raw.lower() not in _BOOLS:
+            raise ConfigError(f"{var}={raw!r} is not a yes/no value; use 1 or 0.")
+        return _BOOLS[raw.lower()]
     if type_name == "tuple[str, ...]":
         return tuple(part for part in raw.split(os.pathsep) if part)
     return raw

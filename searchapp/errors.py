@@ -25,6 +25,10 @@ class DeviceError(SearchAppError):
     """The compute device cannot run the model (out of memory even for one image)."""
 
 
+class ModelCacheError(SearchAppError):
+    """A traced tower in the model cache cannot be read; it is removed for a rebuild."""
+
+
 class SchemaTooNewError(SearchAppError):
     """The database was written by a newer version of the app."""
 

@@ -102,6 +102,12 @@ class Library:
                 self._embedder = load_embedder(self.settings, announce=False)
         return self._embedder
 
+    def keep_model_cache(self) -> bool:
+        """Keep a model this process built in the traced-model cache, so the next cold
+        process loads in a fraction of the time (a few seconds, once per model)."""
+        keep = getattr(self._embedder, "keep_traced", None)
+        return bool(keep and keep())
+
     @property
     def index(self) -> VectorIndex:
         """The freshest vector index: reloaded when the store moves on (large ones in the

@@ -29,12 +29,29 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("SEARCHAPP_DEVICE", "cpu")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Traced towers (model/traced.py) go to one folder of this test session, shared by
+    every worker and subprocess, never to the user's cache."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the session's folder above each worker's own
+    folder = base / "model-cache"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    os.environ["SEARCHAPP_MODEL_CACHE_DIR"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def clip_embedder() -> ClipEmbedder:
     """Random-init MobileCLIP-S2 in fp32, loaded once per session (~15 s of CPU)."""
-    return load_embedder(
-        load_settings(encoder=ENCODER_CLIP, weights="random", precision="fp32", data_dir="/tmp")
-    )
+    # model_cache off: this one is always built by open_clip (the traced copy is tested
+    # against it in test_traced.py)
+    settings = load_settings(
+        encoder=ENCODER_CLIP, weights="random", precision="fp32", data_dir="/tmp",
+        model_cache=False,
+    )  # fmt: skip
+    return load_embedder(settings)
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,10 @@ from PIL import Image
 from tests.helpers import PIXELS_ENV
 
 
-def run(data_dir, *args, check=True, real=False):  # noqa: ANN001, ANN002
+def run(data_dir, *args, check=True, real=False, env=None):  # noqa: ANN001, ANN002
     """The CLI with the pixel test encoder, or with the random-weight MobileCLIP (``real``)."""
-    env = {**os.environ, **PIXELS_ENV, "SEARCHAPP_ENCODER": "clip" if real else "pixels"}
+    encoder = "clip" if real else "pixels"
+    env = {**os.environ, **PIXELS_ENV, "SEARCHAPP_ENCODER": encoder, **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", "searchapp.cli", "--data-dir", str(data_dir), *args],
         capture_output=True,
@@ -29,17 +30,24 @@ def run(data_dir, *args, check=True, real=False):  # noqa: ANN001, ANN002
     return proc
 
 
-def test_cli_smoke_on_the_real_model(tmp_path, photos):
+def test_cli_smoke_on_the_real_model(tmp_path, photos, model_cache_dir):
     """The one CLI run on the real (random-weight) MobileCLIP: index, then an image search that
-    must find the resized copy. Text search on the real model runs in the browser test; the
-    query plumbing for text runs below on the pixel encoder (each real load is ~15 s)."""
+    must find the resized copy, and a text search. The index run keeps the model's traced
+    towers, so both searches load them without importing open_clip (model/traced.py; their
+    vectors are checked against open_clip's in test_traced.py)."""
     lib = tmp_path / "lib"
     out = run(lib, "index", str(photos), real=True)
     assert "added 16" in out.stdout and "random model weights" in out.stderr
+    assert list(model_cache_dir.glob("*/meta.json"))
     query = tmp_path / "query.jpg"
     Image.open(photos / "cat_chelsea.png").convert("RGB").resize((300, 200)).save(query)
     found = run(lib, "search", "--image", str(query), "-k", "3", "--json", real=True)
     assert json.loads(found.stdout)[0]["path"].endswith("cat_chelsea.png")
+    timed = {"PYTHONPROFILEIMPORTTIME": "1"}
+    text = run(lib, "search", "a cat", "-k", "3", "--json", real=True, env=timed)
+    assert len(json.loads(text.stdout)) == 3
+    imported = {line.rsplit("|", 1)[-1].strip() for line in text.stderr.splitlines()}
+    assert "torch" in imported and not imported & {"open_clip", "torchvision", "timm"}
 
 
 def test_cli_index_search_status_roots(tmp_path, photos):

@@ -14,7 +14,8 @@ from searchapp.model.device import device_and_precision, set_torch_threads
 from searchapp.model.guard import ForwardGuard
 from searchapp.model.network import create_network
 from searchapp.model.preprocess import PreprocessConfig, prepare_pixels
-from searchapp.model.spec import ModelSpec, resolve_spec
+from searchapp.model.spec import ModelSpec, resolve_spec, warn_if_meaningless
+from searchapp.model.traced import load_cached, save_towers
 
 TEXT_THREADS = 1
 
@@ -58,14 +59,27 @@ class ClipEmbedder:
             torch.set_num_threads(settings.torch_threads)
         self._lock = threading.Lock()
         self._guard = ForwardGuard(self.device)
+        self.images_encoded = 0  # counts model calls, for tests and progress
+        cached = load_cached(settings, self.spec, self.precision) if self.device == "cpu" else None
+        self.traced = cached is not None  # the towers came from the cache (model/traced.py)
+        if cached is not None:
+            self.model, self.tokenizer, self.dim = cached
+            if announce:
+                warn_if_meaningless(self.spec)
+            return
         self.model, self.tokenizer = self._load(announce)
         # measured: an hf-hub:/local-dir: model may differ from its architecture's config
         self.dim = int(self.encode_texts(["a photo"]).shape[1])
-        self.images_encoded = 0  # counts model calls, for tests and progress
 
     @property
     def random_weights(self) -> bool:
         return self.spec.random_weights
+
+    def keep_traced(self) -> bool:
+        """Keep this model's towers in the cache for later processes; True if written now."""
+        if self.traced or self.device != "cpu":
+            return False
+        return save_towers(self.model, self.tokenizer, self.settings, self.spec, self.precision)
 
     def describe(self) -> str:
         weights = self.spec.weights or "random init"

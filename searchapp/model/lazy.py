@@ -23,6 +23,7 @@ from searchapp.model.hub import fetch_checkpoint
 from searchapp.model.loader import forget_embedder, load_embedder
 from searchapp.model.preprocess import prepare_pixels
 from searchapp.model.spec import resolve_spec, warn_if_meaningless
+from searchapp.model.traced import is_cached
 
 log = logging.getLogger("searchapp.model")
 
@@ -47,7 +48,7 @@ class LazyEmbedder:
         # a device or precision that cannot run fails now, before a long scan
         self.device, self.precision = device_and_precision(settings)
         warn_if_meaningless(self.spec)  # said now, even when nothing gets embedded
-        if self.spec.weights_kind == "tag":
+        if self.spec.weights_kind == "tag" and not self._cached():
             # missing weights fail now, with their one-line fix, not after a long scan
             fetch_checkpoint(self.spec.model, self.spec.weights)
         self._lock = threading.Lock()
@@ -74,7 +75,19 @@ class LazyEmbedder:
                 self._future = pool.submit(
                     load_embedder, self.settings, announce=False, spec=self.spec
                 )
+                pool.submit(self._keep_traced, self._future)  # after the load, same thread
                 pool.shutdown(wait=False)
+
+    def _cached(self) -> bool:
+        return self.device == "cpu" and is_cached(self.settings, self.spec, self.precision)
+
+    @staticmethod
+    def _keep_traced(future: Future[ImageEncoder]) -> None:
+        """A model built from its checkpoint is traced for the next process (once)."""
+        if future.exception() is None:
+            keep = getattr(future.result(), "keep_traced", None)  # the pixel encoder has none
+            if keep is not None:
+                keep()
 
     def loaded(self) -> ImageEncoder:
         """The encoder, waiting for it; a load error (missing weights) is raised here."""

@@ -7,7 +7,8 @@ Resolving a CLIP spec asks open_clip (and with it torch: seconds, ~800 MB of map
 libraries) once; the answer depends only on open_clip's version and the settings, so it is
 kept in ``<data dir>/model-spec.json`` under that key. A search handed to the watcher, the
 page encoding through it, ``status`` and a re-scan of an unchanged library then never
-import torch. A checkpoint file's identity (its content hash) is computed every time.
+import torch. A checkpoint file's identity (its content hash) is kept beside its stat
+signature and computed again only when the file changed.
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def _read_cache(settings: Settings) -> dict:
 
 def _cached_spec(settings: Settings, key: str | None) -> ModelSpec | None:
     """The remembered spec of these settings, or None (then open_clip is asked)."""
-    entry = _read_cache(settings).get(key) if key else None
+    entry = dict(_read_cache(settings).get(key) or {}) if key else {}
+    seen = entry.pop("file_seen", None)
     try:
         spec = ModelSpec(**{**entry, "preprocess": PreprocessConfig(**entry["preprocess"])})
     except (TypeError, KeyError):
@@ -127,7 +129,11 @@ def _cached_spec(settings: Settings, key: str | None) -> ModelSpec | None:
     path = Path(spec.weights)
     if not path.is_file():
         return None  # let the full resolution say what is wrong
-    return replace(spec, model_id=f"{spec.model}/file-{file_digest(path)}")
+    if seen == _file_seen(path):
+        return spec  # the same file, unchanged since its digest was taken
+    spec = replace(spec, model_id=f"{spec.model}/file-{file_digest(path)}")
+    _remember_spec(settings, key, spec)
+    return spec
 
 
 def _remember_spec(settings: Settings, key: str | None, spec: ModelSpec) -> None:
@@ -135,9 +141,19 @@ def _remember_spec(settings: Settings, key: str | None, spec: ModelSpec) -> None
     if key is None or not settings.data_dir.is_dir():
         return
     entries = _read_cache(settings)
-    entries[key] = asdict(spec)
+    entry = asdict(spec)
+    if spec.weights_kind == "file":
+        entry["file_seen"] = _file_seen(Path(spec.weights))
+    entries[key] = entry
     with contextlib.suppress(OSError):  # a read-only library: resolved again next time
         write_atomic(settings.data_dir / SPEC_CACHE, json.dumps(entries).encode())
+
+
+def _file_seen(path: Path) -> list[int]:
+    """What changes whenever a file's bytes do: any write moves its ctime, which no
+    program can set back, so an unchanged signature means an unchanged digest."""
+    st = path.stat()
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def pixel_spec() -> ModelSpec:
