@@ -218,6 +218,11 @@ def test_spec_is_remembered_so_the_next_process_imports_no_open_clip(tmp_path: P
                          text=True, check=True).stdout.split()  # fmt: skip
     assert out == [first.model_id, str(first.dim), str(first.preprocess.image_size), "False",
                    "False"]  # fmt: skip
+    new_library = tmp_path / "new"  # has no spec yet: the user's model cache answers
+    new_library.mkdir()
+    again = subprocess.run([sys.executable, "-c", code, str(new_library)], env=env,
+                           capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    assert again == out and (new_library / "model-spec.json").is_file()
     (data / "model-spec.json").write_text("{not json")  # damaged: resolved again, rewritten
     assert resolve_spec(settings) == first
     assert json.loads((data / "model-spec.json").read_text())

@@ -7,8 +7,9 @@ Resolving a CLIP spec asks open_clip (and with it torch: seconds, ~800 MB of map
 libraries) once; the answer depends only on open_clip's version and the settings, so it is
 kept in ``<data dir>/model-spec.json`` under that key. A search handed to the watcher, the
 page encoding through it, ``status`` and a re-scan of an unchanged library then never
-import torch. A checkpoint file's identity (its content hash) is kept beside its stat
-signature and computed again only when the file changed.
+import torch; a copy in the user's model cache serves a new library too. A checkpoint
+file's identity (its content hash) is kept beside its stat signature and computed again
+only when the file changed.
 """
 
 from __future__ import annotations
@@ -74,9 +75,10 @@ def resolve_spec(settings: Settings) -> ModelSpec:
     if settings.encoder == ENCODER_PIXELS:
         return pixel_spec()
     key = _cache_key(settings)
-    spec = _cached_spec(settings, key)
+    spec, current = _cached_spec(settings, key)
     if spec is None:
         spec = _resolve_clip(settings)
+    if not current:
         _remember_spec(settings, key, spec)
     return spec
 
@@ -105,8 +107,16 @@ def _cache_key(settings: Settings) -> str | None:
     return f"open_clip {version}|{settings.model}|{settings.weights}"
 
 
-def _read_cache(settings: Settings) -> dict:
-    path = settings.data_dir / SPEC_CACHE
+def _cache_files(settings: Settings) -> list[Path]:
+    """The library's own spec file, then the user's (shared by libraries, so a new
+    library on a machine that resolved this model before asks open_clip nothing)."""
+    files = [settings.data_dir / SPEC_CACHE]
+    if settings.model_cache:
+        files.append(settings.model_cache_dir / SPEC_CACHE)
+    return files
+
+
+def _read_cache(path: Path) -> dict:
     try:
         if path.stat().st_size > _SPEC_CACHE_MAX:
             return {}
@@ -116,37 +126,47 @@ def _read_cache(settings: Settings) -> dict:
     return entries if isinstance(entries, dict) else {}
 
 
-def _cached_spec(settings: Settings, key: str | None) -> ModelSpec | None:
-    """The remembered spec of these settings, or None (then open_clip is asked)."""
-    entry = dict(_read_cache(settings).get(key) or {}) if key else {}
+def _cached_spec(settings: Settings, key: str | None) -> tuple[ModelSpec | None, bool]:
+    """(the remembered spec of these settings or None, whether the library's own file has
+    it as it is now); None means open_clip is asked."""
+    files = _cache_files(settings) if key else []
+    entries = [_read_cache(path).get(key) for path in files]
+    found = [entry for entry in entries if isinstance(entry, dict)]
+    if not found:
+        return None, False
+    entry = dict(found[0])
     seen = entry.pop("file_seen", None)
     try:
-        spec = ModelSpec(**{**entry, "preprocess": PreprocessConfig(**entry["preprocess"])})
+        pre = entry["preprocess"]
+        pre = {**pre, "mean": tuple(pre["mean"]), "std": tuple(pre["std"])}  # JSON lists
+        spec = ModelSpec(**{**entry, "preprocess": PreprocessConfig(**pre)})
     except (TypeError, KeyError):
-        return None  # absent, or written by another version of this code
+        return None, False  # written by another version of this code
+    current = isinstance(entries[0], dict)  # the library's own file has it
     if spec.weights_kind != "file":
-        return spec
+        return spec, current
     path = Path(spec.weights)
     if not path.is_file():
-        return None  # let the full resolution say what is wrong
+        return None, False  # let the full resolution say what is wrong
     if seen == _file_seen(path):
-        return spec  # the same file, unchanged since its digest was taken
-    spec = replace(spec, model_id=f"{spec.model}/file-{file_digest(path)}")
-    _remember_spec(settings, key, spec)
-    return spec
+        return spec, current  # the same file, unchanged since its digest was taken
+    return replace(spec, model_id=f"{spec.model}/file-{file_digest(path)}"), False
 
 
 def _remember_spec(settings: Settings, key: str | None, spec: ModelSpec) -> None:
     """Keep the spec for the next process; never creates the data folder."""
-    if key is None or not settings.data_dir.is_dir():
+    if key is None:
         return
-    entries = _read_cache(settings)
     entry = asdict(spec)
     if spec.weights_kind == "file":
         entry["file_seen"] = _file_seen(Path(spec.weights))
-    entries[key] = entry
-    with contextlib.suppress(OSError):  # a read-only library: resolved again next time
-        write_atomic(settings.data_dir / SPEC_CACHE, json.dumps(entries).encode())
+    for path in _cache_files(settings):
+        if path.parent == settings.data_dir and not path.parent.is_dir():
+            continue
+        entries = _read_cache(path)
+        entries[key] = entry
+        with contextlib.suppress(OSError):  # read-only: resolved again next time
+            write_atomic(path, json.dumps(entries).encode())
 
 
 def _file_seen(path: Path) -> list[int]:
