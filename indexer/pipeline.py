@@ -145,8 +145,10 @@ class _Counter:
 class IndexRun:
     """Carries out a plan with one embedder and keeps the FAISS index (in memory) in step.
 
-    ``checkpoint`` is called when a periodic save of the FAISS file is due; saving after
-    a failure and at the end (refit, then save when stale) is the caller's: the Writer's.
+    ``checkpoint`` is called when a periodic save of the FAISS file is due; ``finish``
+    after the last commit and before the run is marked done, so that a reader who sees
+    "done" finds the file saved (the Writer refits and saves there). Saving after a
+    failure is the caller's.
     """
 
     def __init__(
@@ -157,6 +159,7 @@ class IndexRun:
         index: VectorIndex,
         *,
         checkpoint: Callable[[], None] | None = None,
+        finish: Callable[[], None] | None = None,
         remote: RemoteStage | None = None,
     ) -> None:
         self.settings = settings
@@ -164,6 +167,7 @@ class IndexRun:
         self.embedder = embedder
         self.index = index
         self.checkpoint = checkpoint
+        self.finish = finish
         self.remote = remote  # decode+embed there; the embedder then only names the model
         self.model_id = embedder.model_id
 
@@ -182,6 +186,8 @@ class IndexRun:
             self._process(plan, stats, _Counter(len(plan.work), run_id, started, progress))
             self.store.delete_orphan_embeddings()
             remove_orphan_thumbnails(self.settings.thumbs_dir, self.store.referenced_hashes())
+            if self.finish is not None:
+                self.finish()  # the index file is saved before the run's row says "done"
         except BaseException as err:
             stats.seconds = time.monotonic() - started
             state = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"

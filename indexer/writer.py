@@ -86,7 +86,8 @@ class Writer:
         retry_failed: bool = False,
         progress: ProgressCallback | None = None,
     ) -> IndexStats:
-        """One indexing run over every root, or only ``paths``; the index is saved after."""
+        """One indexing run over every root, or only ``paths``; the index is saved before
+        the run is recorded as done."""
         remote = self._open_remote()
         if retry_failed:
             self.store.clear_failures(paths)
@@ -98,6 +99,7 @@ class Writer:
             self.embedder,
             self.index,
             checkpoint=self.save,
+            finish=self._save_if_stale,  # before the run's row says "done"
             remote=remote,
         )
         try:
@@ -111,7 +113,6 @@ class Writer:
                     "run the command again (everything committed so far is kept)."
                 ) from None
             raise
-        self._save_if_stale()
         return stats
 
     def _open_remote(self) -> RemoteStage | None:

@@ -354,11 +354,19 @@ class Library:
         """Every photo newest first by date taken (undated last), each content once."""
         if not self.exists:
             return TimelinePage([], 0, offset)
+        return browse.timeline(self.store, flt, offset, limit, self._distinct(flt))
+
+    def distinct_images(self) -> int:
+        """How many different images the library holds: byte-identical copies count once
+        (the timeline's size; the photo count counts every file)."""
+        return self._distinct(None) if self.exists else 0
+
+    def _distinct(self, flt: PhotoFilter | None) -> int:
         key = (self.generation(), flt)
         if key not in self._totals:  # a count over every row: once per library state
             self._totals = {key: self.store.timeline_total(flt), **self._totals}
             self._totals = dict(list(self._totals.items())[:16])
-        return browse.timeline(self.store, flt, offset, limit, self._totals[key])
+        return self._totals[key]
 
     def tiles(self, results: list[SearchResult]) -> list[Tile]:
         """Search results as grid tiles: files with the same content folded into the first."""

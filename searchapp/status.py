@@ -16,6 +16,8 @@ from searchapp.vectors import IndexFileError, read_index_info
 
 NO_INDEX = "none yet"
 REBUILD_NOTE = "rebuilt from the stored vectors on the next search or index run"
+EMPTY_COUNTS = {"photos": 0, "failed": 0}
+SNAPSHOT_TRIES = 5
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class IndexInfo:
     size_bytes: int
     path: str
     problem: str | None = None  # why the file does not match the library; None when it does
+    generation: int = 0  # the library generation the file was saved for (0: no file)
 
     @property
     def note(self) -> str | None:
@@ -141,13 +144,12 @@ def build_status(
     ``failures`` bounds how many failed files are listed (None: all); ``pending`` runs the
     stat-only diff of the folders (no file is read).
     """
-    counts = store.counts() if store else {"photos": 0, "failed": 0}
+    counts, index = _counts_and_index(settings, store, model_id)
     runs = store.recent_runs(1) if store else []
     listed = store.failures(limit=failures) if store else []
     todo = None
     if pending:
         todo = count_pending(store, model_id) if store else PendingFiles(0, 0)
-    generation = store.generation() if store else 0
     return StatusReport(
         data_dir=str(settings.data_dir),
         roots=store.list_roots() if store else [],
@@ -161,10 +163,27 @@ def build_status(
         random_weights=settings.random_weights,
         device=device,
         precision=precision,
-        index=describe_index_file(settings, model_id, generation, counts["photos"]),
+        index=index,
         last_run=runs[0] if runs else None,
         writer=read_writer(settings),
     )
+
+
+def _counts_and_index(
+    settings: Settings, store: Store | None, model_id: str
+) -> tuple[dict[str, int], IndexInfo]:
+    """The photo counts and the index file, as of one generation.
+
+    The counts come with their generation in one snapshot; a writer may save a newer file
+    before the file is read, so the snapshot is taken again until the file is not ahead of
+    it (a few tries: a file still ahead after them is reported as it is).
+    """
+    for _ in range(SNAPSHOT_TRIES):
+        counts, generation = store.counts_at_generation() if store else (EMPTY_COUNTS, 0)
+        index = describe_index_file(settings, model_id, generation, counts["photos"])
+        if index.generation <= generation:
+            break
+    return counts, index
 
 
 def describe_index_file(
@@ -185,7 +204,7 @@ def describe_index_file(
             f"stale ({info.count} vectors from generation {info.generation}, "
             f"library at generation {generation})"
         )
-    return IndexInfo(info.describe(), info.count, info.size_bytes, path, problem)
+    return IndexInfo(info.describe(), info.count, info.size_bytes, path, problem, info.generation)
 
 
 __all__ = [

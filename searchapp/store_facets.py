@@ -10,11 +10,11 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 import numpy as np
-from sqlalchemy import Select, func, literal_column, select
+from sqlalchemy import Integer, Select, cast, func, literal, literal_column, select, union_all
 from sqlalchemy.orm import Session
 
 from searchapp.records import STATUS_FAILED, STATUS_INDEXED, PhotoFilter, PhotoRecord
-from searchapp.schema import PhotoRow, RootRow, encode_path, record_columns
+from searchapp.schema import MetaRow, PhotoRow, RootRow, encode_path, record_columns
 
 
 def filtered(q: Select, flt: PhotoFilter | None, *, by_date: bool = False) -> Select:
@@ -71,6 +71,22 @@ class FacetQueries:
             "photos": counts.get(STATUS_INDEXED, 0),
             "failed": counts.get(STATUS_FAILED, 0),
         }
+
+    def counts_at_generation(self) -> tuple[dict[str, int], int]:
+        """:meth:`counts` and the generation they belong to, read in one statement.
+
+        Two statements are two moments: a writer committing between them would pair the
+        counts of one generation with the number of another (issue 12's "Indexed 75" beside
+        a current-looking file of 74 vectors); one statement reads one snapshot.
+        """
+        by_status = select(PhotoRow.status, func.count()).group_by(PhotoRow.status)
+        generation = select(literal("generation"), cast(MetaRow.value, Integer)).where(
+            MetaRow.key == "generation"
+        )
+        with self._session() as s:
+            rows = {key: int(n) for key, n in s.execute(union_all(by_status, generation))}
+        counts = {"photos": rows.get(STATUS_INDEXED, 0), "failed": rows.get(STATUS_FAILED, 0)}
+        return counts, rows.get("generation", 0)
 
     def failures(self, limit: int | None = None) -> list[PhotoRecord]:
         q = select(*record_columns()).where(PhotoRow.status == STATUS_FAILED)

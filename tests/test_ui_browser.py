@@ -67,7 +67,8 @@ def served(tmp_path_factory, pixel_embedder):  # noqa: ANN001, ANN201
     settings = load_settings(data_dir=base / "lib", encoder=ENCODER_PIXELS, weights="random")
     index_once(settings, pixel_embedder, photos)
     port = free_port()
-    env = {"HOME": str(base), **PIXELS_ENV}
+    # no desktop, whatever the machine: "open folder" answers in words, never opens a window
+    env = {"HOME": str(base), "DISPLAY": "", "WAYLAND_DISPLAY": "", **PIXELS_ENV}
     proc = start_page(settings.data_dir, port, base / "server.log", env)
     try:
         yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", settings=settings)
@@ -166,6 +167,34 @@ def test_viewer_opens_on_click_and_arrow_keys_step(page, served) -> None:  # noq
     expect(viewer).to_have_attribute("data-id", ids[0])
     page.keyboard.press("Escape")
     expect(viewer).to_be_hidden()
+
+
+def test_viewer_copies_the_path_and_says_why_it_cannot_open_the_folder(browser, served) -> None:  # noqa: ANN001
+    from searchapp.library import Library
+
+    expect = _expect()
+    context = browser.new_context(viewport={"width": 1280, "height": 720},
+                                  permissions=["clipboard-read", "clipboard-write"])  # fmt: skip
+    try:
+        page = context.new_page()
+        page.set_default_timeout(STEP_MS)
+        page.goto(served.url)
+        tile = page.locator(".tile").first
+        expect(tile).to_be_visible()
+        with Library(served.settings) as library:
+            path = library.photo(int(tile.get_attribute("data-id"))).path
+        tile.locator(".open").click()
+        viewer = page.get_by_role("dialog", name="Photo viewer")
+        viewer.get_by_role("button", name="Copy path").click()
+        expect(viewer.locator(".vnote")).to_have_text("Path copied.")
+        assert page.evaluate("navigator.clipboard.readText()") == path
+        viewer.get_by_role("button", name="Open folder").click()
+        expect(viewer.locator(".vnote")).to_have_text(
+            "No desktop on the computer running searchapp; copy the path instead."
+        )
+        expect(viewer.locator(".vnote")).to_be_visible()
+    finally:
+        context.close()
 
 
 def test_the_url_restores_a_search_after_reload_and_back(page, served) -> None:  # noqa: ANN001

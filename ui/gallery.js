@@ -65,6 +65,7 @@ function render(st, data) {
   }
   st.groups = !!data.groups;
   st.page = data.page || 120;
+  st.zipMax = data.zip_max || Infinity;
   st.data = tiles;
   st.hasMore = !!data.has_more;
   st.asked = false;
@@ -188,7 +189,13 @@ function updateSelection(st) {
   const n = st.selected.size;
   bar.hidden = n === 0;
   bar.querySelector(".selcount").textContent = `${n} selected`;
-  bar.querySelector("[data-sel=zip]").href = `/photo/zip?ids=${[...st.selected].join(",")}`;
+  const zip = bar.querySelector("[data-sel=zip]"), tooMany = n > st.zipMax;
+  if (tooMany) zip.removeAttribute("href");  // the server refuses it too: say so first
+  else zip.href = `/photo/zip?ids=${[...st.selected].join(",")}`;
+  zip.setAttribute("aria-disabled", String(tooMany));
+  if (tooMany || bar.dataset.tooMany === "true") note(bar.querySelector(".selnote"), tooMany
+    ? `${n} selected: a zip holds at most ${st.zipMax}; select fewer to download them.` : "");
+  bar.dataset.tooMany = String(tooMany);
   for (const [id, el] of st.nodes) {
     const on = st.selected.has(id);
     el.classList.toggle("selected", on);

@@ -14,6 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from searchapp.browse import Tile
+from searchapp.ui.media import ZIP_MAX_PHOTOS
 
 _HERE = Path(__file__).resolve().parent
 _COMPONENT = st.components.v2.component(
@@ -61,6 +62,7 @@ def show_gallery(
             "more_label": more_label,
             "show": show,
             "page": page,
+            "zip_max": ZIP_MAX_PHOTOS,  # the selection bar says so before a refused zip
         },
         on_action_change=on_action,
     )

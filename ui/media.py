@@ -9,7 +9,7 @@ by URL (the browser caches them), never as data inside the page's messages:
 - ``GET /photo/original/<id>``: the original through ``Library.photo_file`` (``?download=1``
   as an attachment);
 - ``GET /photo/info/<id>``: the viewer's side panel as JSON;
-- ``GET /photo/zip?ids=1,2``: chosen originals as one zip;
+- ``GET /photo/zip?ids=1,2``: chosen originals as one zip, streamed (at most 500);
 - ``POST /photo/reveal/<id>``: open the containing folder in this computer's file manager.
 """
 
@@ -25,10 +25,11 @@ import subprocess
 import sys
 import threading
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from searchapp.config import load_settings
@@ -36,7 +37,9 @@ from searchapp.errors import SearchAppError
 from searchapp.library import Library
 
 _HASH = re.compile(r"^[0-9a-f]{16,128}$")
-ZIP_MAX_PHOTOS = 500
+ZIP_MAX_PHOTOS = 500  # the gallery says so before a bigger selection is asked for
+ZIP_CHUNK = 1 << 20
+UNREAD_NOTE = "NOT INCLUDED.txt"
 IMMUTABLE = "private, max-age=31536000, immutable"
 NO_STORE = {"Cache-Control": "no-store"}
 PREVIEW_CACHE = {"Cache-Control": "private, max-age=600"}
@@ -142,26 +145,88 @@ def info(request: Request) -> Response:
 
 
 def zip_photos(request: Request) -> Response:
+    """The chosen originals as one zip, streamed: a file at a time, never whole in memory.
+
+    Every photo is checked through the access guard before the first byte goes out; one
+    refused, or more than ``ZIP_MAX_PHOTOS``, refuses the zip with a one-line message.
+    """
     raw = request.query_params.get("ids", "")
-    ids = [int(i) for i in raw.split(",") if i.strip().isdigit()][:ZIP_MAX_PHOTOS]
-    library = _library()
-    out = io.BytesIO()
-    names: set[str] = set()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:  # photos do not compress
-        for pid in ids:
-            record = library.photo(pid)
-            if record is None:
-                continue
-            try:
-                real = library.photo_file(record.path)
-            except SearchAppError:
-                continue
-            archive.write(real, _unique(Path(record.path).name, names))
-    return Response(
-        out.getvalue(),
+    ids = list(dict.fromkeys(int(i) for i in raw.split(",") if i.strip().isdigit()))
+    if not ids:
+        return _refused(400, "Select one photo or more to download them as a zip.")
+    if len(ids) > ZIP_MAX_PHOTOS:
+        return _refused(
+            413, f"{len(ids):,} photos chosen; a zip holds at most {ZIP_MAX_PHOTOS:,}: "
+            "select fewer and download them in parts.",
+        )  # fmt: skip
+    library, names, files = _library(), set(), []
+    for pid in ids:
+        record = library.photo(pid)
+        if record is None:
+            return _refused(404, f"Photo {pid} is no longer in the library; clear the selection.")
+        try:
+            real = library.photo_file(record.path)
+        except SearchAppError as err:
+            return _refused(403, f"{Path(record.path).name} cannot be downloaded: {err}")
+        files.append((real, _unique(Path(record.path).name, names)))
+    return StreamingResponse(
+        _zip_stream(files),
         media_type="application/zip",
         headers={"Content-Disposition": 'attachment; filename="photos.zip"', **NO_STORE},
     )  # fmt: skip
+
+
+def _big(path: Path) -> bool:
+    # sizes are written after the data here; past 2 GiB the entry needs zip64 from its start
+    try:
+        return path.stat().st_size >= zipfile.ZIP64_LIMIT
+    except OSError:
+        return False
+
+
+def _refused(status: int, message: str) -> Response:
+    return Response(message + "\n", status, media_type="text/plain", headers=NO_STORE)
+
+
+class _Chunks(io.RawIOBase):
+    """A write-only, unseekable sink: zipfile writes into it, the response takes what it
+    holds after each piece (zipfile then records sizes after each file's data)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # noqa: ANN001 - bytes-like
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        out, self.parts = b"".join(self.parts), []
+        return out
+
+
+def _zip_stream(files: list[tuple[Path, str]]) -> Iterator[bytes]:
+    sink = _Chunks()
+    unread: list[str] = []
+    with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED) as archive:  # photos do not compress
+        for real, name in files:
+            try:
+                with (
+                    real.open("rb") as src,
+                    archive.open(name, "w", force_zip64=_big(real)) as dest,
+                ):
+                    while chunk := src.read(ZIP_CHUNK):
+                        dest.write(chunk)
+                        yield sink.take()
+            except OSError:  # gone since the check (a drive unplugged): said inside the zip
+                unread.append(name)
+            yield sink.take()
+        if unread:
+            archive.writestr(UNREAD_NOTE, "Could not be read when the zip was made:\n"
+                             + "\n".join(unread) + "\n")  # fmt: skip
+    yield sink.take()
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -183,7 +248,10 @@ def reveal(request: Request) -> Response:
         folder = library.photo_file(record.path).parent
     except SearchAppError as err:
         return JSONResponse({"ok": False, "message": str(err)})
-    ok, message = reveal_folder(folder)
+    try:
+        ok, message = reveal_folder(folder)
+    except OSError as err:  # the opener is there but would not start
+        ok, message = False, f"Could not open the folder ({err.strerror or err}); copy the path."
     return JSONResponse({"ok": ok, "message": message})
 
 
@@ -201,10 +269,11 @@ def reveal_folder(folder: Path) -> tuple[bool, str]:
         return False, f"No file manager here ({opener} is missing); copy the path instead."
     proc = subprocess.Popen(
         [opener, str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    # reaped in the background: the opener returns at once, and leaves no zombie behind
-    threading.Thread(target=proc.wait, daemon=True).start()
+    # Its own session: stopping the page (its process group) leaves the file manager open.
+    # Reaped in the background: the opener returns soon, and leaves no zombie behind.
+    threading.Thread(target=proc.wait, name="searchapp-reveal", daemon=True).start()
     return True, "Opened on the computer running searchapp."
 
 

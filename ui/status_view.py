@@ -60,8 +60,11 @@ def _live_progress(library: Library) -> None:
 def _checks(_library: Library, data_dir: str, generation: int) -> Future:
     """The slow checks, started once per library state in the background: the stat-only
     diff of the folders (pending files) and the thumbnails missing from the cache. The tab
-    shows at once; their counts follow when ready."""
-    return _CHECKS.submit(lambda: (_library.pending(), _library.missing_thumbnails()))
+    shows at once; their counts follow when ready. The distinct-image count (a count over
+    every row) comes with them."""
+    return _CHECKS.submit(
+        lambda: (_library.pending(), _library.missing_thumbnails(), _library.distinct_images())
+    )
 
 
 def _folder_checks(library: Library, status: StatusReport) -> None:
@@ -70,8 +73,10 @@ def _folder_checks(library: Library, status: StatusReport) -> None:
         _show_counts(status, None)
         _wait_for_checks(job)
         return
-    pending, missing = job.result()
+    pending, missing, distinct = job.result()
     _show_counts(status, pending)
+    if distinct != status.photos:
+        _explain_copies(status.photos, distinct)
     if missing:
         _offer_thumbnails(library, missing)
 
@@ -98,6 +103,14 @@ def _offer_thumbnails(library: Library, missing: list[str]) -> None:
         st.session_state["flash"] = text + (f" {failed:,} originals could not be read." if failed
                                             else "")  # fmt: skip
         st.rerun()
+
+
+def _explain_copies(photos: int, distinct: int) -> None:
+    # the Photos tab shows each content once; say why its count is smaller
+    st.caption(
+        f"{photos:,} photos, {distinct:,} distinct images: byte-identical copies are "
+        "indexed each (one vector per file) and shown as one tile with a copies mark."
+    )
 
 
 def _show_counts(status: StatusReport, pending: PendingFiles | None) -> None:

@@ -1,0 +1,185 @@
+"""The viewer's and the selection's server actions (``ui/media.py``), over real HTTP.
+
+The ``/photo/*`` routes run in a uvicorn server on a loopback port in this process (so the
+process tree the "open folder" action leaves behind is this test's own), over an indexed
+copy of ``data/``; the guard in front of them is tested in ``test_ui_guard*.py``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import threading
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import psutil
+import pytest
+
+from searchapp.config import load_settings
+from searchapp.ui import media
+from tests.conftest import DATA
+from tests.helpers import PIXELS_ENV, free_port, holds_for, index_once, wait_for
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, pixel_embedder):  # noqa: ANN001, ANN201
+    import uvicorn
+    from starlette.applications import Starlette
+
+    base = tmp_path_factory.mktemp("media")
+    photos, outside = base / "photos", base / "outside"
+    shutil.copytree(DATA, photos / "2023", ignore=shutil.ignore_patterns("*.md"))
+    shutil.copy(photos / "2023" / "coffee.png", photos / "coffee.png")  # a second coffee.png
+    outside.mkdir()
+    shutil.copy(DATA / "rocket.jpg", outside / "private.jpg")
+    shutil.copy(DATA / "grass.png", photos / "swapped.png")
+    settings = load_settings(data_dir=base / "lib", encoder="pixels", weights="random")
+    index_once(settings, pixel_embedder, photos)
+    # indexed, then swapped for a link to a file outside every photo folder
+    (photos / "swapped.png").unlink()
+    (photos / "swapped.png").symlink_to(outside / "private.jpg")
+
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in {**PIXELS_ENV, "SEARCHAPP_DATA_DIR": str(settings.data_dir)}.items():
+            env.setenv(name, value)
+        media._library.cache_clear()  # the route's library comes from these settings
+        port = free_port()
+        web = uvicorn.Server(
+            uvicorn.Config(Starlette(routes=media.media_routes()), host="127.0.0.1", port=port,
+                           log_level="warning", lifespan="off")
+        )  # fmt: skip
+        thread = threading.Thread(target=web.run, daemon=True)
+        thread.start()
+        wait_for(lambda: web.started, "the media routes' server")
+        with sqlite3.connect(settings.db_path) as db:
+            rows = db.execute("SELECT id, path FROM photos WHERE status = 'indexed'").fetchall()
+        ids = {Path(path).relative_to(photos).as_posix(): pid for pid, path in rows}
+        try:
+            yield SimpleNamespace(port=port, ids=ids, photos=photos, base=base)
+        finally:
+            web.should_exit = True
+            thread.join(timeout=30)
+            media._library.cache_clear()
+
+
+def _call(server, method: str, path: str) -> tuple[int, str, bytes]:  # noqa: ANN001
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request(method, path)
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Content-Type") or "", resp.read()
+    finally:
+        conn.close()
+
+
+def _reveal(server, name: str) -> dict:  # noqa: ANN001
+    status, kind, body = _call(server, "POST", f"/photo/reveal/{server.ids[name]}")
+    assert status == 200 and kind == "application/json"
+    return json.loads(body)
+
+
+def _children() -> list[psutil.Process]:
+    return psutil.Process().children(recursive=True)
+
+
+def test_open_folder_without_a_desktop_says_so_in_one_line(server, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    before = {p.pid for p in _children()}
+    answer = _reveal(server, "2023/rocket.jpg")
+    assert answer == {
+        "ok": False,
+        "message": "No desktop on the computer running searchapp; copy the path instead.",
+    }
+    monkeypatch.setenv("DISPLAY", ":0")  # a desktop, but no opener on the PATH
+    monkeypatch.setenv("PATH", str(server.base / "empty"))
+    answer = _reveal(server, "2023/rocket.jpg")
+    assert not answer["ok"] and answer["message"] == (
+        "No file manager here (xdg-open is missing); copy the path instead."
+    )
+    assert {p.pid for p in _children()} == before, "nothing was started"
+    assert _call(server, "GET", f"/photo/reveal/{server.ids['2023/rocket.jpg']}")[0] == 405
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the opener checked is xdg-open")
+def test_open_folder_starts_the_file_manager_detached_and_reaps_it(server, monkeypatch) -> None:  # noqa: ANN001
+    bin_dir, seen = server.base / "bin", server.base / "opened.json"
+    bin_dir.mkdir(exist_ok=True)
+    opener = bin_dir / "xdg-open"
+    opener.write_text(
+        f"#!{sys.executable}\nimport json, os, sys\n"
+        f"json.dump({{'folder': sys.argv[1], 'sid': os.getsid(0)}}, open({str(seen)!r}, 'w'))\n"
+    )
+    opener.chmod(0o755)
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    answer = _reveal(server, "2023/rocket.jpg")
+    assert answer == {"ok": True, "message": "Opened on the computer running searchapp."}
+    opened = json.loads(wait_for(lambda: seen.exists() and seen.read_text(), "the opener"))
+    assert opened["folder"] == str(server.photos / "2023")
+    assert opened["sid"] != os.getsid(0), "its own session: stopping the page leaves it be"
+
+    def no_opener_left() -> bool:  # exited and reaped: not even a zombie in our tree
+        return not [p for p in _children() if "xdg-open" in " ".join(p.cmdline() or [p.name()])
+                    or p.status() == psutil.STATUS_ZOMBIE]  # fmt: skip
+
+    wait_for(no_opener_left, "the opener to be reaped")
+    holds_for(no_opener_left, "no stray opener", 0.5)
+
+
+def test_open_folder_refuses_a_photo_outside_the_photo_folders(server, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("DISPLAY", ":0")
+    before = {p.pid for p in _children()}
+    answer = _reveal(server, "swapped.png")  # now a link to a file outside every root
+    assert not answer["ok"] and "not inside an indexed folder" in answer["message"]
+    assert "\n" not in answer["message"]
+    gone = json.loads(_call(server, "POST", "/photo/reveal/999999")[2])
+    assert gone == {"ok": False, "message": "This photo is no longer in the library."}
+    assert {p.pid for p in _children()} == before
+
+
+def test_a_zip_of_several_photos_streams_with_their_names(server) -> None:  # noqa: ANN001
+    chosen = ["2023/rocket.jpg", "2023/coffee.png", "coffee.png", "2023/grass.png"]
+    ids = ",".join(str(server.ids[n]) for n in chosen)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request("GET", f"/photo/zip?ids={ids}")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.getheader("Content-Type") == "application/zip"
+        assert resp.getheader("Transfer-Encoding") == "chunked", "streamed, not built whole"
+        assert resp.getheader("Content-Disposition") == 'attachment; filename="photos.zip"'
+        body = resp.read()
+    finally:
+        conn.close()
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        assert archive.testzip() is None
+        assert archive.namelist() == ["rocket.jpg", "coffee.png", "coffee (2).png", "grass.png"]
+        for name, source in zip(archive.namelist(), chosen, strict=True):
+            assert archive.read(name) == (server.photos / source).read_bytes()
+
+
+def test_a_zip_refuses_photos_outside_the_guard_and_too_many(server, monkeypatch) -> None:  # noqa: ANN001
+    ok = server.ids["2023/rocket.jpg"]
+    status, kind, body = _call(server, "GET", f"/photo/zip?ids={ok},{server.ids['swapped.png']}")
+    assert status == 403 and kind.startswith("text/plain")
+    text = body.decode()
+    assert text.startswith("swapped.png cannot be downloaded: ") and text.count("\n") == 1
+    assert "not inside an indexed folder" in text
+
+    monkeypatch.setattr(media, "ZIP_MAX_PHOTOS", 2)
+    three = ",".join(
+        str(server.ids[n]) for n in ("2023/rocket.jpg", "coffee.png", "2023/grass.png")
+    )
+    status, _, body = _call(server, "GET", f"/photo/zip?ids={three}")
+    assert status == 413
+    assert body.decode() == (
+        "3 photos chosen; a zip holds at most 2: select fewer and download them in parts.\n"
+    )
+    assert _call(server, "GET", "/photo/zip?ids=")[0] == 400
