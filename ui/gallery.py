@@ -1,5 +1,6 @@
 """The photo grid and viewer: one ``st.components.v2`` component, inline JS and CSS from
-``gallery.js`` and ``gallery.css`` beside this file (no build step, no npm package).
+``gallery.js``, ``viewer.js`` and ``gallery.css`` beside this file (no build step, no npm
+package).
 
 Python sends the tiles (ids, content hashes, sizes, names; no image bytes); the browser
 loads thumbnails and previews from the page server's ``/photo/*`` routes (``media.py``).
@@ -21,7 +22,8 @@ _COMPONENT = st.components.v2.component(
     "searchapp.gallery",
     html="",
     css=(_HERE / "gallery.css").read_text(encoding="utf-8"),
-    js=(_HERE / "gallery.js").read_text(encoding="utf-8"),
+    # one module: the grid (gallery.js, which exports the component) and its viewer
+    js="\n".join((_HERE / f).read_text(encoding="utf-8") for f in ("gallery.js", "viewer.js")),
 )
 
 

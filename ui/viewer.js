@@ -1,0 +1,245 @@
+// The full-screen viewer of the photo grid, and the small helpers both use. Loaded into
+// the same component module as gallery.js (ui/gallery.py joins the two files).
+
+// ------------------------------------------------------------------ the viewer
+function openViewer(st, index) {
+  if (index < 0) return;
+  st.returnFocus = st.root.activeElement || document.activeElement;
+  if (!st.viewer) st.viewer = buildViewer(st);
+  st.viewer.hidden = false;
+  document.body.style.overflow = "hidden";
+  showInViewer(st, index);
+  st.viewer.querySelector(".close").focus();
+}
+
+function closeViewer(st) {
+  if (!st.viewer || st.viewer.hidden) return;
+  st.viewer.hidden = true;
+  document.body.style.overflow = "";
+  const tile = st.tiles[st.index];
+  const node = tile && st.nodes.get(tile.photo_id);
+  (node ? node.querySelector(".open") : st.returnFocus)?.focus();
+  st.index = -1;
+}
+
+function buildViewer(st) {
+  const v = document.createElement("div");
+  v.className = "viewer";
+  v.setAttribute("role", "dialog");
+  v.setAttribute("aria-modal", "true");
+  v.setAttribute("aria-label", "Photo viewer");
+  v.innerHTML = `
+    <div class="stage">
+      <img class="big" alt="">
+      <button type="button" class="nav prev" aria-label="Previous photo">&#x2039;</button>
+      <button type="button" class="nav next" aria-label="Next photo">&#x203A;</button>
+      <button type="button" class="close" aria-label="Close viewer">&#x2715;</button>
+    </div>
+    <aside class="panel">
+      <h2 class="vname"></h2>
+      <dl class="facts"></dl>
+      <div class="actions">
+        <button type="button" data-act="like">More like this</button>
+        <a class="btn" data-act="original" target="_blank" rel="noopener">Open original</a>
+        <a class="btn" data-act="download">Download</a>
+        <button type="button" data-act="copy">Copy path</button>
+        <button type="button" data-act="reveal">Open folder</button>
+      </div>
+      <p class="vnote" role="status"></p>
+      <div class="copylist"></div>
+    </aside>`;
+  v.querySelector(".prev").addEventListener("click", () => step(st, -1));
+  v.querySelector(".next").addEventListener("click", () => step(st, 1));
+  v.querySelector(".close").addEventListener("click", () => closeViewer(st));
+  v.querySelector(".actions").addEventListener("click", (e) => viewerAction(st, e));
+  let x0 = null;
+  v.addEventListener("touchstart", (e) => { x0 = e.touches[0].clientX; }, { passive: true });
+  v.addEventListener("touchend", (e) => {
+    if (x0 === null) return;
+    const dx = e.changedTouches[0].clientX - x0;
+    if (Math.abs(dx) > 50) step(st, dx < 0 ? 1 : -1);
+    x0 = null;
+  });
+  st.host.appendChild(v);
+  return v;
+}
+
+function step(st, delta) {
+  const next = st.index + delta;
+  if (next < 0 || next >= st.tiles.length) return;
+  showInViewer(st, next);
+}
+
+function showInViewer(st, index) {
+  const tile = st.tiles[index];
+  const v = st.viewer;
+  st.index = index;
+  v.dataset.id = String(tile.photo_id);
+  const big = v.querySelector(".big");
+  // the cached thumbnail at once, then the preview over it once the browser has it
+  big.src = thumbUrl(tile);
+  big.alt = baseName(tile.path);
+  const want = `/photo/preview/${tile.photo_id}`;
+  const full = new Image();
+  full.onload = () => { if (st.index === index) big.src = want; };
+  full.src = want;
+  for (const near of [index + 1, index - 1]) {
+    if (st.tiles[near]) new Image().src = `/photo/preview/${st.tiles[near].photo_id}`;
+  }
+  v.querySelector(".prev").disabled = index === 0;
+  v.querySelector(".next").disabled = index === st.tiles.length - 1;
+  v.querySelector(".vname").textContent = middle(baseName(tile.path), 40);
+  v.querySelector(".vname").title = baseName(tile.path);
+  v.querySelector("[data-act=original]").href = `/photo/original/${tile.photo_id}`;
+  v.querySelector("[data-act=download]").href = `/photo/original/${tile.photo_id}?download=1`;
+  v.querySelector("[data-act=download]").setAttribute("download", baseName(tile.path));
+  v.querySelector(".vnote").textContent = "";
+  facts(v, tile, null);
+  fetch(`/photo/info/${tile.photo_id}`, { credentials: "same-origin" })
+    .then((r) => (r.ok ? r.json() : null))
+    .then((info) => { if (info && st.index === index) facts(v, tile, info); })
+    .catch(() => {});
+}
+
+function facts(v, tile, info) {
+  const rows = [
+    ["Date", dateText(tile.taken_at, true)],
+    ["Camera", info ? info.camera || "unknown" : "…"],
+    ["Size", tile.width ? `${tile.width} × ${tile.height} px` : "unknown"],
+    ["File", `${tile.format || "?"}, ${sizeText(tile.size)}`],
+    ["Folder", info ? info.folder : dirName(tile.relative)],
+  ];
+  if (info && info.gps) rows.push(["GPS", `${info.gps[0].toFixed(5)}, ${info.gps[1].toFixed(5)}`]);
+  const dl = v.querySelector(".facts");
+  dl.replaceChildren();
+  for (const [k, val] of rows) {
+    const dt = document.createElement("dt");
+    dt.textContent = k;
+    const dd = document.createElement("dd");
+    dd.textContent = val;
+    dl.append(dt, dd);
+  }
+  const list = v.querySelector(".copylist");
+  list.replaceChildren();
+  if (info && info.copies.length > 1) {
+    const h = document.createElement("h3");
+    h.textContent = `${info.copies.length} copies`;
+    const ul = document.createElement("ul");
+    for (const p of info.copies) {
+      const li = document.createElement("li");
+      li.textContent = p;
+      ul.appendChild(li);
+    }
+    list.append(h, ul);
+  }
+}
+
+function viewerAction(st, e) {
+  const kind = e.target.closest("[data-act]")?.dataset.act;
+  const tile = st.tiles[st.index];
+  const out = st.viewer.querySelector(".vnote");
+  if (!tile || !kind) return;
+  if (kind === "like") {
+    closeViewer(st);
+    st.send("action", { kind: "like", ids: [tile.photo_id] });
+  } else if (kind === "copy") {
+    copyText(tile.path).then((ok) => note(out, ok ? "Path copied." : tile.path));
+  } else if (kind === "reveal") {
+    fetch(`/photo/reveal/${tile.photo_id}`, { method: "POST", credentials: "same-origin" })
+      .then((r) => r.json())
+      .then((r) => note(out, r.message))
+      .catch(() => note(out, "The page server did not answer; copy the path instead."));
+  }
+}
+
+function onKey(st, e) {
+  if (!st.host.isConnected) {  // this grid left the page (another tab, a new mount)
+    document.removeEventListener("keydown", st.onKey);
+    return;
+  }
+  const open = st.viewer && !st.viewer.hidden;
+  if (open) {
+    if (e.key === "ArrowRight") step(st, 1);
+    else if (e.key === "ArrowLeft") step(st, -1);
+    else if (e.key === "Escape") closeViewer(st);
+    else if (e.key === "Tab") trapFocus(st, e);
+    else return;
+    e.preventDefault();
+    e.stopPropagation();
+  } else if (e.key === "/" && !isTyping(e)) {
+    const box = document.querySelector('.st-key-query input');
+    if (box) {
+      e.preventDefault();
+      box.focus();
+    }
+  }
+}
+
+function trapFocus(st, e) {
+  const items = [...st.viewer.querySelectorAll("button:not([disabled]), a[href]")];
+  const active = st.root.activeElement || document.activeElement;
+  const at = items.indexOf(active);
+  const next = e.shiftKey ? (at <= 0 ? items.length - 1 : at - 1) : (at + 1) % items.length;
+  items[next].focus();
+}
+
+function isTyping(e) {
+  const t = e.composedPath()[0];
+  return t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.isContentEditable);
+}
+
+// ------------------------------------------------------------------ small helpers
+function copyText(text) {
+  if (navigator.clipboard && window.isSecureContext) {
+    return navigator.clipboard.writeText(text).then(() => true, () => fallbackCopy(text));
+  }
+  return Promise.resolve(fallbackCopy(text));
+}
+
+function fallbackCopy(text) {
+  const area = document.createElement("textarea");
+  area.value = text;
+  area.style.position = "fixed";
+  area.style.opacity = "0";
+  document.body.appendChild(area);
+  area.select();
+  let ok = false;
+  try { ok = document.execCommand("copy"); } catch (err) { ok = false; }
+  area.remove();
+  return ok;
+}
+
+function note(el, text) {
+  el.textContent = text;
+}
+
+function middle(text, max) {
+  if (text.length <= max) return text;
+  const keep = max - 1;
+  return text.slice(0, Math.ceil(keep / 2)) + "…" + text.slice(text.length - Math.floor(keep / 2));
+}
+
+function baseName(path) {
+  return path.split(/[\\/]/).pop();
+}
+
+function dirName(path) {
+  const parts = (path || "").split(/[\\/]/);
+  parts.pop();
+  return parts.join("/");
+}
+
+function dateText(ts, long) {
+  if (!ts) return "no date";
+  const d = new Date(ts * 1000);
+  return long ? d.toLocaleString() : d.toLocaleDateString();
+}
+
+function sizeText(n) {
+  return n >= 1048576 ? `${(n / 1048576).toFixed(1)} MB` : `${Math.round(n / 1024)} KB`;
+}
+
+function escapeHtml(text) {
+  return String(text).replace(/[&<>"']/g, (c) =>
+    ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
