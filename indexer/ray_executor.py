@@ -44,6 +44,7 @@ from searchapp.indexer.ray_worker import (
 )
 from searchapp.indexer.stages import Decoded, Failed, Hashed, Ready, ToDecode, photo_row
 from searchapp.model import ModelSpec, fetch_checkpoint
+from searchapp.model.hub import model_folder_files
 from searchapp.paths import is_under
 from searchapp.thumbnails import write_thumbnail_bytes
 
@@ -392,16 +393,14 @@ def _check_worker(here: dict[str, str], fact: dict) -> None:
 
 
 def _ship_weights(ray, spec: ModelSpec):  # noqa: ANN001, ANN202 - an ObjectRef or None
-    """The checkpoint's bytes in the object store, resolved here once (None: no file)."""
+    """The weights in the object store, resolved here once (None: no file): a checkpoint's
+    bytes, or an hf-hub:/local-dir: model's folder as {file name: bytes}."""
     if spec.weights_kind == "tag":
         return ray.put(Path(fetch_checkpoint(spec.model, spec.weights)).read_bytes())
     if spec.weights_kind == "file":
         return ray.put(Path(spec.weights).read_bytes())
     if spec.weights_kind == "schema":
-        raise RayError(
-            f"--ray ships weights given as a tag or a checkpoint file, not {spec.weights}; "
-            "pass --weights PATH to its checkpoint file"
-        )
+        return ray.put(model_folder_files(spec.weights))
     return None  # random weights (seeded) and the pixel test encoder need no file
 
 

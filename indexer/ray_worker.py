@@ -86,6 +86,10 @@ def version_mismatches(driver: dict[str, str], worker: dict[str, str]) -> list[s
     ]
 
 
+# what the driver ships: a checkpoint's bytes, a model folder's {file name: bytes}, or None
+Weights = bytes | dict[str, bytes] | None
+
+
 class EmbedWorker:
     """A Ray actor: one model, its lanes and decode threads on ``cpus`` cores (or a GPU)."""
 
@@ -110,25 +114,32 @@ class EmbedWorker:
             "missing_roots": [r for r in shared_roots if not os.path.isdir(r)],
         }
 
-    def load(self, weights: bytes | None) -> str:
-        """Build the model once, from the checkpoint bytes the driver shipped (if any)."""
+    def load(self, weights: Weights) -> str:
+        """Build the model once, from the weights the driver shipped (if any)."""
         with self._lock:
             if self._encoder is None:
                 self._encoder = self._build(weights)
         return f"{self.spec.model_id} on {self.device} in {self.precision}"
 
-    def _build(self, weights: bytes | None) -> ImageEncoder:
+    def _build(self, weights: Weights) -> ImageEncoder:
         spec = self.spec
         settings = self.settings.with_overrides(
             torch_threads=model_threads(self.settings, self.cpus)
         )
         if weights is None:  # random or pixels: nothing to read
             return load_embedder(settings, announce=False, spec=spec)
-        # the spec keeps its model id (the tag's, or the file's digest); only the source moves
+        # the spec keeps its model id (the tag's, the file's digest, the schema); only the
+        # source moves: a file, or the model's folder rebuilt here
         with tempfile.TemporaryDirectory(prefix="searchapp-weights-") as folder:
-            path = Path(folder) / "checkpoint.safetensors"
-            path.write_bytes(weights)
-            local = replace(spec, weights_kind="file", weights=str(path))
+            if isinstance(weights, dict):
+                for name, data in weights.items():
+                    (Path(folder) / Path(name).name).write_bytes(data)
+                here = f"local-dir:{folder}"
+                local = replace(spec, weights=here, open_clip_name=here)
+            else:
+                path = Path(folder) / "checkpoint.safetensors"
+                path.write_bytes(weights)
+                local = replace(spec, weights_kind="file", weights=str(path))
             return load_embedder(settings, announce=False, spec=local)
 
     def process(self, jobs: list[Job]) -> tuple[list[Result], np.ndarray | None]:

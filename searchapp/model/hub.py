@@ -1,10 +1,12 @@
-"""Checkpoints of named tags: found in the Hugging Face cache, else downloaded once."""
+"""Checkpoints of named tags: found in the Hugging Face cache, else downloaded once; an
+hf-hub:/local-dir: model's files, read for shipping to other machines."""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+from pathlib import Path
 from urllib.parse import urlparse
 
 from searchapp.errors import WeightsUnavailableError
@@ -63,3 +65,35 @@ def hub_reachable(timeout: float = 4.0) -> bool:
     except OSError:
         return False
     return True
+
+
+CONFIG_FILE = "open_clip_config.json"
+CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pth")
+
+
+def model_folder_files(schema: str) -> dict[str, bytes]:
+    """An ``hf-hub:``/``local-dir:`` model as its folder's files (config and checkpoints),
+    read once, so another machine can rebuild the folder and load it as ``local-dir:``.
+
+    A local folder gives its config and every checkpoint file in it (open_clip then picks
+    among the same names there as here); a hub model, its config and the checkpoint
+    open_clip downloads for it.
+    """
+    try:
+        if schema.startswith("local-dir:"):
+            folder = Path(schema.removeprefix("local-dir:")).expanduser()
+            files = [folder / CONFIG_FILE]
+            files += sorted(p for p in folder.iterdir() if p.suffix in CHECKPOINT_SUFFIXES)
+        else:
+            from huggingface_hub import hf_hub_download
+            from open_clip.pretrained import download_pretrained_from_hf
+
+            repo = schema.removeprefix("hf-hub:")
+            files = [hf_hub_download(repo, CONFIG_FILE), download_pretrained_from_hf(repo)]
+            files = [Path(f) for f in files]
+        return {path.name: path.read_bytes() for path in files}
+    except Exception as err:  # noqa: BLE001 - the hub and the filesystem raise many types
+        raise WeightsUnavailableError(
+            f"cannot read the model {schema} to send it to the workers ({err}); check that "
+            f"the folder holds {CONFIG_FILE} and a checkpoint, or that the hub is reachable."
+        ) from err
