@@ -68,8 +68,10 @@ def library(count: int, weights: Path) -> tuple[Path, Path]:
 
 
 def env(weights: Path, model_cache: Path) -> dict[str, str]:
+    # PYTHONSAFEPATH: `python -m` must not import this checkout's code from the working
+    # folder; without it today's interpreter ran our core (figures before 2026-11-29 18:05)
     return dict(os.environ, HF_HUB_OFFLINE="1", SEARCHAPP_WEIGHTS=str(weights),
-                SEARCHAPP_MODEL_CACHE_DIR=str(model_cache))  # fmt: skip
+                SEARCHAPP_MODEL_CACHE_DIR=str(model_cache), PYTHONSAFEPATH="1")  # fmt: skip
 
 
 def timed(python: str, data: Path, e: dict, *args: str) -> float:

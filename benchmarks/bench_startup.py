@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -45,7 +46,10 @@ print(json.dumps(out))
 def run(python: str, weights: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as data:
         cmd = [python, "-c", PROBE, data, weights]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900)
+        # PYTHONSAFEPATH: `-c` must not import this checkout's code from the working folder
+        env = dict(os.environ, PYTHONSAFEPATH="1")
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900,
+                             env=env)  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
