@@ -25,6 +25,10 @@ class DeviceError(SearchAppError):
     """The compute device cannot run the model (out of memory even for one image)."""
 
 
+class ModelError(SearchAppError):
+    """The model's own process stopped (killed, out of memory) or failed a call."""
+
+
 class SchemaTooNewError(SearchAppError):
     """The database was written by a newer version of the app."""
 
