@@ -76,6 +76,11 @@ class ModelHost:
         return child is not None and child.loaded
 
     @property
+    def in_use(self) -> bool:
+        """Whether a call is running now (the child is never stopped under one)."""
+        return self._busy > 0
+
+    @property
     def child_pid(self) -> int | None:
         """The running child's process id (tests and benchmarks measure it), or None."""
         child = self._child
