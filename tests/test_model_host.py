@@ -22,6 +22,7 @@ from searchapp.config import Settings
 from searchapp.errors import ModelError, WeightsUnavailableError
 from searchapp.model import ModelHost, PixelEncoder
 from tests import helpers
+from tests.test_engine import Watcher, build_library, post
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -203,3 +204,44 @@ def test_the_watcher_process_never_imports_torch(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report == {"embedded": 4, "results": 4, "children_with_torch": 1, "heavy": []}
+
+
+def model_child(watcher: Watcher) -> psutil.Process | None:
+    """The watcher's model process (the spawned child), if one runs."""
+    for child in psutil.Process(watcher.proc.pid).children():
+        if any("spawn_main" in part for part in child.cmdline()):
+            return child
+    return None
+
+
+def test_the_watcher_outlives_its_killed_model_process(tmp_path: Path) -> None:
+    lib, _ = build_library(tmp_path, 4)
+    watcher = Watcher(lib)
+    try:
+        assert post(lib, "encode", {"text": "kayak"})[0] == 200
+        child = model_child(watcher)
+        assert child is not None
+        child.suspend()  # the next request stays in flight until the kill
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(post, lib, "encode", {"text": "lake"})
+            helpers.holds_for(lambda: not waiting.done(), "the request to wait", 1.0)
+            child.kill()
+            status, failed = waiting.result(timeout=60)
+        assert (status, failed["error"]["kind"]) == (503, "ModelError"), failed
+        assert "SIGKILL" in failed["error"]["message"]
+        status, again = post(lib, "encode", {"text": "river"})  # not in the query cache
+        assert status == 200
+        np.testing.assert_allclose(again["vector"], PixelEncoder().encode_texts(["river"])[0])
+        assert watcher.proc.poll() is None
+        fresh = model_child(watcher)
+        assert fresh is not None and fresh.pid != child.pid
+    finally:
+        watcher.stop()
+    helpers.wait_for(lambda: gone(fresh.pid), "the child to exit with its watcher", 30)
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

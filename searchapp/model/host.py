@@ -44,7 +44,9 @@ class ModelHost:
     threads run at once in the child (``lanes`` for indexing, plus room for queries),
     ``threads`` torch threads each. :meth:`unload_if_idle` lets the child exit; a child
     that died (kill -9, out of memory) fails its calls in flight with :class:`ModelError`,
-    and the next call starts a fresh one.
+    and the next call starts a fresh one. ``device`` and ``precision`` are the child's
+    checked choice (``auto`` resolved). The child is spawned, so a script that makes a
+    host needs the ``if __name__ == "__main__":`` guard.
     """
 
     def __init__(self, settings: Settings, *, lanes: int = 1, threads: int = 0) -> None:
