@@ -158,8 +158,11 @@ class Watcher:
     def model_rss_mb(self) -> str:
         """The model's own process (ModelHost's spawned child), if one runs now."""
         for child in psutil.Process(self.proc.pid).children():
-            if any("spawn_main" in part for part in child.cmdline()):
-                return memory(child.pid)
+            try:
+                if any("spawn_main" in part for part in child.cmdline()):
+                    return memory(child.pid)
+            except psutil.Error:  # a child that just exited (not yet reaped)
+                continue
         return "no model process"
 
     def stop(self) -> None:
