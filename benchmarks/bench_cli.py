@@ -158,6 +158,16 @@ class Watcher:
     def rss_mb(self) -> str:
         return memory(self.proc.pid)
 
+    def model_rss_mb(self) -> str:
+        """The model's own process (ModelHost's spawned child), if one runs now."""
+        for child in psutil.Process(self.proc.pid).children():
+            try:
+                if any("spawn_main" in part for part in child.cmdline()):
+                    return memory(child.pid)
+            except psutil.Error:  # a child that just exited (not yet reaped)
+                continue
+        return "no model process"
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=120)
@@ -247,6 +257,7 @@ def main() -> None:  # noqa: PLR0915 - one run, in order, printed as it goes
             ratio = statistics.median(res["search ours"]) / statistics.median(warm)
             print(f"  speed-up against no watcher (medians): {ratio:.1f}x")
         print(f"  watcher, model loaded, {args.count:,} vectors: {w.rss_mb()}")
+        print(f"  its model process: {w.model_rss_mb()}")
 
         before = indexed(data)
         write_photos(root / "new-burst", args.burst, seed=902)
@@ -264,7 +275,7 @@ def main() -> None:  # noqa: PLR0915 - one run, in order, printed as it goes
               f"(today, no watcher: {today_index:.2f} s)")  # fmt: skip
 
         w.wait(lambda: not (w.status() or {}).get("model_loaded", True), 300)
-        print(f"  watcher after idle unload: {w.rss_mb()}")
+        print(f"  watcher after idle unload: {w.rss_mb()}; {w.model_rss_mb()}")
         reload = timed(OURS, data, e, "search", "a query not asked before", "-k", "10")
         print(f"  first search after the unload (loads the model again): {reload:.2f} s")
         own, shared = page_rss(data, e, engine=False), page_rss(data, e, engine=True)

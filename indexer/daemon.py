@@ -38,11 +38,11 @@ from searchapp.indexer.handoff import (
     take_requests,
 )
 from searchapp.indexer.lock import WriterLock
-from searchapp.indexer.pipeline import IndexStats, Progress
+from searchapp.indexer.pipeline import IndexStats, Progress, model_lanes, model_threads
 from searchapp.indexer.watches import ObserverFactory, Watches
 from searchapp.indexer.writer import Writer
 from searchapp.library import Library
-from searchapp.model import ImageEncoder, LazyEmbedder
+from searchapp.model import ImageEncoder, ModelHost
 from searchapp.store import RootRecord
 from searchapp.vectors import VectorIndex
 
@@ -188,7 +188,7 @@ class Daemon:
 
     def unload_if_idle(self) -> None:
         """Give the model's memory back after ``idle_unload_s`` without photos or queries."""
-        unload = getattr(self.embedder, "unload_if_idle", None)  # only a LazyEmbedder loads
+        unload = getattr(self.embedder, "unload_if_idle", None)  # a test's encoder may not
         if unload is not None:
             unload(self.settings.idle_unload_s)
 
@@ -271,12 +271,16 @@ def run_watch(
     lock = acquire_watch_lock(settings, stop_event)
     if lock is None:
         return 0
-    daemon = server = None
+    daemon = server = host = None
     try:
-        # the model loads with the first photo or query that needs it: an idle daemon holds none
-        encoder = embedder or LazyEmbedder(settings)
-        daemon = Daemon(settings, lock, encoder, stop_event, observer_factory)
-        server = start_engine(settings, encoder, lambda: daemon.writer.index)
+        # the model lives in a child process (this one never imports torch), loads with the
+        # first photo or query and exits when idle
+        if embedder is None:
+            embedder = host = ModelHost(
+                settings, lanes=model_lanes(settings, "cpu"), threads=model_threads(settings)
+            )
+        daemon = Daemon(settings, lock, embedder, stop_event, observer_factory)
+        server = start_engine(settings, embedder, lambda: daemon.writer.index)
         log.info(
             "watch: watching the roots of %s; Ctrl-C or SIGTERM stops after the current batch",
             settings.data_dir,
@@ -290,6 +294,8 @@ def run_watch(
             server.stop()
         if daemon is not None:
             daemon.close()
+        if host is not None:
+            host.close()
         lock.release()
 
 

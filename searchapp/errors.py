@@ -25,7 +25,11 @@ class DeviceError(SearchAppError):
     """The compute device cannot run the model (out of memory even for one image)."""
 
 
-class ModelCacheError(SearchAppError):
+class ModelError(SearchAppError):
+    """The model's own process stopped (killed, out of memory) or failed a call."""
+
+
+class ModelCacheError(ModelError):
     """A traced tower in the model cache cannot be read; it is removed for a rebuild."""
 
 

@@ -13,6 +13,7 @@ need them: importing it is cheap, and the pixel test encoder never imports torch
 - ``pixels``: :class:`PixelEncoder`, the deterministic test encoder
 - ``loader``: :func:`load_embedder`, the one factory (cached per process)
 - ``lazy``: :class:`LazyEmbedder`, which loads only when an image needs it
+- ``host``: :class:`ModelHost`, the model in a child process (``child``), for the watcher
 """
 
 from searchapp.model.device import (
@@ -25,6 +26,7 @@ from searchapp.model.device import (
 )
 from searchapp.model.encoder import ClipEmbedder, ImageEncoder
 from searchapp.model.guard import ForwardGuard, is_out_of_memory
+from searchapp.model.host import ModelHost
 from searchapp.model.hub import fetch_checkpoint
 from searchapp.model.lazy import LazyEmbedder
 from searchapp.model.loader import load_embedder
@@ -52,6 +54,7 @@ __all__ = [
     "ForwardGuard",
     "ImageEncoder",
     "LazyEmbedder",
+    "ModelHost",
     "ModelSpec",
     "PixelEncoder",
     "PreprocessConfig",

@@ -34,7 +34,7 @@ from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
-from searchapp.atomic import atomic_writer, write_atomic
+from searchapp.atomic import atomic_writer, remove_stale_temps, write_atomic
 from searchapp.config import ENCODER_CLIP, Settings
 from searchapp.errors import ModelCacheError
 from searchapp.model.spec import ModelSpec
@@ -186,6 +186,7 @@ def _write_towers(
         text_ts = torch.jit.trace(model.text, tokens, check_trace=False)
         dim = int(text_ts(tokens).shape[-1])
     for name, script in ((IMAGE_FILE, image_ts), (TEXT_FILE, text_ts)):
+        remove_stale_temps(folder / name)  # a process stopped mid-write left one
         with atomic_writer(folder / name) as f, _quiet_torchscript():
             torch.jit.save(script, f)
     sizes = {name: (folder / name).stat().st_size for name in (IMAGE_FILE, TEXT_FILE)}
