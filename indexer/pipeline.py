@@ -47,6 +47,9 @@ SAVE_EVERY_S = 60.0
 MAX_LANES = 4  # past this, more threads per lane beat more lanes (memory, cache)
 HASH_AHEAD = 1  # batches read and hashed ahead of the resolver
 DECODE_AHEAD = 2  # batches decoding ahead of the model (as many as before the stages split)
+# the first batch of a run is this small, so its photos are committed (searchable, on the
+# progress bar) a few seconds after the model is ready instead of after a whole batch
+FIRST_BATCH = 4
 
 
 @dataclass
@@ -239,10 +242,9 @@ class IndexRun:
         self, work: Sequence[WorkItem], pool: ThreadPoolExecutor
     ) -> Iterator[list[Hashed | Failed]]:
         """Read and hash in worker threads, batch by batch in order."""
-        size = self.settings.batch_size
         pending: deque[list[Future]] = deque()
-        for i in range(0, len(work), size):
-            pending.append([pool.submit(read_and_hash, w) for w in work[i : i + size]])
+        for start, stop in batch_spans(len(work), self.settings.batch_size):
+            pending.append([pool.submit(read_and_hash, w) for w in work[start:stop]])
             if len(pending) > HASH_AHEAD:
                 yield [f.result() for f in pending.popleft()]
         while pending:
@@ -395,3 +397,11 @@ def model_threads(settings: Settings, cpus: int | None = None) -> int:
     if settings.torch_threads:
         return settings.torch_threads
     return max(1, (cpus or os.cpu_count() or 2) // model_lanes(settings, "cpu", cpus))
+
+
+def batch_spans(count: int, size: int, first: int = FIRST_BATCH) -> Iterator[tuple[int, int]]:
+    """``[start, stop)`` of each batch of ``count`` items: a small first one, then ``size``."""
+    start, stop = 0, min(count, first, size)
+    while start < count:
+        yield start, stop
+        start, stop = stop, min(count, stop + size)

@@ -112,3 +112,18 @@ def test_copies_of_a_content_whose_decode_failed_fail_with_it(
     assert set(reasons) == {str(first), str(root / "copy.jpg")}
     assert set(reasons.values()) == {"image needs more memory than is available"}
     store.close()
+
+
+def test_the_first_batch_is_small_so_the_first_photos_are_searchable_soon(
+    settings, embedder, photos
+):
+    """A run commits FIRST_BATCH photos first, then whole batches (settings: batch size 8)."""
+    from searchapp.indexer.commands import Index
+    from searchapp.indexer.pipeline import FIRST_BATCH
+    from searchapp.indexer.writer import submit
+
+    seen: list[int] = []
+    command = Index(add_roots=(str(photos.resolve()),))
+    submit(settings, command, embedder=embedder, progress=lambda p: seen.append(p.done))
+    assert seen[0] == FIRST_BATCH < settings.batch_size
+    assert seen[1] == FIRST_BATCH + settings.batch_size and seen[-1] == 16
