@@ -30,12 +30,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from searchapp.config import ENCODER_PIXELS, Settings, load_settings
-from searchapp.model import load_embedder
-from searchapp.store import BatchWrite, PhotoWrite, Store
-from searchapp.thumbnails import thumbnail_path
-from searchapp.vectors import open_index
-from tests.page import free_port, start_page, stop_group
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' page helpers
+from searchapp.config import ENCODER_PIXELS, Settings, load_settings  # noqa: E402
+from searchapp.model import load_embedder  # noqa: E402
+from searchapp.store import BatchWrite, PhotoWrite, Store  # noqa: E402
+from searchapp.thumbnails import thumbnail_path  # noqa: E402
+from searchapp.vectors import open_index  # noqa: E402
+from tests.helpers import free_port  # noqa: E402
+from tests.page import start_page, stop_group  # noqa: E402
 
 BENCH_DIR = Path(os.environ.get("SEARCHAPP_BENCH_DIR", "/tmp/searchapp-bench"))
 PER_FOLDER = 250
