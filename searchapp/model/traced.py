@@ -82,37 +82,35 @@ def is_cached(settings: Settings, spec: ModelSpec, precision: str) -> bool:
 
 class TracedNetwork:
     """The two towers loaded from the cache: ``encode_image`` and ``encode_text`` as on
-    open_clip's model. The text tower loads on its first use (indexing never needs it)."""
+    open_clip's model. Each loads on first use: a query never reads the image tower, and
+    indexing never the text one."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._image: object | None = None
-        self._text: object | None = None
         self._loaded: dict[str, object] = {}
         self._lock = threading.Lock()
 
     def encode_image(self, x):  # noqa: ANN001, ANN201 - torch Tensors
-        if self._image is None:
-            self._image = self._tower(IMAGE_FILE)
-        return self._image(x)
+        return self._tower(IMAGE_FILE)(x)
 
     def encode_text(self, tokens):  # noqa: ANN001, ANN201 - torch Tensors
-        if self._text is None:
-            self._text = self._tower(TEXT_FILE)
-        return self._text(tokens)
+        return self._tower(TEXT_FILE)(tokens)
 
-    def _tower(self, name: str) -> object:
+    def _tower(self, name: str):  # noqa: ANN202 - a TorchScript module
+        tower = self._loaded.get(name)
+        if tower is not None:
+            return tower
         with self._lock:
-            try:
-                return self._loaded.get(name) or self._loaded.setdefault(
-                    name, _load_script(self.folder / name)
-                )
-            except Exception as err:  # a damaged file: removed, so the next run rebuilds it
-                remove_folder(self.folder)
-                raise ModelCacheError(
-                    f"the cached model tower {self.folder / name} cannot be read ({err}); it "
-                    "was removed: run the command again to build the model afresh."
-                ) from err
+            if name not in self._loaded:
+                try:
+                    self._loaded[name] = _load_script(self.folder / name)
+                except Exception as err:  # damaged: removed, so the next run rebuilds it
+                    remove_folder(self.folder)
+                    raise ModelCacheError(
+                        f"the cached model tower {self.folder / name} cannot be read ({err}); "
+                        "it was removed: run the command again to build the model afresh."
+                    ) from err
+            return self._loaded[name]
 
 
 def load_cached(
