@@ -17,7 +17,6 @@ methods of ``Daemon`` (the "library access" section); the loop itself only decid
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -304,9 +303,6 @@ def start_engine(
 ) -> EngineServer | None:
     """Serve searches with the daemon's model and its writer's index (one copy, always
     current); without the engine indexing still goes on."""
-    if not hasattr(socket, "AF_UNIX"):  # Windows: the clients search in their own process
-        log.info("watch: no Unix sockets here; searches load their own model")
-        return None
     server = EngineServer(Engine(settings, Library(settings, encoder, index_source=index)))
     try:
         server.start()

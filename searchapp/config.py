@@ -58,6 +58,9 @@ class Settings:
     model_cache_dir: Path = field(default_factory=default_model_cache_dir)
     idle_unload_s: float = 600.0  # the watcher frees its model after this long unused; 0 keeps it
     max_upload_mb: int = 20
+    # how the watcher's engine listens: auto (a Unix socket where there are Unix sockets,
+    # else a loopback port with a token), unix, or tcp
+    engine_transport: str = "auto"
     ann_threshold: int = 200_000  # vectors from which search is approximate (IVF + SQ8)
     ui_secret: str = field(default="", repr=False)  # the page's access secret; never logged
     # decode and embed on a Ray cluster: "" (no Ray), local, auto, HOST:PORT or ray://URL
@@ -113,6 +116,7 @@ _ENV = {
     "model_cache": "SEARCHAPP_MODEL_CACHE",
     "model_cache_dir": "SEARCHAPP_MODEL_CACHE_DIR",
     "max_upload_mb": "SEARCHAPP_MAX_UPLOAD_MB",
+    "engine_transport": "SEARCHAPP_ENGINE_TRANSPORT",
     "ann_threshold": "SEARCHAPP_ANN_THRESHOLD",
     "ui_secret": "SEARCHAPP_UI_SECRET",
     "ray_address": "SEARCHAPP_RAY_ADDRESS",
@@ -182,6 +186,10 @@ def validate_settings(s: Settings) -> Settings:
                 f"--ray-shared-root {pair!r} is not LOCAL=REMOTE; give two absolute folders, "
                 "e.g. /mnt/photos=/srv/photos."
             )
+    if s.engine_transport not in ("auto", "unix", "tcp"):
+        raise ConfigError(
+            f"engine transport {s.engine_transport!r} is unknown; use auto, unix or tcp."
+        )
     if s.idle_unload_s < 0:
         raise ConfigError("the idle unload time must be 0 (keep the model) or more seconds.")
     return s

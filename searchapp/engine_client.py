@@ -1,11 +1,13 @@
 """Ask the running watcher's engine: search, encode a query, status. Torch-free.
 
 The watcher (``searchapp watch``) serves HTTP+JSON on ``<data dir>/engine.sock`` (see
-docs/API.md). A client connects with a short timeout; a refused or missing socket, a
-daemon killed mid-answer, an answer that does not come in time, or a daemon serving
-another model all mean "no engine": the methods return None and the caller does the work
-itself. An error about the request (no such photo, a bad query) is raised as the same
-:class:`SearchAppError` the in-process code would raise, so both paths say the same line.
+docs/API.md), or where there are no Unix sockets (Windows) on a loopback port whose
+number and per-start token are in ``<data dir>/engine.json`` (0600). A client connects
+with a short timeout; a refused or missing endpoint, a daemon killed mid-answer, an
+answer that does not come in time, or a daemon serving another model all mean "no
+engine": the methods return None and the caller does the work itself. An error about
+the request (no such photo, a bad query) is raised as the same :class:`SearchAppError`
+the in-process code would raise, so both paths say the same line.
 
 This module imports only the standard library and the core's config and errors: the
 CLI's fast path must not pay for numpy, FAISS or torch.
@@ -27,6 +29,8 @@ from searchapp.config import Settings
 log = logging.getLogger("searchapp.engine")
 
 SOCKET_NAME = "engine.sock"
+ENDPOINT_NAME = "engine.json"  # the loopback transport: {"port", "token", "pid"}, 0600
+LOOPBACK = "127.0.0.1"
 API = "/v1"
 CONNECT_TIMEOUT_S = 0.5
 # A daemon that accepted the connection is alive: a killed one resets it at once. The
@@ -37,6 +41,18 @@ ANSWER_TIMEOUT_S = 20.0
 def socket_path(settings: Settings) -> Path:
     """Where the watcher of this library listens."""
     return settings.data_dir / SOCKET_NAME
+
+
+def endpoint_path(settings: Settings) -> Path:
+    """Where the watcher of this library writes its loopback port and token."""
+    return settings.data_dir / ENDPOINT_NAME
+
+
+def engine_transport(settings: Settings) -> str:
+    """``unix`` or ``tcp``: what this library's engine listens on here."""
+    if settings.engine_transport != "auto":
+        return settings.engine_transport
+    return "unix" if hasattr(socket, "AF_UNIX") else "tcp"
 
 
 def model_identity(settings: Settings) -> dict[str, str]:
@@ -61,6 +77,27 @@ class _UnixConnection(http.client.HTTPConnection):
             sock.close()
             raise
         self.sock = sock
+
+
+class _LoopbackConnection(http.client.HTTPConnection):
+    """HTTP/1.1 to a loopback port: connect times out on its own, answers on another."""
+
+    def __init__(self, port: int, connect_s: float, answer_s: float) -> None:
+        super().__init__(LOOPBACK, port, timeout=answer_s)
+        self._connect_s = connect_s
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((LOOPBACK, self.port), self._connect_s)
+        self.sock.settimeout(self.timeout)
+
+
+def read_endpoint(path: Path) -> tuple[int, str] | None:
+    """(port, token) from a loopback engine's file, or None when absent or unreadable."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return int(raw["port"]), str(raw["token"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -133,15 +170,29 @@ class EngineClient:
         vector = body.get("vector")
         return vector if isinstance(vector, list) else None
 
+    def _connection(self) -> tuple[http.client.HTTPConnection, dict[str, str]] | None:
+        """A connection to the daemon and the headers it needs, or None: no daemon."""
+        times = (self.connect_timeout_s, self.answer_timeout_s)
+        if engine_transport(self.settings) == "unix":
+            if not self.path.exists():
+                return None  # no daemon: not even a socket to try
+            return _UnixConnection(self.path, *times), {}
+        endpoint = read_endpoint(endpoint_path(self.settings))
+        if endpoint is None:
+            return None
+        port, token = endpoint
+        return _LoopbackConnection(port, *times), {"Authorization": f"Bearer {token}"}
+
     def _call(self, method: str, name: str, request: dict | None) -> dict | None:
-        if not self.path.exists():
-            return None  # no daemon: not even a socket to try
+        found = self._connection()
+        if found is None:
+            return None
+        conn, headers = found
         payload = None
         if request is not None:
             payload = json.dumps({**request, "identity": model_identity(self.settings)})
-        conn = _UnixConnection(self.path, self.connect_timeout_s, self.answer_timeout_s)
         try:
-            conn.request(method, f"{API}/{name}", body=payload, headers=_headers(payload))
+            conn.request(method, f"{API}/{name}", body=payload, headers=headers | _headers(payload))
             answer = conn.getresponse()
             status, raw = answer.status, answer.read()
         except (OSError, http.client.HTTPException) as err:
@@ -180,7 +231,7 @@ def _decode(status: int, raw: bytes, other_model: bool) -> dict | None:
         return body
     error = body.get("error") if isinstance(body.get("error"), dict) else {}
     kind, message = str(error.get("kind", "")), str(error.get("message", ""))
-    if status == 409 or status >= 500 or not message:
+    if status in (401, 409) or status >= 500 or not message:  # not ours to answer: work here
         log.info("engine: HTTP %d %s %s; working in this process", status, kind, message)
         return None
     raise _error_class(kind)(message)
@@ -200,5 +251,8 @@ __all__ = [
     "EngineClient",
     "EngineStatus",
     "model_identity",
+    "endpoint_path",
+    "engine_transport",
+    "read_endpoint",
     "socket_path",
 ]

@@ -13,8 +13,11 @@ JSON error naming the problem; nothing a client sends can stop the daemon.
 from __future__ import annotations
 
 import asyncio
+import hmac
+import json
 import logging
 import os
+import secrets
 import socket
 import stat
 import threading
@@ -28,9 +31,18 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from searchapp import errors
+from searchapp.atomic import write_atomic
 from searchapp.config import Settings
 from searchapp.datadir import PRIVATE_FILE_MODE
-from searchapp.engine_client import API, model_identity, socket_path
+from searchapp.engine_client import (
+    API,
+    LOOPBACK,
+    endpoint_path,
+    engine_transport,
+    model_identity,
+    read_endpoint,
+    socket_path,
+)
 from searchapp.engine_requests import (
     EncodeRequest,
     SearchRequest,
@@ -182,23 +194,35 @@ def _parts(req: SearchRequest | EncodeRequest) -> list[QueryPart]:
 
 
 class EngineServer:
-    """Serves an :class:`Engine` in a background thread until :meth:`stop`."""
+    """Serves an :class:`Engine` in a background thread until :meth:`stop`: on the Unix
+    socket, or on a loopback port behind a per-start token (``engine_transport``)."""
 
     def __init__(self, engine: Engine) -> None:
         import uvicorn
 
         self.engine = engine
+        self.transport = engine_transport(engine.settings)
         self.path = socket_path(engine.settings)
+        if self.transport == "tcp":
+            self.path = endpoint_path(engine.settings)
+        self._token = secrets.token_urlsafe(32)
+        app = engine.app if self.transport == "unix" else TokenGuard(engine.app, self._token)
         config = uvicorn.Config(
-            engine.app, log_config=None, access_log=False, lifespan="off",
+            app, log_config=None, access_log=False, lifespan="off",
             limit_concurrency=64, timeout_keep_alive=5, h11_max_incomplete_event_size=SMALL_BODY,
         )  # fmt: skip
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Bind the socket (replacing a stale one) and serve in a daemon thread."""
-        sock = bind_private_socket(self.path)
+        """Bind (replacing a stale socket or endpoint file) and serve in a daemon thread."""
+        if self.transport == "unix":
+            sock = bind_private_socket(self.path)
+        else:
+            sock = bind_loopback()
+            port = sock.getsockname()[1]
+            endpoint = {"port": port, "token": self._token, "pid": os.getpid()}
+            write_atomic(self.path, json.dumps(endpoint).encode())  # 0600: only this user
         self._thread = threading.Thread(target=self._run, args=(sock,), name="engine", daemon=True)
         self._thread.start()
         log.info("engine: serving searches on %s", self.path)
@@ -216,12 +240,50 @@ class EngineServer:
         return bool(self._server.started)
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop serving and remove the socket (clients then work in their own process)."""
+        """Stop serving and remove the socket or endpoint (clients then work alone)."""
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout_s)
-        _remove_socket(self.path)
+        if self.transport == "unix":
+            _remove_socket(self.path)
+        elif (read_endpoint(self.path) or (0, ""))[1] == self._token:
+            self.path.unlink(missing_ok=True)  # ours, not a later watcher's
         self.engine.library.close()
+
+
+class TokenGuard:
+    """The loopback transport's gate (ASGI): every request carries this start's token and
+    names the loopback host. Only this user can read the token's file (0600 in the 0700
+    data folder); a web page can neither read it nor send the header to another origin."""
+
+    def __init__(self, app: Callable, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            host = headers.get(b"host", b"").rsplit(b":", 1)[0]
+            given = headers.get(b"authorization", b"")
+            if host not in (b"127.0.0.1", b"localhost") or not hmac.compare_digest(
+                given, self.expected
+            ):
+                refused = _error(401, "Unauthorized", "this watcher answers its own user only.")
+                await refused(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def bind_loopback() -> socket.socket:
+    """A listening socket on a free loopback port (never the machine's network address)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind((LOOPBACK, 0))
+        sock.listen(64)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def bind_private_socket(path: Path) -> socket.socket:
@@ -269,4 +331,4 @@ def _remove_socket(path: Path) -> None:
         raise errors.ConfigError(f"{path} is not a socket; remove it so the watcher can serve.")
 
 
-__all__ = ["Engine", "EngineServer", "bind_private_socket"]
+__all__ = ["Engine", "EngineServer", "TokenGuard", "bind_loopback", "bind_private_socket"]
