@@ -19,17 +19,18 @@ import numpy as np
 
 from searchapp import browse, recent
 from searchapp.access import PREVIEW_SIDE, guarded_original, preview_jpeg
-from searchapp.activity import WriterInfo, read_writer
+from searchapp.activity import WriterInfo
 from searchapp.browse import FolderOption, PhotoInfo, Tile, TimelinePage
 from searchapp.config import Settings
 from searchapp.errors import PhotoNotFoundError, QueryError, SearchAppError
+from searchapp.library_status import StatusReads
 from searchapp.live_index import LiveIndex
-from searchapp.plan import PendingFiles, count_pending
+from searchapp.plan import PendingFiles
 from searchapp.query import QueryPart, describe_parts, parse_query
 from searchapp.query_encoder import QueryEncoder
 from searchapp.relevance import CUTOFF_POOL, relevant_count, sort_by_date
 from searchapp.results import SORTS, Facets, SearchPage, SearchResult
-from searchapp.status import StatusReport, build_status
+from searchapp.status import StatusReport
 from searchapp.store import PhotoFilter, PhotoRecord, RootRecord, RunRecord, Store
 from searchapp.thumbnails import thumbnail_path, thumbnails_missing
 from searchapp.vectors import VectorIndex
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 RELOAD_MIN_S = 1.0
 
 
-class Library:
+class Library(StatusReads):
     """One library, read-only; thread-safe for concurrent searches."""
 
     def __init__(
@@ -417,45 +418,6 @@ class Library:
         return recent.remember(self.settings.data_dir, search)
 
     # ------------------------------------------------------------ status
-    def status(self, *, failures: int | None = None, pending: bool = True) -> StatusReport:
-        """The one status report (CLI text, ``--json`` and the page).
-
-        ``failures`` bounds the failed files listed (None: all); ``pending`` counts new and
-        gone files by stat (skip it where it is shown apart, see :meth:`pending`).
-        """
-        store = self.store if self.exists else None
-        device, precision = self._device_and_precision()
-        return build_status(
-            self.settings, store, self.model_id, device=device, precision=precision,
-            failures=failures, pending=pending,
-        )  # fmt: skip
-
-    def _device_and_precision(self) -> tuple[str, str]:
-        """Where the model runs: the loaded one's, else checked without loading it."""
-        if self._embedder is not None:
-            return self._embedder.device, self._embedder.precision
-        from searchapp.model import device_and_precision
-
-        return device_and_precision(self.settings)
-
-    def pending(self) -> PendingFiles:
-        """Files the next run would read or remove, by stat alone (nothing is read)."""
-        if not self.exists:
-            return PendingFiles(0, 0)
-        return count_pending(self.store, self.model_id)
-
-    def last_run(self) -> RunRecord | None:
-        """The latest indexing run (its live progress while it runs)."""
-        runs = self.store.recent_runs(1) if self.exists else []
-        return runs[0] if runs else None
-
-    def writer(self) -> WriterInfo | None:
-        """Who holds the writer lock now (``index``, ``watch`` or ``ui``), or None."""
-        return read_writer(self.settings)
-
-    def generation(self) -> int:
-        """A number that changes whenever the library's contents change."""
-        return self.store.generation() if self.exists else 0
 
 
 __all__ = [
