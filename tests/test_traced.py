@@ -58,9 +58,10 @@ def traced(tmp_path_factory, clip_embedder):  # noqa: ANN001, ANN201
         precision="fp32", device="cpu",
     )  # fmt: skip
     spec = resolve_spec(settings)  # remembered in the library: the probe asks no open_clip
-    assert save_towers(clip_embedder.model, clip_embedder.tokenizer, settings, spec, "fp32")
-    assert not save_towers(clip_embedder.model, clip_embedder.tokenizer, settings, spec, "fp32")
-    return settings, cache_folder(settings, spec, "fp32")
+    model, tokenizer = clip_embedder.model, clip_embedder.tokenizer
+    assert save_towers(model, tokenizer, settings, spec, "cpu", "fp32")
+    assert not save_towers(model, tokenizer, settings, spec, "cpu", "fp32")
+    return settings, cache_folder(settings, spec, "cpu", "fp32")
 
 
 @pytest.fixture()
@@ -105,24 +106,24 @@ def test_cached_towers_give_the_models_vectors_without_open_clip(traced, clip_em
 def test_a_cut_short_tower_or_a_changed_tokenizer_is_not_used(cached):
     settings, folder = cached
     spec = resolve_spec(settings)
-    assert load_cached(settings, spec, "fp32") is not None
+    assert load_cached(settings, spec, "cpu", "fp32") is not None
     meta = json.loads((folder / META_FILE).read_text())
     tokens = meta["probes"]["a red kayak on a lake"]
     meta["probes"]["a red kayak on a lake"] = [tokens[0], tokens[1] + 1, *tokens[2:]]
     replace_file(folder / META_FILE, json.dumps(meta).encode())
-    assert load_cached(settings, spec, "fp32") is None  # the tokenizer no longer agrees
+    assert load_cached(settings, spec, "cpu", "fp32") is None  # the tokenizer no longer agrees
     meta["probes"]["a red kayak on a lake"] = tokens
     replace_file(folder / META_FILE, json.dumps(meta).encode())
-    assert load_cached(settings, spec, "fp32") is not None
+    assert load_cached(settings, spec, "cpu", "fp32") is not None
     replace_file(folder / IMAGE_FILE, (folder / IMAGE_FILE).read_bytes()[:1000])
-    assert load_cached(settings, spec, "fp32") is None
+    assert load_cached(settings, spec, "cpu", "fp32") is None
 
 
 def test_a_damaged_tower_is_removed_with_a_one_line_error(cached):
     settings, folder = cached
     size = (folder / TEXT_FILE).stat().st_size
     replace_file(folder / TEXT_FILE, b"\0" * size)  # same length: only reading it finds out
-    network, _tokenizer, _dim = load_cached(settings, resolve_spec(settings), "fp32")
+    network, _tokenizer, _dim = load_cached(settings, resolve_spec(settings), "cpu", "fp32")
     with pytest.raises(ModelCacheError) as err:
         network.encode_text(None)
     assert "run the command again" in str(err.value) and "\n" not in str(err.value)
@@ -132,10 +133,11 @@ def test_a_damaged_tower_is_removed_with_a_one_line_error(cached):
 def test_the_cache_key_follows_everything_that_changes_the_numbers(tmp_path):
     base = load_settings(data_dir=tmp_path, model_cache_dir=tmp_path / "c", weights="random")
     spec = resolve_spec(base)
-    folders = {cache_folder(base, spec, "fp32"), cache_folder(base, spec, "bf16")}
+    folders = {cache_folder(base, spec, "cpu", "fp32"), cache_folder(base, spec, "cpu", "bf16")}
     other = resolve_spec(base.with_overrides(model="MobileCLIP-S1"))
-    folders.add(cache_folder(base, other, "fp32"))
+    folders.add(cache_folder(base, other, "cpu", "fp32"))
     assert len(folders) == 3 and all(f.parent == tmp_path / "c" for f in folders)
-    assert cache_folder(base.with_overrides(model_cache=False), spec, "fp32") is None
+    assert cache_folder(base.with_overrides(model_cache=False), spec, "cpu", "fp32") is None
     pixels = resolve_spec(base.with_overrides(encoder="pixels"))
-    assert cache_folder(base, pixels, "fp32") is None
+    assert cache_folder(base, pixels, "cpu", "fp32") is None
+    assert cache_folder(base, spec, "cuda", "fp16") is None  # GPU passes are not traced

@@ -28,10 +28,9 @@ from searchapp import errors
 from searchapp.config import Settings
 from searchapp.model.device import device_and_precision
 from searchapp.model.encoder import ImageEncoder
-from searchapp.model.hub import fetch_checkpoint
+from searchapp.model.hub import check_weights
 from searchapp.model.loader import load_embedder
 from searchapp.model.spec import ModelSpec, resolve_spec
-from searchapp.model.traced import is_cached
 
 READY, FAILED, LOG = "ready", "failed", "log"
 LOAD, PREPARED, TEXTS = "load", "prepared", "texts"
@@ -73,8 +72,8 @@ def check(settings: Settings, spec: ModelSpec | None) -> tuple[ModelSpec, str, s
     first = spec is None
     spec = spec or resolve_spec(settings)
     device, precision = device_and_precision(settings)
-    if first and spec.weights_kind == "tag" and not is_cached(settings, spec, precision):
-        fetch_checkpoint(spec.model, spec.weights)
+    if first:
+        check_weights(settings, spec, device, precision)
     return spec, device, precision
 
 

@@ -60,7 +60,7 @@ class ClipEmbedder:
         self._lock = threading.Lock()
         self._guard = ForwardGuard(self.device)
         self.images_encoded = 0  # counts model calls, for tests and progress
-        cached = load_cached(settings, self.spec, self.precision) if self.device == "cpu" else None
+        cached = load_cached(settings, self.spec, self.device, self.precision)
         self.traced = cached is not None  # the towers came from the cache (model/traced.py)
         if cached is not None:
             self.model, self.tokenizer, self.dim = cached
@@ -77,9 +77,11 @@ class ClipEmbedder:
 
     def keep_traced(self) -> bool:
         """Keep this model's towers in the cache for later processes; True if written now."""
-        if self.traced or self.device != "cpu":
+        if self.traced:
             return False
-        return save_towers(self.model, self.tokenizer, self.settings, self.spec, self.precision)
+        return save_towers(
+            self.model, self.tokenizer, self.settings, self.spec, self.device, self.precision
+        )
 
     def describe(self) -> str:
         weights = self.spec.weights or "random init"

@@ -9,7 +9,10 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
+from searchapp.config import Settings
 from searchapp.errors import WeightsUnavailableError
+from searchapp.model.spec import ModelSpec
+from searchapp.model.traced import is_cached
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,16 @@ def fetch_checkpoint(model: str, tag: str) -> str:
         f"downloading {model} weights {tag!r} from {repo} failed ({last}); try again, or pass"
         " --weights PATH to a downloaded checkpoint."
     )
+
+
+def check_weights(settings: Settings, spec: ModelSpec, device: str, precision: str) -> None:
+    """Missing tag weights fail now, with their one-line fix, not after a long scan; a
+    model whose traced towers are cached needs none."""
+    if spec.weights_kind != "tag":
+        return
+    if is_cached(settings, spec, device, precision):
+        return
+    fetch_checkpoint(spec.model, spec.weights)
 
 
 def hub_reachable(timeout: float = 4.0) -> bool:

@@ -19,11 +19,10 @@ from PIL import Image
 from searchapp.config import Settings
 from searchapp.model.device import device_and_precision
 from searchapp.model.encoder import ImageEncoder
-from searchapp.model.hub import fetch_checkpoint
+from searchapp.model.hub import check_weights
 from searchapp.model.loader import forget_embedder, load_embedder
 from searchapp.model.preprocess import prepare_pixels
 from searchapp.model.spec import resolve_spec, warn_if_meaningless
-from searchapp.model.traced import is_cached
 
 log = logging.getLogger("searchapp.model")
 
@@ -48,9 +47,7 @@ class LazyEmbedder:
         # a device or precision that cannot run fails now, before a long scan
         self.device, self.precision = device_and_precision(settings)
         warn_if_meaningless(self.spec)  # said now, even when nothing gets embedded
-        if self.spec.weights_kind == "tag" and not self._cached():
-            # missing weights fail now, with their one-line fix, not after a long scan
-            fetch_checkpoint(self.spec.model, self.spec.weights)
+        check_weights(settings, self.spec, self.device, self.precision)
         self._lock = threading.Lock()
         self._future: Future[ImageEncoder] | None = None
         self._busy = 0  # calls running now: the model is never dropped under one
@@ -77,9 +74,6 @@ class LazyEmbedder:
                 )
                 pool.submit(self._keep_traced, self._future)  # after the load, same thread
                 pool.shutdown(wait=False)
-
-    def _cached(self) -> bool:
-        return self.device == "cpu" and is_cached(self.settings, self.spec, self.precision)
 
     @staticmethod
     def _keep_traced(future: Future[ImageEncoder]) -> None:

@@ -64,9 +64,11 @@ class TowerMeta:
     sizes: dict[str, int]  # each tower file's length: a cut-short copy is never loaded
 
 
-def cache_folder(settings: Settings, spec: ModelSpec, precision: str) -> Path | None:
-    """Where this model's towers are kept, or None when it is not cached (off, not CLIP)."""
-    if not settings.model_cache or spec.encoder != ENCODER_CLIP:
+def cache_folder(settings: Settings, spec: ModelSpec, device: str, precision: str) -> Path | None:
+    """Where this model's towers are kept, or None when it is not cached: the cache is
+    off, the encoder is not CLIP, or the model runs off the CPU (a GPU process has a CUDA
+    start-up of its own, and its fp16 passes are not traced)."""
+    if not settings.model_cache or spec.encoder != ENCODER_CLIP or device != "cpu":
         return None
     versions = [_version("torch"), _version("open_clip_torch")]
     key = json.dumps([FORMAT, spec.model_id, spec.open_clip_name, precision, versions])
@@ -74,9 +76,9 @@ def cache_folder(settings: Settings, spec: ModelSpec, precision: str) -> Path | 
     return settings.model_cache_dir / f"{spec.model.lower()}-{digest}"
 
 
-def is_cached(settings: Settings, spec: ModelSpec, precision: str) -> bool:
+def is_cached(settings: Settings, spec: ModelSpec, device: str, precision: str) -> bool:
     """Whether both towers of this model are in the cache."""
-    folder = cache_folder(settings, spec, precision)
+    folder = cache_folder(settings, spec, device, precision)
     return folder is not None and (folder / META_FILE).is_file()
 
 
@@ -114,13 +116,13 @@ class TracedNetwork:
 
 
 def load_cached(
-    settings: Settings, spec: ModelSpec, precision: str
+    settings: Settings, spec: ModelSpec, device: str, precision: str
 ) -> tuple[TracedNetwork, object, int] | None:
     """(network, tokenizer, dim) from the cache, or None: build the model instead.
 
     Each tower loads on its first use: a text query never reads the image tower.
     """
-    folder = cache_folder(settings, spec, precision)
+    folder = cache_folder(settings, spec, device, precision)
     if folder is None or not (folder / META_FILE).is_file():
         return None
     try:
@@ -141,13 +143,18 @@ def load_cached(
 
 
 def save_towers(
-    model: object, tokenizer: object, settings: Settings, spec: ModelSpec, precision: str
+    model: object,
+    tokenizer: object,
+    settings: Settings,
+    spec: ModelSpec,
+    device: str,
+    precision: str,
 ) -> bool:
     """Trace a loaded model's towers into the cache (once per key); True if written.
 
     Safe while other threads run the model: tracing only reads it.
     """
-    folder = cache_folder(settings, spec, precision)
+    folder = cache_folder(settings, spec, device, precision)
     if folder is None or (folder / META_FILE).is_file():
         return False
     if not (hasattr(model, "visual") and hasattr(model, "text")) or not hasattr(
