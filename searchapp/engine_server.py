@@ -202,9 +202,8 @@ class EngineServer:
 
         self.engine = engine
         self.transport = engine_transport(engine.settings)
-        self.path = socket_path(engine.settings)
-        if self.transport == "tcp":
-            self.path = endpoint_path(engine.settings)
+        where = socket_path if self.transport == "unix" else endpoint_path
+        self.path = where(engine.settings)
         self._token = secrets.token_urlsafe(32)
         app = engine.app if self.transport == "unix" else TokenGuard(engine.app, self._token)
         config = uvicorn.Config(
