@@ -428,7 +428,7 @@ def test_cli_ui_runs_streamlit_on_localhost(monkeypatch, tmp_path) -> None:  # n
     )
     assert rc == 0
     cmd = seen["cmd"]
-    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("server.py")
+    assert cmd[1:4] == ["-m", "searchapp.ui.page_process", "run"] and cmd[4].endswith("server.py")
 
     def flag(name: str) -> str:
         return cmd[cmd.index(name) + 1]

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(300)
 
 def _server_of(pid: int) -> psutil.Process:
     children = psutil.Process(pid).children(recursive=True)
-    servers = [c for c in children if "streamlit" in " ".join(c.cmdline())]
+    servers = [c for c in children if "searchapp.ui.page_process" in c.cmdline()]
     assert len(servers) == 1, [c.cmdline() for c in children]
     return servers[0]
 

@@ -183,3 +183,32 @@ def test_a_zip_refuses_photos_outside_the_guard_and_too_many(server, monkeypatch
         "3 photos chosen; a zip holds at most 2: select fewer and download them in parts.\n"
     )
     assert _call(server, "GET", "/photo/zip?ids=")[0] == 400
+
+
+def _accepted_nodelay(bind) -> int:  # noqa: ANN001 - Streamlit's _bind_socket
+    import socket
+
+    listener = bind("127.0.0.1", 0, 8)
+    client = socket.create_connection(listener.getsockname()[:2])
+    listener.setblocking(True)
+    accepted, _ = listener.accept()
+    try:
+        return accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        for s in (accepted, client, listener):
+            s.close()
+
+
+def test_the_page_server_listens_with_nagle_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``searchapp ui`` runs Streamlit through ``page_process``, whose listening socket, and
+    so every connection it accepts, sends at once (TCP_NODELAY): Streamlit's own socket
+    leaves it off, and a thumbnail's body then waited for the browser's delayed ACK (40 ms)
+    on a kept-alive connection."""
+    from streamlit.web.server.starlette import starlette_server
+
+    from searchapp.ui.page_process import turn_nagle_off
+
+    monkeypatch.setattr(starlette_server, "_bind_socket", starlette_server._bind_socket)
+    assert _accepted_nodelay(starlette_server._bind_socket) == 0  # Streamlit alone
+    assert turn_nagle_off()
+    assert _accepted_nodelay(starlette_server._bind_socket) != 0

@@ -28,7 +28,7 @@ _PR_SET_PDEATHSIG = 1
 def page_command(host: str, port: int, max_upload_mb: int) -> list[str]:
     """The ``streamlit run`` command line for the guarded page."""
     return [
-        sys.executable, "-m", "streamlit", "run", str(SERVER),
+        sys.executable, "-m", "searchapp.ui.page_process", "run", str(SERVER),
         "--server.address", host,
         "--server.port", str(port),
         "--browser.gatherUsageStats", "false",
