@@ -37,6 +37,9 @@ def page_command(host: str, port: int, max_upload_mb: int) -> list[str]:
         "--server.enableCORS", "true",
         "--server.headless", "true",  # no e-mail prompt; searchapp ui prints the URL
         "--server.fileWatcherType", "none",
+        # Streamlit's gc.collect(2) after every rerun walks torch's and the model's objects
+        # (~0.15 s holding the GIL, so thumbnails wait); Python's own GC still runs
+        "--runner.postScriptGC", "false",
         "--client.toolbarMode", "minimal",  # no "Deploy" button or developer menu
     ]  # fmt: skip
 
