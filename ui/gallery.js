@@ -91,7 +91,9 @@ function reveal(st) {
   const upto = Math.min(st.shown, st.data.length);
   const start = st.tiles.length;
   st.tiles = st.data.slice(0, Math.max(upto, start));
-  for (let i = start; i < upto; i++) appendTile(st, st.data[i], i);
+  const fresh = [];
+  for (let i = start; i < upto; i++) fresh.push(appendTile(st, st.data[i], i));
+  loadThumbs(fresh);
   const more = st.host.querySelector(".more");
   more.hidden = !(st.data.length > st.tiles.length || st.hasMore);
   st.host.dataset.count = String(st.tiles.length);
@@ -145,7 +147,7 @@ function appendTile(st, tile, index) {
   if (tile.by_name) el.classList.add("by-name");
   const img = el.querySelector("img");
   img.addEventListener("error", () => el.classList.add("missing"), { once: true });
-  img.src = thumbUrl(tile);
+  img.dataset.src = thumbUrl(tile);
   el.querySelector(".open").addEventListener("click", () => openViewer(st, indexOf(st, tile)));
   el.querySelector(".like").addEventListener("click", () =>
     st.send("action", { kind: "like", ids: [tile.photo_id] }));
@@ -156,6 +158,27 @@ function appendTile(st, tile, index) {
   });
   st.lastSection.appendChild(el);
   st.nodes.set(tile.photo_id, el);
+  return img;
+}
+
+// Thumbnails in two waves: those on screen first, the rest once they are in. Set all at
+// once, a page's sixty requests queue on the browser's six connections to the page server
+// and the first screen waits behind tiles nobody sees yet.
+function loadThumbs(imgs) {
+  const now = [], later = [];
+  for (const img of imgs) {
+    (img.getBoundingClientRect().top < window.innerHeight ? now : later).push(img);
+  }
+  for (const img of now) img.src = img.dataset.src;
+  Promise.all(now.map(settled)).then(() => { for (const img of later) img.src = img.dataset.src; });
+}
+
+function settled(img) {
+  return new Promise((done) => {
+    if (img.complete) return done();
+    img.addEventListener("load", done, { once: true });
+    img.addEventListener("error", done, { once: true });
+  });
 }
 
 function indexOf(st, tile) {
