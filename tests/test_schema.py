@@ -123,3 +123,24 @@ def test_path_escape_round_trips_and_keeps_prefixes():
         assert encoded.startswith(encode_path(text[:cut]))
     assert encode_path("/home/ann/Pictures/été.jpg") == "/home/ann/Pictures/été.jpg"
     assert encode_path(os.fsdecode(b"/p/caf\xe9.jpg")) == f"/p/caf{PATH_ESCAPE}e9.jpg"
+
+
+def test_head_revision_is_alembics_head_and_spares_its_import(tmp_path):
+    """``HEAD_REVISION`` names the newest migration, so a library already at it opens
+    without importing Alembic; a new library is still made by Alembic."""
+    from alembic.script import ScriptDirectory
+
+    from searchapp.schema import HEAD_REVISION, MIGRATIONS_DIR
+
+    assert ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() == HEAD_REVISION
+    db = tmp_path / "library.sqlite3"
+    code = (
+        "import sys; from searchapp.store import Store; "
+        f"Store({str(db)!r}).close(); print('alembic' in sys.modules)"
+    )
+    opened = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        for _ in range(2)
+    ]
+    assert [p.stdout.strip() for p in opened] == ["True", "False"]  # made, then only opened
+    assert revision(db) == HEAD_REVISION
