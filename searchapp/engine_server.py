@@ -275,7 +275,9 @@ class TokenGuard:
 
 def bind_loopback() -> socket.socket:
     """A listening socket on a free loopback port (never the machine's network address)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # protocol named: asyncio sets TCP_NODELAY only on connections of an IPPROTO_TCP socket,
+    # and without it a kept-alive answer's body waits 40 ms for the client's delayed ACK
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.bind((LOOPBACK, 0))
         sock.listen(64)
