@@ -49,7 +49,15 @@ def _result_names(at) -> list[str]:  # noqa: ANN001
     return [Path(t["path"]).name for t in _tiles(at)]
 
 
+def _open_filters(at):  # noqa: ANN001, ANN202
+    """Open the Filters popover: its widgets run only while it is open."""
+    at.session_state["filters"] = True
+    return at.run()
+
+
 def _search(at, text: str, show_all: bool = True):  # noqa: ANN001, ANN202
+    if "show_all" not in [t.key for t in at.toggle]:
+        _open_filters(at)
     at.toggle(key="show_all").set_value(show_all)
     return at.text_input(key="query").input(text).run()
 
@@ -240,7 +248,8 @@ def test_filters_change_results_and_an_empty_result_names_its_filter(
 
     at = _app(monkeypatch, settings.data_dir).run()
     assert not at.exception
-    folder = at.selectbox(key="folder")
+    assert "folder" not in [b.key for b in at.selectbox]  # closed: no filter widget runs
+    folder = _open_filters(at).selectbox(key="folder")
     assert folder.format_func(str(sub)) == "photos/sub  (3)"
     assert folder.format_func(str(photos)) == "photos  (17)"
     folder.set_value(str(sub)).run()

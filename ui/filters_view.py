@@ -1,6 +1,6 @@
-"""The sidebar's filters: folder (type-ahead, with photo counts, relative to the photo
-folder), date (quick ranges or a calendar), file type, size; and, when nothing is left,
-which filter removed everything, with a button to clear it."""
+"""The "Filters" popover beside the search box: sort, folder (type-ahead, with photo
+counts, relative to the photo folder), date (quick ranges or a calendar), file type, size;
+and, when nothing is left, which filter removed everything, with a button to clear it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import date, datetime
 from datetime import time as dtime
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from searchapp.library import Facets, FolderOption, Library, PhotoFilter
 from searchapp.ui.url_state import SORTS
@@ -38,40 +39,66 @@ def _facets(_library: Library, generation: int) -> Facets:
     return _library.facets()
 
 
-def show_filters(library: Library) -> PhotoFilter | None:
-    """The sidebar: sort, show all, and the filters; None when no filter is set."""
+def show_filters(library: Library, where: DeltaGenerator) -> PhotoFilter | None:
+    """A "Filters" popover in ``where`` (sort, show all, fold, and the filters); the filter
+    in effect, or None.
+
+    Its widgets run only while it is open: closed, the page neither computes the folder
+    list nor sends a widget, so a new tab or a query does not wait for them. The values
+    live in the URL (``search_view.sync_from_url`` refills them), so closed or open, the
+    filter is read from the session's state.
+    """
+    # a fixed label: Streamlit keys a popover's open state by its label too
+    box = where.popover("Filters", key="filters", on_change="rerun", width="stretch",
+                        icon=":material/tune:")  # fmt: skip
+    if box.open:
+        with box:
+            _filter_widgets(library)
+    return filter_from_state(date.today())
+
+
+def _filter_widgets(library: Library) -> None:
     generation = library.generation()
-    with st.sidebar:
-        st.header("Sort")
-        st.selectbox(
-            "Sort by", SORTS, format_func=SORT_LABELS.__getitem__, key="sort",
-            help="Best match applies to searches; the timeline is always newest first.",
-        )  # fmt: skip
-        st.toggle(
-            "Show all results", key="show_all",
-            help="Off: only results that stand out for this query. On: every photo, by match.",
-        )  # fmt: skip
-        st.toggle(
-            "Fold near-identical photos", key="fold",
-            help="Resized or re-encoded copies and bursts become one tile (+N similar).",
-        )  # fmt: skip
-        st.header("Filters")
-        folder = _folder_box(library, generation)
-        facets = _facets(library, generation)
-        after, before = _dates(facets)
-        formats = st.multiselect("File type", facets.formats, key="types")
-        min_side = int(st.number_input(
-            "Minimum size (px, both sides)", 0, 20000, step=100, key="min_side",
-            help="Hide photos smaller than this many pixels in width or height.",
-        ))  # fmt: skip
+    st.selectbox(
+        "Sort by", SORTS, format_func=SORT_LABELS.__getitem__, key="sort",
+        help="Best match applies to searches; the timeline is always newest first.",
+    )  # fmt: skip
+    st.toggle(
+        "Show all results", key="show_all",
+        help="Off: only results that stand out for this query. On: every photo, by match.",
+    )  # fmt: skip
+    st.toggle(
+        "Fold near-identical photos", key="fold",
+        help="Resized or re-encoded copies and bursts become one tile (+N similar).",
+    )  # fmt: skip
+    _folder_box(library, generation)
+    facets = _facets(library, generation)
+    _dates(facets)
+    st.multiselect("File type", facets.formats, key="types")
+    st.number_input(
+        "Minimum size (px, both sides)", 0, 20000, step=100, key="min_side",
+        help="Hide photos smaller than this many pixels in width or height.",
+    )  # fmt: skip
+
+
+def filter_from_state(today: date) -> PhotoFilter | None:
+    """The filter the session's state (the widgets, or the URL) asks for; None if none."""
+    ss = st.session_state
+    when = ss.get("when", "")
+    if when == CUSTOM:
+        after, before = range_bounds(*ss.get("range", ("", "")))
+    else:
+        after, before = quick_range(when, today)
+    min_side = int(ss.get("min_side") or 0)
     flt = PhotoFilter(
-        folder=folder or None, taken_after=after, taken_before=before,
-        formats=tuple(formats), min_width=min_side or None, min_height=min_side or None,
+        folder=ss.get("folder") or None, taken_after=after, taken_before=before,
+        formats=tuple(ss.get("types") or ()), min_width=min_side or None,
+        min_height=min_side or None,
     )  # fmt: skip
     return None if flt.is_empty() else flt
 
 
-def _folder_box(library: Library, generation: int) -> str:
+def _folder_box(library: Library, generation: int) -> None:
     options = _folder_options(library, generation)
     labels = {o.path: f"{o.label}  ({o.count:,})" for o in options}
     paths = [o.path for o in options]
@@ -79,14 +106,14 @@ def _folder_box(library: Library, generation: int) -> str:
     if chosen and chosen not in labels:  # a link to a folder this library does not have
         paths.append(chosen)
         labels[chosen] = f"{chosen}  (0)"
-    return st.selectbox(
+    st.selectbox(
         "Folder", ["", *paths], key="folder",
         format_func=lambda p: labels.get(p, "All folders") if p else "All folders",
         help="Type part of a folder's name to find it; counts include folders below.",
-    ) or ""  # fmt: skip
+    )  # fmt: skip
 
 
-def _dates(facets: Facets) -> tuple[float | None, float | None]:
+def _dates(facets: Facets) -> None:
     first, last = facets.taken_first, facets.taken_last
     years = []
     if first is not None and last is not None:
@@ -100,9 +127,8 @@ def _dates(facets: Facets) -> tuple[float | None, float | None]:
         format_func=lambda w: QUICK.get(w) or ("Pick days…" if w == CUSTOM else w),
         help="Photos without a date are left out when a date is chosen.",
     )  # fmt: skip
-    if when != CUSTOM:
-        return quick_range(when, date.today())
-    return _calendar(first, last)
+    if when == CUSTOM:
+        _calendar(first, last)
 
 
 def quick_range(when: str, today: date) -> tuple[float | None, float | None]:
@@ -121,7 +147,7 @@ def quick_range(when: str, today: date) -> tuple[float | None, float | None]:
             datetime.combine(end, dtime.max).timestamp())  # fmt: skip
 
 
-def _calendar(first: float | None, last: float | None) -> tuple[float | None, float | None]:
+def _calendar(first: float | None, last: float | None) -> None:
     since, until = st.session_state.get("range", ("", ""))
     value = tuple(date.fromisoformat(d) for d in (since, until) if d)
     kwargs = {}
@@ -130,8 +156,12 @@ def _calendar(first: float | None, last: float | None) -> tuple[float | None, fl
     picked = st.date_input("Days", value=value, key="days", **kwargs)
     picked = tuple(picked) if isinstance(picked, list | tuple) else (picked,)
     st.session_state["range"] = tuple(d.isoformat() for d in picked) + ("",) * (2 - len(picked))
-    after = datetime.combine(picked[0], dtime.min).timestamp() if picked else None
-    before = datetime.combine(picked[1], dtime.max).timestamp() if len(picked) > 1 else None
+
+
+def range_bounds(since: str, until: str) -> tuple[float | None, float | None]:
+    """The picked days (ISO dates, either may be empty) as timestamps, local time."""
+    after = datetime.combine(date.fromisoformat(since), dtime.min).timestamp() if since else None
+    before = datetime.combine(date.fromisoformat(until), dtime.max).timestamp() if until else None
     return after, before
 
 
@@ -152,7 +182,7 @@ def explain_empty(library: Library, flt: PhotoFilter | None) -> None:
         if library.timeline(None if loosened.is_empty() else loosened, 0, 1).total:
             culprits[name] = reset
     if not culprits:
-        st.caption("No photo passes these filters together; loosen them in the sidebar.")
+        st.caption("No photo passes these filters together; loosen them under Filters.")
     for name, reset in culprits.items():
         st.warning(f"No photo here passes {name}.", icon=":material/filter_alt_off:")
         st.button(f"Clear {name}", key=f"clear-{name}", on_click=_reset, args=(reset,))

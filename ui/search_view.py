@@ -12,6 +12,7 @@ import hashlib
 from pathlib import Path
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from searchapp.errors import SearchAppError
 from searchapp.library import Library, PhotoFilter, QueryPart, Tile, describe_parts
@@ -118,8 +119,9 @@ def show_photos(library: Library) -> None:
     """Search bar, then the timeline or the results."""
     sync_from_url()
     st.session_state[SHOWN] = True
-    flt = show_filters(library)
-    parts, upload_key, names = _search_bar(library)
+    bar = st.columns([5, 3, 2, 2], vertical_alignment="bottom")
+    flt = show_filters(library, bar[3])
+    parts, upload_key, names = _search_bar(library, bar[:3])
     state = current_state()
     signature = (state.without_paging(), upload_key)
     if st.session_state.get("_signature") not in (None, signature):
@@ -208,9 +210,11 @@ def _show_all() -> None:
 
 
 # ---------------------------------------------------------------- the search bar
-def _search_bar(library: Library) -> tuple[list[QueryPart], str | None, dict[int, str]]:
+def _search_bar(
+    library: Library, columns: list[DeltaGenerator]
+) -> tuple[list[QueryPart], str | None, dict[int, str]]:
     """The query parts from the box, 'less of', an uploaded image and example photos."""
-    left, mid, right = st.columns([5, 3, 2], vertical_alignment="bottom")
+    left, mid, right = columns
     text = left.text_input(
         "Search your photos", key="query", placeholder="dog on a beach, IMG_2041, 2023/Juli",
         help="Describe what to find, or type a file or folder name. Combine parts with "
