@@ -213,3 +213,19 @@ def test_more_like_this_never_loads_the_model(lib) -> None:  # noqa: ANN001
         assert fresh._embedder is None, "a 'more like this' query loaded the model"
     finally:
         fresh.close()
+
+
+def test_photo_count_follows_each_write(settings, embedder, photos, tmp_path) -> None:  # noqa: ANN001
+    """The count is kept between calls (the page asks on every rerun) and counted again
+    after each write another process commits."""
+    index_once(settings, embedder, photos)
+    library = Library(settings)
+    first = library.photo_count()
+    assert first == library.photo_count() > 0
+    more = tmp_path / "more"
+    more.mkdir()
+    shutil.copy(DATA / "coffee.png", more / "coffee again.png")
+    Image.open(DATA / "rocket.jpg").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(more / "r.jpg")
+    index_once(settings, embedder, more)
+    assert library.photo_count() == first + 2
+    library.close()
