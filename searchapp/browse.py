@@ -7,6 +7,7 @@ Pure functions over the store's browsing reads (:mod:`searchapp.store_browse`);
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -97,15 +98,17 @@ def root_paths(store: Store) -> dict[int, str]:
 
 
 def relative_path(path: str, root: str | None) -> str:
-    """``path`` below ``root`` (the root's own name first), or the path as it is."""
+    """``path`` below ``root`` (the root's own name first), or the path as it is.
+
+    Plain string work on the stored paths (absolute, resolved): a page of tiles asks for
+    120 of these, and ``PurePath.relative_to`` made that 13 ms of every query."""
     if root is None:
         return path
-    try:
-        rel = PurePath(path).relative_to(root)
-    except ValueError:
-        return path
     name = PurePath(root).name or root
-    return str(PurePath(name) / rel) if str(rel) != "." else name
+    if path == root:
+        return name
+    prefix = root if root.endswith(os.sep) else root + os.sep
+    return os.path.join(name, path[len(prefix) :]) if path.startswith(prefix) else path
 
 
 def tile_of(record: PhotoRecord, roots: dict[int, str], copies: int = 1, **extra: object) -> Tile:

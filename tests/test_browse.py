@@ -117,6 +117,9 @@ def test_viewer_details_read_gps_and_the_relative_folder(shelf) -> None:  # noqa
     assert info is not None and info.relative == "Pictures/2023/Juli/IMG_2041.jpg"
     assert info.gps is not None
     assert relative_path("/elsewhere/x.jpg", str(root)) == "/elsewhere/x.jpg"
+    assert relative_path(f"{root}-old/x.jpg", str(root)) == f"{root}-old/x.jpg"  # a sibling
+    assert relative_path(str(root), str(root)) == "Pictures"
+    assert relative_path("/x/y.jpg", "/") == "/x/y.jpg"
 
 
 def test_missing_thumbnails_are_counted(shelf) -> None:  # noqa: ANN001
