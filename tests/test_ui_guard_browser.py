@@ -3,7 +3,8 @@
 One ``searchapp ui`` with an access secret serves an indexed copy of data/ on a loopback
 port. Chromium maps ``evil.example`` to 127.0.0.1 (as a DNS rebinding attack would) and gets
 nothing; through 127.0.0.1 it is asked for the secret, then searches, and the thumbnail URL it
-got (a /photo/thumb route beside Streamlit's own) answers only with the cookie the secret set.
+got (a /photo/thumb route beside Streamlit's own, and /photo/thumbs) answers only with the
+cookie the secret set.
 """
 
 from __future__ import annotations
@@ -70,9 +71,10 @@ def test_rebinding_gets_no_app_and_media_needs_the_secret(chromium, locked) -> N
             box = page.get_by_role("textbox", name="Search your photos")
             box.fill("a cat on a sofa")
             box.press("Enter")
-            thumb = page.locator('.tile img[src*="/photo/thumb/"]').first
+            # the first screen comes in one /photo/thumbs request, the rest one by one
+            thumb = page.locator('.tile img[data-src*="/photo/thumb/"]').first
             expect(thumb).to_be_visible(timeout=STEP_MS)
-            media = thumb.evaluate("img => new URL(img.src).pathname")
+            media = thumb.evaluate("img => new URL(img.dataset.src, location.href).pathname")
             cookies = page.context.cookies()
         finally:
             browser.close()
@@ -85,3 +87,9 @@ def test_rebinding_gets_no_app_and_media_needs_the_secret(chromium, locked) -> N
         port, media, host, {"Cookie": f"{access['name']}={access['value']}"}
     )
     assert code == 200 and headers["content-type"].startswith("image/") and len(body) > 100
+    batch = "/photo/thumbs?h=" + media.rsplit("/", 1)[1]
+    assert request(port, batch, host)[0] == 403
+    code, headers, batched = request(
+        port, batch, host, {"Cookie": f"{access['name']}={access['value']}"}
+    )
+    assert code == 200 and batched == body

@@ -185,6 +185,34 @@ def test_a_zip_refuses_photos_outside_the_guard_and_too_many(server, monkeypatch
     assert _call(server, "GET", "/photo/zip?ids=")[0] == 400
 
 
+def test_a_screen_of_thumbnails_comes_in_one_response(server) -> None:  # noqa: ANN001
+    """``/photo/thumbs``: the thumbnails asked for, in order, their sizes in a header (0 for
+    a content without one); anything but 1 to 60 hashes is refused."""
+    with sqlite3.connect(server.base / "lib" / "library.sqlite3") as db:
+        hashes = [h for (h,) in db.execute("SELECT DISTINCT content_hash FROM photos"
+                                           " WHERE content_hash IS NOT NULL LIMIT 3")]  # fmt: skip
+    asked = [hashes[0], "0" * 32, hashes[1], hashes[2]]
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request("GET", "/photo/thumbs?h=" + ",".join(asked))
+        resp = conn.getresponse()
+        body, sizes = resp.read(), [int(n) for n in resp.getheader("X-Thumb-Sizes").split(",")]
+    finally:
+        conn.close()
+    assert resp.status == 200 and sizes[1] == 0 and len(sizes) == 4
+    parts, at = [], 0
+    for n in sizes:
+        parts.append(body[at : at + n])
+        at += n
+    assert at == len(body)
+    for h, part in zip(asked, parts, strict=True):
+        if h != "0" * 32:
+            assert part == _call(server, "GET", f"/photo/thumb/{h}")[2] and part[:2] == b"\xff\xd8"
+    assert _call(server, "GET", "/photo/thumbs?h=" + ",".join([hashes[0]] * 61))[0] == 404
+    assert _call(server, "GET", "/photo/thumbs?h=../secret")[0] == 404
+    assert _call(server, "GET", "/photo/thumbs")[0] == 404
+
+
 def _accepted_nodelay(bind) -> int:  # noqa: ANN001 - Streamlit's _bind_socket
     import socket
 

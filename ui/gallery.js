@@ -148,6 +148,7 @@ function appendTile(st, tile, index) {
   const img = el.querySelector("img");
   img.addEventListener("error", () => el.classList.add("missing"), { once: true });
   img.dataset.src = thumbUrl(tile);
+  img.dataset.hash = tile.content_hash || "";
   el.querySelector(".open").addEventListener("click", () => openViewer(st, indexOf(st, tile)));
   el.querySelector(".like").addEventListener("click", () =>
     st.send("action", { kind: "like", ids: [tile.photo_id] }));
@@ -161,16 +162,54 @@ function appendTile(st, tile, index) {
   return img;
 }
 
-// Thumbnails in two waves: those on screen first, the rest once they are in. Set all at
-// once, a page's sixty requests queue on the browser's six connections to the page server
-// and the first screen waits behind tiles nobody sees yet.
+// Thumbnails in two waves: those on screen first, in one request, then the rest one by
+// one (cached by the browser). Set all at once, a page's sixty requests queued on the
+// browser's six connections and the first screen waited behind tiles nobody saw yet.
 function loadThumbs(imgs) {
   const now = [], later = [];
   for (const img of imgs) {
     (img.getBoundingClientRect().top < window.innerHeight ? now : later).push(img);
   }
-  for (const img of now) img.src = img.dataset.src;
-  Promise.all(now.map(settled)).then(() => { for (const img of later) img.src = img.dataset.src; });
+  fetchBatch(now).then(() => { for (const img of later) img.src = img.dataset.src; });
+}
+
+// Thumbnails fetched in batches, by content hash (object URLs: the HTTP cache does not
+// keep them); the oldest are let go past BATCH_KEEP.
+const BATCHED = new Map();
+const BATCH_KEEP = 600;
+
+async function fetchBatch(imgs) {
+  const hashes = [...new Set(imgs.map((i) => i.dataset.hash).filter((h) => h && !BATCHED.has(h)))];
+  if (hashes.length) {
+    try {
+      const res = await fetch(`/photo/thumbs?h=${hashes.join(",")}`);
+      const sizes = (res.headers.get("X-Thumb-Sizes") || "").split(",").map(Number);
+      if (!res.ok || sizes.length !== hashes.length) throw new Error(`thumbs: ${res.status}`);
+      const body = await res.arrayBuffer();
+      let at = 0;
+      hashes.forEach((hash, i) => {
+        if (sizes[i] > 0) keepThumb(hash, body.slice(at, at + sizes[i]));
+        at += sizes[i];
+      });
+    } catch (err) {
+      console.warn(err);  // each loads by its own URL below
+    }
+  }
+  for (const img of imgs) img.src = BATCHED.get(img.dataset.hash) || img.dataset.src;
+  await Promise.all(imgs.map(settled));
+}
+
+function keepThumb(hash, bytes) {
+  BATCHED.set(hash, URL.createObjectURL(new Blob([bytes], { type: "image/jpeg" })));
+  if (BATCHED.size > BATCH_KEEP) {
+    const [oldest, url] = BATCHED.entries().next().value;
+    BATCHED.delete(oldest);
+    URL.revokeObjectURL(url);  // an image already shown keeps its pixels
+  }
+}
+
+function thumbSrc(tile) {
+  return BATCHED.get(tile.content_hash) || thumbUrl(tile);
 }
 
 function settled(img) {

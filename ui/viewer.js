@@ -77,7 +77,7 @@ function showInViewer(st, index) {
   v.dataset.id = String(tile.photo_id);
   const big = v.querySelector(".big");
   // the cached thumbnail at once, then the preview over it once the browser has it
-  big.src = thumbUrl(tile);
+  big.src = thumbSrc(tile);
   big.alt = baseName(tile.path);
   const want = `/photo/preview/${tile.photo_id}`;
   const full = new Image();
