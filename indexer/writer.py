@@ -53,7 +53,7 @@ class Writer:
         self.store = Store(settings.db_path)  # a damaged library fails first, in one line
         self.remote: RemoteStage | None = None  # the Ray workers (--ray), opened on first use
         try:
-            self.embedder = embedder or LazyEmbedder(settings)
+            self.embedder = embedder or LazyEmbedder(settings, embeds_here=not settings.ray_address)
             self.index = self._open_index()
         except BaseException:
             self.store.close()

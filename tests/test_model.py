@@ -226,3 +226,27 @@ def test_spec_is_remembered_so_the_next_process_imports_no_open_clip(tmp_path: P
     (data / "model-spec.json").write_text("{not json")  # damaged: resolved again, rewritten
     assert resolve_spec(settings) == first
     assert json.loads((data / "model-spec.json").read_text())
+
+
+def test_a_ray_driver_picks_no_device_and_imports_no_torch(tmp_path: Path) -> None:
+    """A ``--ray`` run's driver embeds nothing (its workers choose their own device and
+    precision), so its stand-in encoder skips that choice and torch's import; a local
+    one checks the device at once, which imports torch."""
+    data = tmp_path / "lib"
+    data.mkdir()
+    resolve_spec(load_settings(data_dir=data, weights="random"))  # remembered: no open_clip
+    code = (
+        "import sys; from searchapp.config import load_settings\n"
+        "from searchapp.model import LazyEmbedder\n"
+        "s = load_settings(data_dir=sys.argv[1], weights='random', device='auto',"
+        " precision='auto')\n"
+        "e = LazyEmbedder(s, embeds_here=False)\n"
+        "print(e.device, e.precision, 'torch' in sys.modules)\n"
+        "LazyEmbedder(s)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env.pop("SEARCHAPP_ENCODER", None)
+    out = subprocess.run([sys.executable, "-c", code, str(data)], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()  # fmt: skip
+    assert out == ["cpu", "fp32", "False", "True"]

@@ -38,14 +38,19 @@ class LazyEmbedder:
     given back, and the next photo or query loads it again.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, embeds_here: bool = True) -> None:
+        """``embeds_here=False``: a Ray run's driver, whose workers pick their own device
+        and precision; it skips that choice here, and so the 3-4 s import of torch."""
         self.settings = settings
         self.spec = resolve_spec(settings)  # the one resolution; the load reuses it
         self.model_id = self.spec.model_id
         self.dim = self.spec.dim
         self.preprocess_config = self.spec.preprocess
-        # a device or precision that cannot run fails now, before a long scan
-        self.device, self.precision = device_and_precision(settings)
+        if embeds_here:  # a device or precision that cannot run fails now, before a scan
+            self.device, self.precision = device_and_precision(settings)
+        else:
+            self.device = "cpu"
+            self.precision = "fp32" if settings.precision == "auto" else settings.precision
         warn_if_meaningless(self.spec)  # said now, even when nothing gets embedded
         check_weights(settings, self.spec, self.device, self.precision)
         self._lock = threading.Lock()
