@@ -199,6 +199,14 @@ def test_unknown_model_is_one_line_from_every_entry(tmp_path: Path) -> None:
     assert "\n" not in message and "'MobileCLIP-XXL'" in message and "MobileCLIP-S2" in message
 
 
+def _python(code: str, data: Path) -> list[str]:
+    """The words ``code`` prints in a fresh interpreter (the real model's settings)."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env.pop("SEARCHAPP_ENCODER", None)
+    return subprocess.run([sys.executable, "-c", code, str(data)], env=env, capture_output=True,
+                          text=True, check=True).stdout.split()  # fmt: skip
+
+
 def test_spec_is_remembered_so_the_next_process_imports_no_open_clip(tmp_path: Path) -> None:
     data = tmp_path / "lib"
     data.mkdir()
@@ -212,16 +220,12 @@ def test_spec_is_remembered_so_the_next_process_imports_no_open_clip(tmp_path: P
         "print(s.model_id, s.dim, s.preprocess.image_size, 'open_clip' in sys.modules,"
         " 'torch' in sys.modules)\n"
     )
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    env.pop("SEARCHAPP_ENCODER", None)
-    out = subprocess.run([sys.executable, "-c", code, str(data)], env=env, capture_output=True,
-                         text=True, check=True).stdout.split()  # fmt: skip
+    out = _python(code, data)
     assert out == [first.model_id, str(first.dim), str(first.preprocess.image_size), "False",
                    "False"]  # fmt: skip
     new_library = tmp_path / "new"  # has no spec yet: the user's model cache answers
     new_library.mkdir()
-    again = subprocess.run([sys.executable, "-c", code, str(new_library)], env=env,
-                           capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    again = _python(code, new_library)
     assert again == out and (new_library / "model-spec.json").is_file()
     (data / "model-spec.json").write_text("{not json")  # damaged: resolved again, rewritten
     assert resolve_spec(settings) == first
@@ -245,8 +249,4 @@ def test_a_ray_driver_picks_no_device_and_imports_no_torch(tmp_path: Path) -> No
         "LazyEmbedder(s)\n"
         "print('torch' in sys.modules)\n"
     )
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    env.pop("SEARCHAPP_ENCODER", None)
-    out = subprocess.run([sys.executable, "-c", code, str(data)], env=env, capture_output=True,
-                         text=True, check=True).stdout.split()  # fmt: skip
-    assert out == ["cpu", "fp32", "False", "True"]
+    assert _python(code, data) == ["cpu", "fp32", "False", "True"]
