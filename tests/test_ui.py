@@ -257,6 +257,7 @@ def test_filters_change_results_and_an_empty_result_names_its_filter(
     assert at.query_params["folder"] == str(sub)
     _search(at, "a cup")
     assert sorted(_result_names(at)) == ["coffee.png", "dated.jpg", "rocket.jpg"]
+    assert "results (filtered)" in _texts(at)  # beside the count, whether Filters is open or not
 
     at.multiselect(key="types").set_value(["PNG"]).run()
     assert _result_names(at) == ["coffee.png"]

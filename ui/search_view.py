@@ -175,7 +175,7 @@ def _results(
         return
     tiles = _merge(by_name, library.tiles(page.results))
     tiles = library.fold_similar(tiles) if state.fold else tiles
-    _summary(page.total, page.hidden, len(by_name), state.all)
+    _summary(page.total, page.hidden, len(by_name), state.all, filtered=flt is not None)
     if not tiles:
         st.info("No results. Try other words" + (", or show every result." if not state.all
                 else "."))  # fmt: skip
@@ -193,8 +193,10 @@ def _merge(by_name: list[Tile], by_meaning: list[Tile]) -> list[Tile]:
     return by_name + [t for t in by_meaning if (t.content_hash or t.photo_id) not in seen]
 
 
-def _summary(total: int, hidden: int, named: int, show_all: bool) -> None:
+def _summary(total: int, hidden: int, named: int, show_all: bool, *, filtered: bool) -> None:
     text = f"{total:,} " + ("results" if show_all else "relevant results")
+    if filtered:  # the Filters popover may be closed: say that a filter is on
+        text += " (filtered)"
     if named:
         text = f"{named} by file or folder name, then {text}"
     if hidden and not show_all:
