@@ -178,25 +178,31 @@ function loadThumbs(imgs) {
 const BATCHED = new Map();
 const BATCH_KEEP = 600;
 
+const BATCH_MAX = 60;  // the server's THUMBS_MAX
+
 async function fetchBatch(imgs) {
   const hashes = [...new Set(imgs.map((i) => i.dataset.hash).filter((h) => h && !BATCHED.has(h)))];
-  if (hashes.length) {
-    try {
-      const res = await fetch(`/photo/thumbs?h=${hashes.join(",")}`);
-      const sizes = (res.headers.get("X-Thumb-Sizes") || "").split(",").map(Number);
-      if (!res.ok || sizes.length !== hashes.length) throw new Error(`thumbs: ${res.status}`);
-      const body = await res.arrayBuffer();
-      let at = 0;
-      hashes.forEach((hash, i) => {
-        if (sizes[i] > 0) keepThumb(hash, body.slice(at, at + sizes[i]));
-        at += sizes[i];
-      });
-    } catch (err) {
-      console.warn(err);  // each loads by its own URL below
-    }
-  }
+  const batches = [];
+  for (let i = 0; i < hashes.length; i += BATCH_MAX) batches.push(hashes.slice(i, i + BATCH_MAX));
+  await Promise.all(batches.map(fetchThumbs));
   for (const img of imgs) img.src = BATCHED.get(img.dataset.hash) || img.dataset.src;
   await Promise.all(imgs.map(settled));
+}
+
+async function fetchThumbs(hashes) {
+  try {
+    const res = await fetch(`/photo/thumbs?h=${hashes.join(",")}`);
+    const sizes = (res.headers.get("X-Thumb-Sizes") || "").split(",").map(Number);
+    if (!res.ok || sizes.length !== hashes.length) throw new Error(`thumbs: ${res.status}`);
+    const body = await res.arrayBuffer();
+    let at = 0;
+    hashes.forEach((hash, i) => {
+      if (sizes[i] > 0) keepThumb(hash, body.slice(at, at + sizes[i]));
+      at += sizes[i];
+    });
+  } catch (err) {
+    console.warn(err);  // each loads by its own URL instead
+  }
 }
 
 function keepThumb(hash, bytes) {
