@@ -31,6 +31,9 @@ def test_malformed_parameters_fall_back_to_defaults() -> None:
     )  # fmt: skip
     assert state == SearchState(q="kept", lw=3.0)
     assert from_params({"pages": "100000"}).pages == 50
+    days = from_params({"when": "custom", "since": "garbage", "until": "2020-13-01"})
+    assert (days.when, days.since, days.until) == ("custom", "", "")
+    assert from_params({"when": "custom", "since": "2021-02-03"}).since == "2021-02-03"
 
 
 def test_quick_date_ranges() -> None:

@@ -7,6 +7,7 @@ values that differ from the defaults go into the URL, so the landing page is pla
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from datetime import date
 
 SORTS = ("relevance", "newest", "oldest")
 WHEN = ("", "this-month", "this-year", "last-year", "custom")  # or a year: "2023"
@@ -57,7 +58,17 @@ def from_params(params: dict[str, str]) -> SearchState:
         state = replace(state, sort=base.sort)
     if state.when not in WHEN and not (state.when.isdigit() and len(state.when) == 4):
         state = replace(state, when="")
+    # the filter reads these days whether or not the Filters popover is open
+    state = replace(state, since=_iso_day(state.since), until=_iso_day(state.until))
     return replace(state, pages=max(1, min(state.pages, 50)), lw=max(-3.0, min(state.lw, 3.0)))
+
+
+def _iso_day(text: str) -> str:
+    """``text`` if it is an ISO date (YYYY-MM-DD), else "" (no bound)."""
+    try:
+        return date.fromisoformat(text).isoformat() if text else ""
+    except ValueError:
+        return ""
 
 
 def to_params(state: SearchState) -> dict[str, str]:
