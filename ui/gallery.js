@@ -170,6 +170,7 @@ function loadThumbs(imgs) {
   for (const img of imgs) {
     (img.getBoundingClientRect().top < window.innerHeight ? now : later).push(img);
   }
+  for (const img of now) img.loading = "eager";  // lazy waits for a layout pass to decide
   fetchBatch(now).then(() => { for (const img of later) img.src = img.dataset.src; });
 }
 
