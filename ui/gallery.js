@@ -162,16 +162,16 @@ function appendTile(st, tile, index) {
   return img;
 }
 
-// Thumbnails in two waves: those on screen first, in one request, then the rest one by
-// one (cached by the browser). Set all at once, a page's sixty requests queued on the
-// browser's six connections and the first screen waited behind tiles nobody saw yet.
+// Thumbnails in two waves of batched requests: those on screen first, then the rest. Set
+// one by one, a page's sixty requests queued on the browser's six connections and the
+// first screen waited behind tiles nobody saw yet.
 function loadThumbs(imgs) {
   const now = [], later = [];
   for (const img of imgs) {
     (img.getBoundingClientRect().top < window.innerHeight ? now : later).push(img);
   }
   for (const img of now) img.loading = "eager";  // lazy waits for a layout pass to decide
-  fetchBatch(now).then(() => { for (const img of later) img.src = img.dataset.src; });
+  fetchBatch(now).then(() => fetchBatch(later));
 }
 
 // Thumbnails fetched in batches, by content hash (object URLs: the HTTP cache does not
