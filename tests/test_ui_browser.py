@@ -338,3 +338,21 @@ def test_a_photo_without_a_thumbnail_gets_a_placeholder_tile(page, served) -> No
     finally:
         thumb.write_bytes(data)
         library.close()
+
+
+def test_a_let_go_batched_thumbnail_loads_by_its_own_url(page, served) -> None:  # noqa: ANN001
+    """Batched thumbnails are object URLs, let go past BATCH_KEEP; a lazy tile whose URL was
+    let go before it came on screen loads its thumbnail by URL instead of showing 'missing'."""
+    expect = _expect()
+    page.goto(served.url)
+    _loaded(page, ".tile img")
+    tile = page.locator(".tile").last
+    img = tile.locator("img")
+    expect(img).to_have_attribute("src", re.compile(r"^blob:"))  # it came in a batch
+    img.evaluate(
+        "i => { const u = URL.createObjectURL(new Blob(['x'])); URL.revokeObjectURL(u);"
+        " i.src = u; }"
+    )  # the state a let-go URL leaves: its load fails
+    expect(img).to_have_attribute("src", re.compile(r"/photo/thumb/[0-9a-f]+$"))
+    _loaded(page, ".tile:last-child img")
+    expect(tile).not_to_have_class(re.compile(r"\bmissing\b"))

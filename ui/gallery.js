@@ -146,7 +146,11 @@ function appendTile(st, tile, index) {
   }
   if (tile.by_name) el.classList.add("by-name");
   const img = el.querySelector("img");
-  img.addEventListener("error", () => el.classList.add("missing"), { once: true });
+  img.addEventListener("error", () => {
+    // a batched thumbnail let go (BATCH_KEEP) before this lazy tile came on screen: by URL
+    if (img.src.startsWith("blob:")) img.src = img.dataset.src;
+    else el.classList.add("missing");
+  });
   img.dataset.src = thumbUrl(tile);
   img.dataset.hash = tile.content_hash || "";
   el.querySelector(".open").addEventListener("click", () => openViewer(st, indexOf(st, tile)));
