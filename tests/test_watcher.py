@@ -103,8 +103,13 @@ def test_watcher_follows_add_modify_delete_rename(
         assert store.find_photo_by_path(root / name) is None
     messages = [r.getMessage() for r in caplog.records]
     assert f"event: created {target}" in messages
-    batches = [m for m in messages if m.startswith("watch: ") and "changed path(s): added" in m]
-    assert batches, "one INFO line per batch"
+
+    # the batch's INFO line follows its commit, so a reader can see the row before the line
+    def batch_lines() -> list[str]:
+        logged = [r.getMessage() for r in caplog.records]
+        return [m for m in logged if m.startswith("watch: ") and "changed path(s): added" in m]
+
+    wait_for(batch_lines, "one INFO line per batch")
 
     # modified in place: same row, new content, found by the new content
     shutil.copy(photos / "grace_hopper.jpg", target)
