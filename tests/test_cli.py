@@ -1,5 +1,5 @@
-"""The CLI end to end, through a subprocess, with --json (the pixel test encoder, but for one
-smoke run on the real model)."""
+"""The CLI end to end with --json: in process through its ``main`` with the pixel test
+encoder, and as the real command in a subprocess for one smoke run on the real model."""
 
 from __future__ import annotations
 
@@ -11,20 +11,18 @@ import sys
 
 from PIL import Image
 
-from tests.helpers import PIXELS_ENV
+from tests.helpers import PIXELS_ENV, run_cli
 
 
 def run(data_dir, *args, check=True, real=False, env=None):  # noqa: ANN001, ANN002
-    """The CLI with the pixel test encoder, or with the random-weight MobileCLIP (``real``)."""
-    encoder = "clip" if real else "pixels"
-    env = {**os.environ, **PIXELS_ENV, "SEARCHAPP_ENCODER": encoder, **(env or {})}
-    proc = subprocess.run(
-        [sys.executable, "-m", "searchapp.cli", "--data-dir", str(data_dir), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    """The CLI with the pixel test encoder in process, or the real command with the
+    random-weight MobileCLIP (``real``) in a subprocess."""
+    if real:
+        env = {**os.environ, **PIXELS_ENV, "SEARCHAPP_ENCODER": "clip", **(env or {})}
+        cmd = [sys.executable, "-m", "searchapp.cli", "--data-dir", str(data_dir), *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    else:
+        proc = run_cli(data_dir, *args, env=env)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc

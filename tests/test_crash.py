@@ -28,7 +28,7 @@ from searchapp.config import load_settings
 from searchapp.decoder import hash_bytes
 from searchapp.model import model_id_for
 from searchapp.vectors import VectorIndex
-from tests.helpers import PIXELS_ENV, mounted_tmpfs
+from tests.helpers import PIXELS_ENV, mounted_tmpfs, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -217,12 +217,6 @@ def tiny_disk(tmp_path):  # noqa: ANN201
         yield mnt
 
 
-def cli(data: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, **PIXELS_ENV)
-    cmd = [sys.executable, "-m", "searchapp.cli", "--data-dir", str(data), *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-
-
 def test_disk_full_stops_with_one_error_and_keeps_what_was_committed(tmp_path, tiny_disk):
     root, data = tmp_path / "photos", tiny_disk / "lib"
     good, _, _ = make_library(root)
@@ -231,12 +225,12 @@ def test_disk_full_stops_with_one_error_and_keeps_what_was_committed(tmp_path, t
     probe_id, probe_path = query(
         db, "SELECT id, path FROM photos WHERE status='indexed' ORDER BY id LIMIT 1"
     )[0]
-    found = cli(data, "search", "--like", str(probe_id), "-k", str(len(good)), "--json")
+    found = run_cli(data, "search", "--like", str(probe_id), "-k", str(len(good)), "--json")
     assert found.returncode == 0, found.stderr  # searchable while the disk is still full
     assert {r["path"] for r in json.loads(found.stdout)} == committed - {probe_path}
 
     subprocess.run(["mount", "-o", "remount,size=64m", str(tiny_disk)], check=True)
-    again = cli(data, "--batch-size", str(BATCH), "index")
+    again = run_cli(data, "--batch-size", str(BATCH), "index")
     assert again.returncode == 0, again.stderr
     check_library_counts(db, good)
     print(f"\ndisk full: stopped after {len(committed)} of {len(good)} photos: {error}")
@@ -251,7 +245,7 @@ def test_full_thumbnail_disk_stops_with_the_same_one_line(tmp_path):
     with mounted_tmpfs(thumbs, "400k"):  # the database has room; the thumbnails do not
         error, committed = index_until_full(data, root, good)
         subprocess.run(["mount", "-o", "remount,size=64m", str(thumbs)], check=True)
-        again = cli(data, "--batch-size", str(BATCH), "index")
+        again = run_cli(data, "--batch-size", str(BATCH), "index")
         assert again.returncode == 0, again.stderr
         check_library_counts(data / "library.sqlite3", good)
     print(f"\nthumbnail disk full: stopped after {len(committed)} of {len(good)}: {error}")
@@ -259,7 +253,7 @@ def test_full_thumbnail_disk_stops_with_the_same_one_line(tmp_path):
 
 def index_until_full(data: Path, root: Path, good: set[str]) -> tuple[str, set[str]]:
     """Index until the disk fills: one error line, exit 1; returns it and what committed."""
-    proc = cli(data, "--batch-size", str(BATCH), "index", str(root))
+    proc = run_cli(data, "--batch-size", str(BATCH), "index", str(root))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     errors = [x for x in proc.stderr.splitlines() if x.startswith("searchapp:")]
     assert len(errors) == 1 and "is full" in errors[0], proc.stderr
@@ -334,7 +328,7 @@ def test_damaged_faiss_file_is_rebuilt_from_stored_vectors(settings, embedder, p
     open_index(settings.index_path, store, embedder.model_id, embedder.dim)  # a sound file
     store.close()
     _damage(settings.index_path, "truncated")
-    found = cli(settings.data_dir, "search", "--like", str(int(ids[0])), "--json")
+    found = run_cli(settings.data_dir, "search", "--like", str(int(ids[0])), "--json")
     assert found.returncode == 0, found.stderr
     assert "rebuilding it from the stored embeddings" in found.stderr
     assert len(json.loads(found.stdout)) == min(10, len(ids) - 1)

@@ -20,11 +20,12 @@ import pytest
 
 from searchapp.engine_client import SOCKET_NAME, _UnixConnection
 from tests import helpers
-from tests.helpers import write_jpegs
+from tests.helpers import run_cli, write_jpegs
 
 pytestmark = pytest.mark.timeout(300)
 
-ENV = dict(os.environ, PYTHONUNBUFFERED="1", SEARCHAPP_MAX_UPLOAD_MB="1", **helpers.PIXELS_ENV)
+LIMITS = {"SEARCHAPP_MAX_UPLOAD_MB": "1"}
+ENV = dict(os.environ, PYTHONUNBUFFERED="1", **LIMITS, **helpers.PIXELS_ENV)
 IDENTITY = {"encoder": "pixels", "model": "MobileCLIP-S2", "weights": "random"}
 SEARCHES = (
     ("search", "photo of a kayak", "-k", "4"),
@@ -97,9 +98,9 @@ def build_library(base: Path, photos: int) -> tuple[Path, dict[tuple, str]]:
     root, lib = base / "photos", base / "lib"
     write_jpegs(root / "a", photos // 2, seed=1)
     write_jpegs(root / "b", photos - photos // 2, seed=2)
-    done = cli(lib, "index", str(root))
+    done = run_cli(lib, "index", str(root), env=LIMITS)
     assert done.returncode == 0, done.stderr
-    return lib, {args: cli(lib, *args).stdout for args in SEARCHES}
+    return lib, {args: run_cli(lib, *args, env=LIMITS).stdout for args in SEARCHES}
 
 
 @pytest.fixture(scope="module")

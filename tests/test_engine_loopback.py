@@ -17,7 +17,7 @@ import pytest
 
 from searchapp.engine_client import ENDPOINT_NAME, read_endpoint
 from tests import helpers
-from tests.helpers import write_jpegs
+from tests.helpers import run_cli, write_jpegs
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -64,8 +64,9 @@ def served_by(lib: Path, proc: subprocess.Popen, old_token: str = "") -> tuple[i
 def test_loopback_engine_answers_only_with_its_token(tmp_path):
     root, lib = tmp_path / "photos", tmp_path / "lib"
     write_jpegs(root, 8, seed=3)
-    assert cli(lib, "index", str(root)).returncode == 0
-    alone = cli(lib, *SEARCH)
+    tcp = {"SEARCHAPP_ENGINE_TRANSPORT": "tcp"}
+    assert run_cli(lib, "index", str(root), env=tcp).returncode == 0
+    alone = run_cli(lib, *SEARCH, env=tcp)
     assert alone.returncode == 0, alone.stderr
     proc = start_watcher(lib)
     try:

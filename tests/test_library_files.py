@@ -27,6 +27,7 @@ from tests.helpers import (
     PIXELS_ENV,
     index_once,
     mounted_tmpfs,
+    run_cli,
     without_root_powers,
     write_jpegs,
 )
@@ -36,7 +37,11 @@ pytestmark = pytest.mark.timeout(600)
 
 
 def cli(data: Path, *args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    env = dict(os.environ, **PIXELS_ENV)  # the library below is indexed by the pixel encoder
+    """The CLI on the pixel encoder's library: in process, or as the real command run
+    through ``prefix`` (without root's powers)."""
+    if not prefix:
+        return run_cli(data, *args)
+    env = dict(os.environ, **PIXELS_ENV)
     cmd = [sys.executable, "-m", "searchapp.cli", "--data-dir", str(data), "--weights", "random"]
     return subprocess.run(
         [*prefix, *cmd, *args], capture_output=True, text=True, env=env, timeout=300

@@ -29,7 +29,7 @@ from searchapp.decoder import decode_photo, read_file
 from searchapp.errors import ImageDecodeError
 from searchapp.store import STATUS_INDEXED, Store
 from searchapp.text import printable
-from tests.helpers import PIXELS_ENV, index_once, write_jpegs
+from tests.helpers import PIXELS_ENV, index_once, run_cli, write_jpegs
 from tests.test_hostile import jpeg_bytes, png_chunk
 
 pytestmark = pytest.mark.timeout(600)
@@ -40,6 +40,7 @@ MB = 2**20
 
 
 def cli(data: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """The real command: its stderr is the process's, libtiff's own writes included."""
     env = dict(os.environ, **PIXELS_ENV)  # hostile files, not the model, are under test
     cmd = [sys.executable, "-m", "searchapp.cli", "--data-dir", str(data), "--weights", "random"]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=timeout)
@@ -181,13 +182,13 @@ def test_library_messages_go_to_the_log_not_stderr(hostile_run):
 
 def test_control_characters_in_names_are_escaped(hostile_run):
     data, root, _facts = hostile_run
-    status = cli(data, "status")
+    status = run_cli(data, "status")
     assert status.returncode == 0, status.stderr
     assert "\x1b" not in status.stdout and "\x07" not in status.stdout
     assert f"failed:  {root}/bad\\x1b]0;owned\\x07.jpg: not an image" in status.stdout
-    exact = json.loads(cli(data, "status", "--json").stdout)  # JSON keeps the name exact
+    exact = json.loads(run_cli(data, "status", "--json").stdout)  # JSON keeps the name exact
     assert str(root / ESC_BROKEN) in {f["path"] for f in exact["failures"]}
-    found = cli(data, "search", "--like", str(root / "img_1_000.jpg"), "-k", "9")
+    found = run_cli(data, "search", "--like", str(root / "img_1_000.jpg"), "-k", "9")
     assert found.returncode == 0, found.stderr
     assert "\x1b" not in found.stdout and "\r" not in found.stdout
     assert f"{root}/evil\\x1b[31mred\\nline\\r.jpg" in found.stdout
