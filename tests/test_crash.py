@@ -71,12 +71,16 @@ def make_library(root: Path) -> tuple[set[str], set[str], dict[str, str]]:
     return set(good), {str(p) for p in bad}, good
 
 
-def start_index(data: Path, root: Path, log: Path, fault: str | None) -> subprocess.Popen:
+def start_index(
+    data: Path, root: Path, log: Path, fault: str | None, *, paced: bool = False
+) -> subprocess.Popen:
     env = dict(os.environ, **PIXELS_ENV)
     env["SEARCHAPP_FAULT_LOG"] = str(log)
     env.pop("SEARCHAPP_FAULT", None)
     if fault:
         env["SEARCHAPP_FAULT"] = fault
+    if paced:  # a random kill must find work left however fast the machine: ~20 batches x 0.1 s
+        env["SEARCHAPP_FAULT_PACE"] = "0.1"
     cmd = [sys.executable, "-m", "searchapp.cli", "--data-dir", str(data)]
     cmd += ["--batch-size", str(BATCH), "index", str(root)]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -145,8 +149,9 @@ def test_sigkill_trials_leave_a_consistent_library(tmp_path):
         if fault == "faiss-save:end":  # the save at the end of the run (after a rebuild, if stale)
             fault = "faiss-save:2" if index_is_stale(data, db) else "faiss-save:1"
         runs_before = run_count(db)
-        proc = start_index(data, root, log, None if fault == "random" else fault)
-        if fault == "random":
+        random_kill = fault == "random"
+        proc = start_index(data, root, log, None if random_kill else fault, paced=random_kill)
+        if random_kill:
             kill_at_random(proc, db, runs_before, rng)
         _, err = proc.communicate(timeout=300)
         embedded = embedded_in(log)

@@ -126,9 +126,16 @@ def test_open_folder_starts_the_file_manager_detached_and_reaps_it(server, monke
     assert opened["folder"] == str(server.photos / "2023")
     assert opened["sid"] != os.getsid(0), "its own session: stopping the page leaves it be"
 
+    def an_opener(p: psutil.Process) -> bool:
+        try:
+            return "xdg-open" in " ".join(p.cmdline() or [p.name()]) or (
+                p.status() == psutil.STATUS_ZOMBIE
+            )
+        except psutil.NoSuchProcess:  # reaped between the listing and this look
+            return False
+
     def no_opener_left() -> bool:  # exited and reaped: not even a zombie in our tree
-        return not [p for p in _children() if "xdg-open" in " ".join(p.cmdline() or [p.name()])
-                    or p.status() == psutil.STATUS_ZOMBIE]  # fmt: skip
+        return not [p for p in _children() if an_opener(p)]
 
     wait_for(no_opener_left, "the opener to be reaped")
     holds_for(no_opener_left, "no stray opener", 0.5)
