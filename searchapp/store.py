@@ -22,7 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import create_engine, delete, event, select, update
+from sqlalchemy import create_engine, delete, event, insert, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session, sessionmaker
@@ -94,8 +95,33 @@ def _root_device_key(root_id: int) -> str:
     return f"root_device:{root_id}"
 
 
+def _vector_upsert():  # noqa: ANN202 - a SQLAlchemy Insert
+    """A vector computed again for content already stored (a retried file, a model re-run)
+    replaces the old one, as an ORM merge would, in one statement for a whole batch."""
+    stmt = sqlite_insert(EmbeddingRow)
+    return stmt.on_conflict_do_update(
+        index_elements=[EmbeddingRow.content_hash, EmbeddingRow.model_id],
+        set_={"vector": stmt.excluded.vector, "created_at": stmt.excluded.created_at},
+    )
+
+
+_UPSERT_VECTOR = _vector_upsert()
+
+
 def _path_folder(path: str) -> str:
     return os.path.dirname(path)
+
+
+def _file_values(root_id: int, path: str, size: int, mtime_ns: int, now: float) -> dict:
+    """The columns every indexed or failed file sets."""
+    return {
+        "root_id": root_id, "path": path, "folder": _path_folder(path), "size": size,
+        "mtime_ns": mtime_ns, "content_hash": None, "failure_reason": None, "indexed_at": now,
+    }  # fmt: skip
+
+
+# What only an indexed file sets; every row of one INSERT names the same columns.
+_FILE_DEFAULTS = dict.fromkeys(("width", "height", "format", "taken_at", "camera"))
 
 
 class Store(RunsTable, FacetQueries, EmbeddingQueries, BrowseQueries):
@@ -285,18 +311,14 @@ class Store(RunsTable, FacetQueries, EmbeddingQueries, BrowseQueries):
     def write_batch(self, batch: BatchWrite) -> BatchResult:
         """Apply one batch atomically: all of it is committed, or none of it."""
         now = time.time()
-        upserted: dict[int, str] = {}
         removed: list[int] = list(batch.removed_ids)
         with self._session() as s:
-            for chash, vec in batch.vectors.items():
-                s.merge(
-                    EmbeddingRow(
-                        content_hash=chash,
-                        model_id=batch.model_id,
-                        vector=np.ascontiguousarray(vec, dtype=np.float32).tobytes(),
-                        created_at=now,
-                    )
-                )
+            if batch.vectors:  # one statement for the batch's vectors, not a merge (a read) each
+                s.execute(_UPSERT_VECTOR, [
+                    {"content_hash": chash, "model_id": batch.model_id, "created_at": now,
+                     "vector": np.ascontiguousarray(vec, dtype=np.float32).tobytes()}
+                    for chash, vec in batch.vectors.items()
+                ])  # fmt: skip
             if batch.removed_ids:
                 s.execute(delete(PhotoRow).where(PhotoRow.id.in_(batch.removed_ids)))
             for mv in batch.moved:
@@ -315,26 +337,46 @@ class Store(RunsTable, FacetQueries, EmbeddingQueries, BrowseQueries):
                 s.execute(
                     update(PhotoRow).where(PhotoRow.id == pid).values(size=size, mtime_ns=mtime_ns)
                 )
-            # one lookup for the batch, not a query (and an autoflush) per file
-            rows = self._rows_by_path(s, [w.path for w in (*batch.indexed, *batch.failed)])
-            for pw in batch.indexed:
-                row = self._upsert_photo(s, rows, pw.root_id, pw.path, pw.size, pw.mtime_ns)
-                row.content_hash = pw.content_hash
-                row.width, row.height, row.format = pw.width, pw.height, pw.format
-                row.taken_at, row.camera = pw.taken_at, pw.camera
-                row.status, row.failure_reason, row.indexed_at = STATUS_INDEXED, None, now
-                s.flush()
-                upserted[row.id] = pw.content_hash
-            for fw in batch.failed:
-                row = self._upsert_photo(s, rows, fw.root_id, fw.path, fw.size, fw.mtime_ns)
-                if row.id is not None and row.status == STATUS_INDEXED:
-                    removed.append(row.id)
-                row.content_hash = None
-                row.status, row.failure_reason, row.indexed_at = STATUS_FAILED, fw.reason, now
+            upserted = self._write_files(s, batch, now, removed)
             generation = self._bump_generation(s)
             s.flush()
             fault_point("commit")  # test hook: die with the transaction written, not committed
         return BatchResult(upserted=upserted, removed=removed, generation=generation)
+
+    def _write_files(
+        self, s: Session, batch: BatchWrite, now: float, removed: list[int]
+    ) -> dict[int, str]:
+        """Rows for the batch's indexed and failed files: the known ones updated, the new
+        ones in one INSERT ... RETURNING (an ORM object and flush each: 4x slower). Returns the ids
+        now indexed, by content hash; appends to ``removed`` the ids that left the index."""
+        values: dict[str, dict] = {}  # by path: the last word on a file wins
+        for pw in batch.indexed:
+            values[pw.path] = _file_values(pw.root_id, pw.path, pw.size, pw.mtime_ns, now) | {
+                "content_hash": pw.content_hash, "width": pw.width, "height": pw.height,
+                "format": pw.format, "taken_at": pw.taken_at, "camera": pw.camera,
+                "status": STATUS_INDEXED,
+            }  # fmt: skip
+        for fw in batch.failed:
+            values[fw.path] = _file_values(fw.root_id, fw.path, fw.size, fw.mtime_ns, now) | {
+                "status": STATUS_FAILED, "failure_reason": fw.reason,
+            }  # fmt: skip
+        upserted: dict[int, str] = {}
+        # one lookup for the batch, not a query (and an autoflush) per file
+        for path, row in self._rows_by_path(s, list(values)).items():
+            new = values.pop(path)
+            if row.status == STATUS_INDEXED and new["status"] == STATUS_FAILED:
+                removed.append(row.id)
+            for key, value in new.items():  # a failed file keeps its last dimensions
+                setattr(row, key, value)
+            if row.status == STATUS_INDEXED:
+                upserted[row.id] = row.content_hash
+        if values:
+            added = s.execute(
+                insert(PhotoRow).returning(PhotoRow.id, PhotoRow.content_hash, PhotoRow.status),
+                [_FILE_DEFAULTS | v for v in values.values()],
+            )
+            upserted |= {pid: h for pid, h, status in added if status == STATUS_INDEXED}
+        return upserted
 
     @staticmethod
     def _rows_by_path(s: Session, paths: list[str]) -> dict[str, PhotoRow]:
@@ -343,22 +385,6 @@ class Store(RunsTable, FacetQueries, EmbeddingQueries, BrowseQueries):
             for row in s.scalars(select(PhotoRow).where(PhotoRow.path.in_(paths[i : i + 500]))):
                 rows[row.path] = row
         return rows
-
-    @staticmethod
-    def _upsert_photo(
-        s: Session, rows: dict[str, PhotoRow], root_id: int, path: str, size: int, mtime_ns: int
-    ) -> PhotoRow:
-        row = rows.get(path)
-        if row is None:
-            row = rows[path] = PhotoRow(path=path, status=STATUS_FAILED)
-            s.add(row)
-        row.root_id, row.folder, row.size, row.mtime_ns = (
-            root_id,
-            _path_folder(path),
-            size,
-            mtime_ns,
-        )
-        return row
 
     def clear_failures(self, paths: Sequence[str] | None = None) -> int:
         """Forget failed rows (all, or these paths) so the next run tries them again."""
