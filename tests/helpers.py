@@ -52,7 +52,15 @@ def run_cli(
     overrides = {**PIXELS_ENV, **(env or {})}
     assert "SEARCHAPP_FAULT" not in overrides, "fault injection kills the process: use a subprocess"
     out, err = _text_sink(), _text_sink()
-    with _environment(overrides), _own_root_logging(), redirect_stdout(out), redirect_stderr(err):
+    with pytest.MonkeyPatch.context() as patch, _own_root_logging():
+        for name, value in overrides.items():
+            patch.setenv(name, value)
+        code = _call_main(argv, out, err)
+    return subprocess.CompletedProcess(argv, code, _text_of(out), _text_of(err))
+
+
+def _call_main(argv: list[str], out: io.TextIOWrapper, err: io.TextIOWrapper) -> int:
+    with redirect_stdout(out), redirect_stderr(err):
         try:
             code = cli_main(argv)
         except SystemExit as stop:  # argparse: --help, usage errors
@@ -60,7 +68,7 @@ def run_cli(
         except Exception:  # what the interpreter would print for an uncaught error
             traceback.print_exc(file=sys.stderr)
             code = 1
-    return subprocess.CompletedProcess(argv, code, _text_of(out), _text_of(err))
+    return code
 
 
 def _text_sink() -> io.TextIOWrapper:
@@ -72,17 +80,6 @@ def _text_of(stream: io.TextIOWrapper) -> str:
     stream.flush()
     raw = stream.detach()  # keep the bytes: closing the wrapper would close them too
     return raw.getvalue().decode("utf-8")  # strict, as subprocess.run(text=True) decodes
-
-
-@contextmanager
-def _environment(overrides: Mapping[str, str]) -> Iterator[None]:
-    saved = dict(os.environ)
-    os.environ.update(overrides)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 @contextmanager

@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
-
-from searchapp import cli
 from searchapp.library import Library
 from searchapp.store import BatchWrite, FailureWrite, Store
-from tests.helpers import index_once
+from tests.helpers import index_once, run_cli
 
 REASONS = {
     "not an image, or a format Pillow cannot read": 30_000,
@@ -19,28 +16,23 @@ REASONS = {
 }
 
 
-def _status(settings, capsys, *flags: str) -> str:  # noqa: ANN001
-    argv = ["--data-dir", str(settings.data_dir), "--weights", "random", "status", *flags]
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("SEARCHAPP_ENCODER", settings.encoder)  # the encoder the library was built with
-        assert cli.main(argv) == 0
-    return capsys.readouterr().out
+def _status(settings, *flags: str) -> str:  # noqa: ANN001
+    # the encoder the library was built with
+    done = run_cli(settings.data_dir, "status", *flags, env={"SEARCHAPP_ENCODER": settings.encoder})
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
-def test_status_never_says_0_vectors_while_photos_are_indexed(
-    settings, embedder, photos, capsys
-) -> None:  # noqa: ANN001
+def test_status_never_says_0_vectors_while_photos_are_indexed(settings, embedder, photos) -> None:  # noqa: ANN001
     index_once(settings, embedder, photos)
-    assert "index:   16 vectors (exact: faiss IndexIDMap2(IndexFlatIP))" in _status(
-        settings, capsys
-    )
+    assert "index:   16 vectors (exact: faiss IndexIDMap2(IndexFlatIP))" in _status(settings)
     fresh = settings.index_path.read_bytes()
 
     settings.index_path.unlink()  # a writer died before its first save, or a user tidied up
-    text = _status(settings, capsys)
+    text = _status(settings)
     assert "0 vectors" not in text
     assert "index:   file missing; rebuilt from the stored vectors" in text
-    info = json.loads(_status(settings, capsys, "--json"))
+    info = json.loads(_status(settings, "--json"))
     assert info["photos"] == 16
     assert info["index"]["vectors"] == 0 and info["index"]["problem"] == "missing"
 
@@ -54,10 +46,10 @@ def test_status_never_says_0_vectors_while_photos_are_indexed(
     shutil.copy(photos / "rocket.jpg", photos / "rocket again.jpg")
     index_once(settings, embedder)  # saves a current file: 17 vectors
     settings.index_path.write_bytes(fresh)  # and an older one comes back: stale
-    text = _status(settings, capsys)
+    text = _status(settings)
     assert "index:   file stale (16 vectors from generation" in text and "rebuilt" in text
     index_once(settings, embedder)  # a run starts by rebuilding a stale file and saving it
-    assert "index:   17 vectors (exact" in _status(settings, capsys)
+    assert "index:   17 vectors (exact" in _status(settings)
 
 
 def _write_failures(settings, root) -> None:  # noqa: ANN001
@@ -78,12 +70,12 @@ def _write_failures(settings, root) -> None:  # noqa: ANN001
         store.close()
 
 
-def test_status_summarizes_50000_failures_by_reason(settings, tmp_path, capsys) -> None:  # noqa: ANN001
+def test_status_summarizes_50000_failures_by_reason(settings, tmp_path) -> None:  # noqa: ANN001
     root = tmp_path / "photos"
     root.mkdir()
     _write_failures(settings, root)
 
-    lines = _status(settings, capsys).splitlines()
+    lines = _status(settings).splitlines()
     assert len(lines) < 30, lines
     assert next(x for x in lines if x.startswith("photos:")).startswith(
         "photos:  0 indexed, 50000 failed"
@@ -101,7 +93,7 @@ def test_status_summarizes_50000_failures_by_reason(settings, tmp_path, capsys) 
     assert lines[at + 11].split(None, 1) == ["5000", "file too large"]
     assert lines[-1] == "           ... and 4997 more"
 
-    info = json.loads(_status(settings, capsys, "--json"))
+    info = json.loads(_status(settings, "--json"))
     assert info["failed"] == 50_000 and len(info["failures"]) == 50_000
     assert info["failures"][30_000] == {
         "path": f"{root}/f30000.jpg",
@@ -109,19 +101,19 @@ def test_status_summarizes_50000_failures_by_reason(settings, tmp_path, capsys) 
     }
 
 
-def test_few_failures_are_listed_one_a_line(settings, embedder, photos, capsys) -> None:  # noqa: ANN001
+def test_few_failures_are_listed_one_a_line(settings, embedder, photos) -> None:  # noqa: ANN001
     (photos / "broken.jpg").write_bytes(b"not a jpeg")
     (photos / "empty.jpg").write_bytes(b"")
     index_once(settings, embedder, photos)
-    failed = [line for line in _status(settings, capsys).splitlines() if line.startswith("failed")]
+    failed = [line for line in _status(settings).splitlines() if line.startswith("failed")]
     assert failed == [
         f"failed:  {photos / 'broken.jpg'}: not an image, or a format Pillow cannot read",
         f"failed:  {photos / 'empty.jpg'}: empty file",
     ]
 
 
-def test_status_of_a_library_not_created_yet_writes_nothing(settings, capsys) -> None:  # noqa: ANN001
-    info = json.loads(_status(settings, capsys, "--json"))
+def test_status_of_a_library_not_created_yet_writes_nothing(settings) -> None:  # noqa: ANN001
+    info = json.loads(_status(settings, "--json"))
     assert (info["photos"], info["failed"], info["roots"]) == (0, 0, [])
     assert info["index"] == {
         "type": "none yet",
@@ -131,5 +123,5 @@ def test_status_of_a_library_not_created_yet_writes_nothing(settings, capsys) ->
         "problem": None,
     }
     assert info["pending"] == {"to_index": 0, "to_remove": 0}
-    assert "index:   0 vectors (none yet)" in _status(settings, capsys)
+    assert "index:   0 vectors (none yet)" in _status(settings)
     assert not settings.db_path.exists()
