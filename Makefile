@@ -1,5 +1,5 @@
 # Two entry points on a fresh machine:
-#   make run [PHOTOS=~/Pictures] [WEIGHTS=random]   set up, index the photos, search them
+#   make run [PHOTOS=~/Pictures] [WEIGHTS=random]   set up, index the photos, open the search page
 #   make check                                      set up and run every test (what CI runs)
 #   make test                                       the same without the Ray cluster tests
 PYTHON ?= python3
@@ -9,7 +9,7 @@ QUERY ?= a photo of a cat
 PY := $(VENV)/bin/python
 WEIGHTS_FLAG := $(if $(WEIGHTS),--weights $(WEIGHTS),)
 
-.PHONY: run check test test-ray setup lint clean bytecode
+.PHONY: run search check test test-ray setup lint clean bytecode
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ setup: $(VENV)/.installed
 
 run: setup
 	$(VENV)/bin/searchapp $(WEIGHTS_FLAG) index $(PHOTOS)
+	$(VENV)/bin/searchapp $(WEIGHTS_FLAG) ui --open
+
+# The same library from the command line: make search QUERY="red kayak"
+search: setup
 	$(VENV)/bin/searchapp $(WEIGHTS_FLAG) search "$(QUERY)" -k 5
 
 # Byte-compile the sources once: with PYTHONDONTWRITEBYTECODE set (as on these machines)

@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to bind (default 127.0.0.1); beyond loopback the page asks for an "
         "access secret, printed at start (env SEARCHAPP_UI_SECRET sets it)",
     )  # fmt: skip
+    ui.add_argument(
+        "--open", action="store_true",
+        help="open the page in your browser once it answers (honours $BROWSER)",
+    )  # fmt: skip
     return p
 
 
@@ -372,12 +376,13 @@ def _log_like_a_daemon(verbose: bool) -> None:
 
 
 def cmd_ui(settings: Settings, args: argparse.Namespace) -> int:
+    from searchapp.ui import launch
     from searchapp.ui.guard import choose_secret
-    from searchapp.ui.launch import SERVER, page_command, page_env, run_page
 
-    if not SERVER.exists():
+    if not launch.SERVER.exists():
         print(
-            f"searchapp: the web page is missing ({SERVER}); reinstall searchapp", file=sys.stderr
+            f"searchapp: the web page is missing ({launch.SERVER}); reinstall searchapp",
+            file=sys.stderr,
         )
         return 1
     secret, generated = choose_secret(args.host, settings.ui_secret)
@@ -392,8 +397,10 @@ def cmd_ui(settings: Settings, args: argparse.Namespace) -> int:
         )
     elif secret:
         print("searchapp: the page asks for the secret in SEARCHAPP_UI_SECRET", file=sys.stderr)
-    cmd = page_command(args.host, args.port, settings.max_upload_mb)
-    return run_page(cmd, page_env(settings, secret))
+    cmd = launch.page_command(args.host, args.port, settings.max_upload_mb)
+    if args.open and launch.open_when_ready(launch.page_url(args.host, args.port)) is None:
+        print("searchapp: no display to open a browser on; open the address above", file=sys.stderr)
+    return launch.run_page(cmd, launch.page_env(settings, secret))
 
 
 COMMANDS = {

@@ -30,11 +30,12 @@ def port_bindable(port: int) -> bool:
 
 
 def start_page(
-    data_dir: Path, port: int, log: Path, env: dict[str, str] | None = None
+    data_dir: Path, port: int, log: Path, env: dict[str, str] | None = None, *flags: str
 ) -> subprocess.Popen:
-    """``python -m searchapp.cli ui`` in its own session; returns once the port answers HTTP."""
+    """``python -m searchapp.cli ui [FLAGS]`` in its own session; returns once the port
+    answers HTTP."""
     cmd = [sys.executable, "-m", "searchapp.cli", "--data-dir", str(data_dir),
-           "--weights", "random", "ui", "--port", str(port)]  # fmt: skip
+           "--weights", "random", "ui", "--port", str(port), *flags]  # fmt: skip
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "SEARCHAPP_PRECISION": "fp32", **(env or {})}
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env=full_env, stdout=out, stderr=subprocess.STDOUT,

@@ -451,3 +451,26 @@ def test_cli_ui_runs_streamlit_on_localhost(monkeypatch, tmp_path) -> None:  # n
     assert flag("--client.toolbarMode") == "minimal"
     assert seen["env"]["SEARCHAPP_DATA_DIR"] == str((tmp_path / "lib").resolve())
     assert seen["env"]["SEARCHAPP_WEIGHTS"] == "random"
+
+
+def test_cli_ui_open_without_a_display_says_so_and_serves(monkeypatch, capsys, tmp_path) -> None:  # noqa: ANN001
+    from searchapp import cli
+    from searchapp.ui import launch
+
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(launch, "run_page", lambda cmd, env: 0)
+    monkeypatch.setattr(launch.webbrowser, "open", lambda url: pytest.fail(f"opened {url}"))
+    argv = ["--data-dir", str(tmp_path / "lib"), "--weights", "random", "ui", "--open"]
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "searchapp: no display to open a browser on; open the address above" in err
+    assert "serving http://127.0.0.1:8501" in err
+
+
+def test_page_url_is_loopback_where_the_server_binds_every_address() -> None:
+    from searchapp.ui.launch import page_url
+
+    assert page_url("0.0.0.0", 8501) == "http://127.0.0.1:8501/"
+    assert page_url("::", 8501) == "http://[::1]:8501/"
+    assert page_url("192.168.1.5", 80) == "http://192.168.1.5:80/"

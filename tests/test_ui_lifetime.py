@@ -9,7 +9,7 @@ import sys
 import psutil
 import pytest
 
-from tests.helpers import free_port, wait_for
+from tests.helpers import free_port, holds_for, wait_for
 from tests.page import port_bindable, start_page, stop_group
 
 pytestmark = pytest.mark.timeout(300)
@@ -47,5 +47,27 @@ def test_the_server_stops_when_searchapp_ui_is_killed(tmp_path) -> None:  # noqa
         proc.wait(timeout=10)
         wait_for(lambda: not server.is_running(), "the orphaned server to exit", timeout_s=30)
         assert port_bindable(port)
+    finally:
+        stop_group(proc)
+
+
+def test_open_shows_the_page_in_the_browser_once_it_answers(tmp_path) -> None:  # noqa: ANN001
+    """``searchapp ui --open`` hands the address to the user's browser ($BROWSER here, as
+    Python's webbrowser honours it), after the server answers, once."""
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser"
+    browser.write_text(  # a browser that loads the page and notes what it got
+        f"#!{sys.executable}\nimport sys, urllib.request\n"
+        "status = urllib.request.urlopen(sys.argv[1], timeout=30).status\n"
+        f"open({str(opened)!r}, 'a').write(f'{{status}} {{sys.argv[1]}}\\n')\n"
+    )
+    browser.chmod(0o755)
+    port = free_port()
+    env = {"BROWSER": str(browser), "DISPLAY": ""}
+    proc = start_page(tmp_path / "lib", port, tmp_path / "server.log", env, "--open")
+    try:
+        wait_for(lambda: opened.exists() and opened.read_text(), "the browser to be started")
+        holds_for(lambda: len(opened.read_text().splitlines()) == 1, "one browser start", 1.0)
+        assert opened.read_text().split() == ["200", f"http://127.0.0.1:{port}/"]
     finally:
         stop_group(proc)

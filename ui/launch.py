@@ -12,6 +12,10 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+import urllib.error
+import urllib.request
+import webbrowser
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +26,7 @@ STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
 )
 GRACE_S = 10.0
+OPEN_WAIT_S = 120.0  # a first start imports Streamlit and opens the library
 _PR_SET_PDEATHSIG = 1
 
 
@@ -102,3 +107,40 @@ def _die_with_parent() -> Callable[[], None] | None:
             os._exit(1)
 
     return hook
+
+
+def page_url(host: str, port: int) -> str:
+    """The address a browser on this machine uses: loopback where the server binds them all."""
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def open_when_ready(url: str, wait_s: float = OPEN_WAIT_S) -> threading.Thread | None:
+    """Open ``url`` in the user's browser once the server answers, from a daemon thread;
+    None where no browser can be shown (no display, and no $BROWSER named)."""
+    graphical = sys.platform in ("darwin", "win32") or any(
+        os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY")
+    )
+    if not (graphical or os.environ.get("BROWSER")):
+        return None  # webbrowser would fall back to a text browser in this terminal
+    thread = threading.Thread(target=_open_after_start, args=(url, wait_s), daemon=True)
+    thread.start()
+    return thread
+
+
+def _open_after_start(url: str, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "_stcore/health", timeout=2):
+                break
+        except urllib.error.HTTPError:
+            break  # it answers (the guard may ask for the secret): the page is up
+        except OSError:
+            time.sleep(0.25)  # not listening yet
+    else:
+        return
+    webbrowser.open(url)
