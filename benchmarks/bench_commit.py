@@ -1,7 +1,8 @@
 """SQLite commit rows/s of ``Store.write_batch``, this checkout against another, side by side.
 
-One batch of 16 files per transaction, as a run commits: new indexed photos (row + vector),
-the same photos indexed again (known rows), and new failed files. Each round runs both
+One batch of 16 files per transaction, as a run commits: new indexed photos (row + vector;
+an EXIF date on half of them, a camera on a third), the same photos indexed again (known
+rows), and new failed files. Each round runs both
 checkouts in fresh processes, one after the other, so the machine's drift hits both.
 
     git worktree add /tmp/before HEAD~1
@@ -41,7 +42,13 @@ def measure(rows: int) -> dict[str, float]:
                 if kind == "new failed":
                     batch.failed.append(FailureWrite(root_id, f"/f/{h}.jpg", 1, 1, "damaged"))
                     continue
-                batch.indexed.append(PhotoWrite(root_id, f"/x/{h}.jpg", 1, 1, h, 40, 30, "JPEG"))
+                exif = {
+                    "taken_at": 1e9 + j if j % 2 else None,  # on some photos only,
+                    "camera": "Pixel 7" if j % 3 == 0 else None,
+                }  # as in a real folder
+                batch.indexed.append(
+                    PhotoWrite(root_id, f"/x/{h}.jpg", 1, 1, h, 40, 30, "JPEG", **exif)
+                )
                 if kind == "new indexed":
                     batch.vectors[h] = rng.standard_normal(512, dtype=np.float32)
             yield batch

@@ -120,7 +120,7 @@ def _file_values(root_id: int, path: str, size: int, mtime_ns: int, now: float) 
     }  # fmt: skip
 
 
-# What only an indexed file sets; every row of one INSERT names the same columns.
+# What only an indexed file sets: every row of one INSERT names the same columns.
 _FILE_DEFAULTS = dict.fromkeys(("width", "height", "format", "taken_at", "camera"))
 
 
@@ -372,12 +372,22 @@ class Store(RunsTable, FacetQueries, EmbeddingQueries, BrowseQueries):
             if row.status == STATUS_INDEXED:
                 upserted[row.id] = row.content_hash
         if values:
-            added = s.execute(
-                insert(PhotoRow).returning(PhotoRow.id, PhotoRow.content_hash, PhotoRow.status),
-                [_FILE_DEFAULTS | v for v in values.values()],
-            )
-            upserted |= {pid: h for pid, h, status in added if status == STATUS_INDEXED}
+            upserted |= self._insert_files(s, [_FILE_DEFAULTS | v for v in values.values()])
         return upserted
+
+    def _insert_files(self, s: Session, rows: list[dict]) -> dict[int, str]:
+        """Insert new file rows; the ids of the indexed ones, with their content hashes."""
+        # render_nulls: rows with and without EXIF stay one statement (None keys are
+        # otherwise left out, and each change of the key set starts another INSERT)
+        stmt = insert(PhotoRow).execution_options(render_nulls=True)
+        if s.get_bind().dialect.insert_executemany_returning:
+            added = s.execute(
+                stmt.returning(PhotoRow.id, PhotoRow.content_hash, PhotoRow.status), rows
+            )
+            return {pid: h for pid, h, status in added if status == STATUS_INDEXED}
+        s.execute(stmt, rows)  # SQLite before 3.35 has no RETURNING: look the ids up
+        found = self._rows_by_path(s, [r["path"] for r in rows if r["status"] == STATUS_INDEXED])
+        return {row.id: row.content_hash for row in found.values()}
 
     @staticmethod
     def _rows_by_path(s: Session, paths: list[str]) -> dict[str, PhotoRow]:
