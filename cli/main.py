@@ -398,9 +398,12 @@ def cmd_ui(settings: Settings, args: argparse.Namespace) -> int:
     elif secret:
         print("searchapp: the page asks for the secret in SEARCHAPP_UI_SECRET", file=sys.stderr)
     cmd = launch.page_command(args.host, args.port, settings.max_upload_mb)
-    if args.open and launch.open_when_ready(launch.page_url(args.host, args.port)) is None:
-        print("searchapp: no display to open a browser on; open the address above", file=sys.stderr)
-    return launch.run_page(cmd, launch.page_env(settings, secret))
+    browser = launch.find_browser() if args.open else None
+    if args.open and browser is None:
+        print("searchapp: no graphical browser to open; open the address above", file=sys.stderr)
+    url = launch.page_url(args.host, args.port)
+    opener = (lambda: launch.open_when_ready(url, browser)) if browser else None
+    return launch.run_page(cmd, launch.page_env(settings, secret), on_started=opener)
 
 
 COMMANDS = {

@@ -51,7 +51,7 @@ def run_cli(
     argv = [*(["--data-dir", str(data)] if data is not None else []), *args]
     overrides = {**PIXELS_ENV, **(env or {})}
     assert "SEARCHAPP_FAULT" not in overrides, "fault injection kills the process: use a subprocess"
-    out, err = _text_sink(), _text_sink()
+    out, err = _text_sink("strict"), _text_sink("backslashreplace")  # as Python's own
     with pytest.MonkeyPatch.context() as patch, _own_root_logging():
         for name, value in overrides.items():
             patch.setenv(name, value)
@@ -71,9 +71,9 @@ def _call_main(argv: list[str], out: io.TextIOWrapper, err: io.TextIOWrapper) ->
     return code
 
 
-def _text_sink() -> io.TextIOWrapper:
+def _text_sink(errors: str) -> io.TextIOWrapper:
     """A UTF-8 text stream over bytes, like a pipe: ``reconfigure`` works, not a terminal."""
-    return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
+    return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors=errors, write_through=True)
 
 
 def _text_of(stream: io.TextIOWrapper) -> str:

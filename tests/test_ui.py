@@ -428,7 +428,7 @@ def test_cli_ui_runs_streamlit_on_localhost(monkeypatch, tmp_path) -> None:  # n
 
     seen = {}
 
-    def fake_run(cmd, env):  # noqa: ANN001, ANN202
+    def fake_run(cmd, env, on_started=None):  # noqa: ANN001, ANN202
         seen["cmd"], seen["env"] = cmd, env
         return 0
 
@@ -453,18 +453,24 @@ def test_cli_ui_runs_streamlit_on_localhost(monkeypatch, tmp_path) -> None:  # n
     assert seen["env"]["SEARCHAPP_WEIGHTS"] == "random"
 
 
-def test_cli_ui_open_without_a_display_says_so_and_serves(monkeypatch, capsys, tmp_path) -> None:  # noqa: ANN001
+def test_cli_ui_open_without_a_graphical_browser_says_so_and_serves(
+    monkeypatch, capsys, tmp_path
+) -> None:  # noqa: ANN001
     from searchapp import cli
     from searchapp.ui import launch
 
     for name in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(launch, "run_page", lambda cmd, env: 0)
-    monkeypatch.setattr(launch.webbrowser, "open", lambda url: pytest.fail(f"opened {url}"))
+    monkeypatch.setenv("TERM", "xterm")  # where webbrowser would pick lynx or w3m, if any
+    started = []
+    monkeypatch.setattr(
+        launch, "run_page", lambda cmd, env, on_started: started.append(on_started) or 0
+    )
     argv = ["--data-dir", str(tmp_path / "lib"), "--weights", "random", "ui", "--open"]
     assert cli.main(argv) == 0
+    assert started == [None], "nothing to open the page with"
     err = capsys.readouterr().err
-    assert "searchapp: no display to open a browser on; open the address above" in err
+    assert "searchapp: no graphical browser to open; open the address above" in err
     assert "serving http://127.0.0.1:8501" in err
 
 
@@ -474,3 +480,21 @@ def test_page_url_is_loopback_where_the_server_binds_every_address() -> None:
     assert page_url("0.0.0.0", 8501) == "http://127.0.0.1:8501/"
     assert page_url("::", 8501) == "http://[::1]:8501/"
     assert page_url("192.168.1.5", 80) == "http://192.168.1.5:80/"
+
+
+def test_find_browser_never_picks_a_text_browser_in_the_terminal(monkeypatch) -> None:  # noqa: ANN001
+    import webbrowser
+
+    from searchapp.ui.launch import find_browser
+
+    monkeypatch.delenv("BROWSER", raising=False)
+    for found, picked in [
+        (webbrowser.GenericBrowser("lynx"), False),  # what webbrowser finds with only TERM set
+        (webbrowser.BackgroundBrowser("xdg-open"), True),
+        (webbrowser.Chrome("google-chrome"), True),
+    ]:
+        monkeypatch.setattr(webbrowser, "get", lambda found=found: found)
+        assert (find_browser() is found) is picked, found.name
+    monkeypatch.setenv("BROWSER", "my-viewer")  # the user's own choice is always taken
+    monkeypatch.setattr(webbrowser, "get", lambda: webbrowser.GenericBrowser("my-viewer"))
+    assert find_browser().name == "my-viewer"

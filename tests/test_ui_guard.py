@@ -65,7 +65,7 @@ def test_policy_for_wildcard_and_named_binds() -> None:
 
 def test_cli_prints_a_generated_secret_beyond_loopback(monkeypatch, tmp_path, capsys) -> None:  # noqa: ANN001
     seen: list[dict[str, str]] = []
-    monkeypatch.setattr(launch, "run_page", lambda cmd, env: seen.append(env) or 0)
+    monkeypatch.setattr(launch, "run_page", lambda cmd, env, **_: seen.append(env) or 0)
     monkeypatch.delenv("SEARCHAPP_UI_SECRET", raising=False)
     base = ["--data-dir", str(tmp_path / "lib"), "ui", "--port", "9999"]
     assert cli.main([*base, "--host", "0.0.0.0"]) == 0

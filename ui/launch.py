@@ -66,9 +66,18 @@ def page_env(settings: Settings, secret: str) -> dict[str, str]:
     return env
 
 
-def run_page(cmd: list[str], env: dict[str, str], grace_s: float = GRACE_S) -> int:
-    """Run the server until it exits or we are told to stop; 0 when stopped by a signal."""
+def run_page(
+    cmd: list[str],
+    env: dict[str, str],
+    grace_s: float = GRACE_S,
+    on_started: Callable[[], object] | None = None,
+) -> int:
+    """Run the server until it exits or we are told to stop; 0 when stopped by a signal.
+    ``on_started`` runs once the child exists (a thread started before a ``preexec_fn``
+    fork could hold a lock the child then waits on forever)."""
     proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent())  # noqa: PLW1509
+    if on_started is not None:
+        on_started()
     stop = threading.Event()
     killer = threading.Timer(grace_s, proc.kill)
     killer.daemon = True
@@ -118,29 +127,38 @@ def page_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def open_when_ready(url: str, wait_s: float = OPEN_WAIT_S) -> threading.Thread | None:
-    """Open ``url`` in the user's browser once the server answers, from a daemon thread;
-    None where no browser can be shown (no display, and no $BROWSER named)."""
-    graphical = sys.platform in ("darwin", "win32") or any(
-        os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY")
-    )
-    if not (graphical or os.environ.get("BROWSER")):
-        return None  # webbrowser would fall back to a text browser in this terminal
-    thread = threading.Thread(target=_open_after_start, args=(url, wait_s), daemon=True)
+def find_browser() -> webbrowser.BaseBrowser | None:
+    """The browser ``webbrowser`` would start: the user's $BROWSER, or a graphical one;
+    None where it would fall back to a text browser (lynx, w3m) in this terminal."""
+    if os.environ.get("BROWSER"):
+        return webbrowser.get()
+    try:
+        browser = webbrowser.get()
+    except webbrowser.Error:
+        return None
+    console = type(browser) is webbrowser.GenericBrowser  # xdg-open is a BackgroundBrowser
+    return None if console else browser
+
+
+def open_when_ready(url: str, browser: webbrowser.BaseBrowser, wait_s: float = OPEN_WAIT_S) -> None:
+    """Start a daemon thread that opens ``url`` in ``browser`` once the server answers."""
+    thread = threading.Thread(target=_open_after_start, args=(url, browser, wait_s), daemon=True)
     thread.start()
-    return thread
 
 
-def _open_after_start(url: str, wait_s: float) -> None:
+def _open_after_start(url: str, browser: webbrowser.BaseBrowser, wait_s: float) -> None:
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url + "_stcore/health", timeout=2):
+            with direct.open(url + "_stcore/health", timeout=2):
                 break
         except urllib.error.HTTPError:
             break  # it answers (the guard may ask for the secret): the page is up
         except OSError:
             time.sleep(0.25)  # not listening yet
     else:
+        print(f"searchapp: the page did not answer in {wait_s:.0f} s; not opening a browser",
+              file=sys.stderr)  # fmt: skip
         return
-    webbrowser.open(url)
+    browser.open(url)
