@@ -386,8 +386,8 @@ def cmd_ui(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 1
     secret, generated = choose_secret(args.host, settings.ui_secret)
-    where = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"searchapp: serving http://{where}:{args.port} (Ctrl+C to stop)", file=sys.stderr)
+    served = launch.http_url(args.host, args.port).rstrip("/")
+    print(f"searchapp: serving {served} (Ctrl+C to stop)", file=sys.stderr)
     if generated:
         print(
             f"searchapp: access secret for this start: {secret}\n"
@@ -398,12 +398,21 @@ def cmd_ui(settings: Settings, args: argparse.Namespace) -> int:
     elif secret:
         print("searchapp: the page asks for the secret in SEARCHAPP_UI_SECRET", file=sys.stderr)
     cmd = launch.page_command(args.host, args.port, settings.max_upload_mb)
-    browser = launch.find_browser() if args.open else None
-    if args.open and browser is None:
+    return launch.run_page(cmd, launch.page_env(settings, secret), on_started=_opener(args))
+
+
+def _opener(args: argparse.Namespace):  # noqa: ANN202 - Callable[[], None] | None
+    """What ``ui --open`` runs once the server's process exists; None without ``--open``."""
+    from searchapp.ui import launch
+
+    if not args.open:
+        return None
+    browser = launch.find_browser()
+    if browser is None:
         print("searchapp: no graphical browser to open; open the address above", file=sys.stderr)
+        return None
     url = launch.page_url(args.host, args.port)
-    opener = (lambda: launch.open_when_ready(url, browser)) if browser else None
-    return launch.run_page(cmd, launch.page_env(settings, secret), on_started=opener)
+    return lambda: launch.open_when_ready(url, browser)
 
 
 COMMANDS = {

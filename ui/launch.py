@@ -118,24 +118,25 @@ def _die_with_parent() -> Callable[[], None] | None:
     return hook
 
 
+def http_url(host: str, port: int) -> str:
+    """``http://host:port/``, an IPv6 address in brackets."""
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
 def page_url(host: str, port: int) -> str:
     """The address a browser on this machine uses: loopback where the server binds them all."""
-    if host in ("0.0.0.0", ""):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+    return http_url({"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host), port)
 
 
 def find_browser() -> webbrowser.BaseBrowser | None:
     """The browser ``webbrowser`` would start: the user's $BROWSER, or a graphical one;
     None where it would fall back to a text browser (lynx, w3m) in this terminal."""
-    if os.environ.get("BROWSER"):
-        return webbrowser.get()
     try:
         browser = webbrowser.get()
     except webbrowser.Error:
         return None
+    if os.environ.get("BROWSER"):
+        return browser  # the user's own choice, whatever it is
     console = type(browser) is webbrowser.GenericBrowser  # xdg-open is a BackgroundBrowser
     return None if console else browser
 
