@@ -34,7 +34,7 @@ from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
-from searchapp.atomic import atomic_writer, remove_stale_temps, write_atomic
+from searchapp.atomic import atomic_path, remove_stale_temps, write_atomic
 from searchapp.config import ENCODER_CLIP, Settings
 from searchapp.errors import ModelCacheError
 from searchapp.model.spec import ModelSpec
@@ -192,8 +192,8 @@ def _write_towers(
         dim = int(text_ts(tokens).shape[-1])
     for name, script in ((IMAGE_FILE, image_ts), (TEXT_FILE, text_ts)):
         remove_stale_temps(folder / name)  # a process stopped mid-write left one
-        with atomic_writer(folder / name) as f, _quiet_torchscript():
-            torch.jit.save(script, f)
+        with atomic_path(folder / name) as tmp, _quiet_torchscript():
+            torch.jit.save(script, str(tmp))
     sizes = {name: (folder / name).stat().st_size for name in (IMAGE_FILE, TEXT_FILE)}
     meta = TowerMeta(spec.model_id, precision, dim, int(tokenizer.context_length), probes, sizes)
     write_atomic(folder / META_FILE, json.dumps(meta.__dict__).encode())
