@@ -206,18 +206,12 @@ class VectorIndex:
         """Write atomically (temp file, fsync, rename) and record the store generation."""
         self.generation = generation
         body = faiss.serialize_index(self.index).tobytes()
-        header = json.dumps(
-            {
-                "model_id": self.model_id,
-                "generation": generation,
-                "count": self.ntotal,
-                "dim": self.dim,
-                "kind": self.kind,
-                "nprobe": self.nprobe,
-                "trained_on": self.trained_on,
-                "crc32": zlib.crc32(body),  # flipped bits in vectors would load silently
-            }
-        ).encode()
+        meta = dict(
+            model_id=self.model_id, generation=generation, count=self.ntotal, dim=self.dim,
+            kind=self.kind, nprobe=self.nprobe, trained_on=self.trained_on,
+            crc32=zlib.crc32(body),  # flipped bits in vectors would load silently
+        )  # fmt: skip
+        header = json.dumps(meta).encode()
         remove_stale_temps(path)  # left by a writer killed mid-save (one writer only)
         with atomic_writer(path, durable=True) as f:
             f.write(MAGIC + struct.pack("<I", len(header)) + header)
