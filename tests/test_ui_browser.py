@@ -137,6 +137,9 @@ def test_landing_shows_the_timeline_with_copies_as_one_tile(page, served) -> Non
     expect(page.locator(".tile")).to_have_count(PHOTOS)
     expect(page.get_by_text(f"{PHOTOS} photos, newest first")).to_be_visible()
     expect(page.locator(".month")).to_have_text(["No date"])
+    # the tab's icon is drawn in the page: not fetched, from this server or another host
+    icon = page.locator("link[rel~='icon']").first
+    expect(icon).to_have_attribute("href", re.compile(r"^data:image/svg\+xml"))
     # the two byte-identical files: one tile, marked
     expect(page.locator(".tile .copies")).to_have_count(1)
     expect(page.locator(".tile .copies")).to_have_text("2 copies")

@@ -33,7 +33,7 @@ h1 { font-size: 1.4rem !important; padding: 0 !important; }
 
 
 def main() -> None:
-    st.set_page_config(page_title="Photos", page_icon=":frame_with_picture:", layout="wide")
+    st.set_page_config(page_title="Photos", page_icon="🖼️", layout="wide")
     st.html(STYLE)
     try:
         settings = load_settings()
