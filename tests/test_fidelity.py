@@ -91,9 +91,12 @@ def test_fp32_precision_is_the_reference_path(
     assert (ours * ref).sum(axis=1).min() > 0.99999
 
 
-def test_checkpoint_built_without_init_gives_the_same_network(tmp_path: Path) -> None:
+def test_checkpoint_built_without_init_gives_the_same_network(
+    tmp_path: Path, reference: ReferenceEncoder
+) -> None:
     """A checkpoint is loaded into a network built on the meta device (no random init):
-    every tensor comes from the file, so its outputs equal the network that was saved."""
+    every tensor comes from the file, so its outputs equal the network that was saved
+    (the reference's, built by ``create_network`` from random weights)."""
     import torch
     from safetensors.torch import save_file
 
@@ -101,7 +104,7 @@ def test_checkpoint_built_without_init_gives_the_same_network(tmp_path: Path) ->
     from searchapp.model import create_network, resolve_spec
 
     base = dict(data_dir=tmp_path / "lib", precision="fp32")
-    saved = create_network(resolve_spec(load_settings(weights="random", **base)), announce=False)
+    saved = reference.model
     state = {k: v.contiguous() for k, v in saved.state_dict().items()}
     save_file(state, tmp_path / "full.safetensors")
     loaded = create_network(
