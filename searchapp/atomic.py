@@ -20,36 +20,45 @@ def temp_prefix(path: Path) -> str:
 
 
 @contextmanager
-def atomic_path(path: Path, *, durable: bool = False) -> Iterator[Path]:
-    """A temp file's name that replaces ``path`` in one rename when the block exits cleanly.
+def atomic_writer(path: Path, *, durable: bool = False) -> Iterator[BinaryIO]:
+    """A binary file that replaces ``path`` in one rename when the block exits cleanly.
 
     The temp file is created 0600 beside ``path`` (same filesystem, so the rename is
     atomic; missing folders are made 0700) and removed on any error. ``durable`` fsyncs
-    before the rename, for files a power cut must not leave empty. For writers that want a
-    name rather than a file object (``torch.jit.save`` writes a path twice as fast).
+    before the rename, for files a power cut must not leave empty.
     """
-    make_private_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=TEMP_SUFFIX)
-    os.close(fd)
-    try:
-        yield Path(tmp)
+    with _replacing(path) as (fd, _), os.fdopen(fd, "wb") as f:
+        yield f
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
+
+
+@contextmanager
+def atomic_path(path: Path, *, durable: bool = False) -> Iterator[Path]:
+    """The name of a temp file that replaces ``path`` as :func:`atomic_writer` does, for
+    writers that want a name: ``torch.jit.save`` writes a name twice as fast as a file."""
+    with _replacing(path) as (fd, tmp):
+        os.close(fd)
+        yield tmp
         if durable:
             fd = os.open(tmp, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+@contextmanager
+def _replacing(path: Path) -> Iterator[tuple[int, Path]]:
+    make_private_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=TEMP_SUFFIX)
+    try:
+        yield fd, Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-@contextmanager
-def atomic_writer(path: Path, *, durable: bool = False) -> Iterator[BinaryIO]:
-    """A binary file that replaces ``path`` atomically (see :func:`atomic_path`)."""
-    with atomic_path(path, durable=durable) as tmp, tmp.open("wb") as f:
-        yield f
 
 
 def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
