@@ -317,6 +317,14 @@ def test_phone_width_shows_two_or_three_per_row(browser, served) -> None:  # noq
             rows[top] = rows.get(top, 0) + 1
         full = list(rows.values())[:-1]  # the last row may be short
         assert full and all(2 <= n <= 3 for n in full), rows
+        # a compact search bar: the two popover buttons share a row, the search box shows
+        # its placeholder without its label and keeps its accessible name
+        buttons = [page.get_by_role("button", name=n) for n in ("Search by image", "Filters")]
+        tops = [b.bounding_box()["y"] for b in buttons]
+        assert abs(tops[0] - tops[1]) < 2, tops
+        expect(page.get_by_text("Search your photos", exact=True)).to_be_hidden()
+        expect(page.get_by_role("textbox", name="Search your photos")).to_be_visible()
+        expect(page.get_by_text("Less of (optional)")).to_be_visible()  # not typed text
         page.screenshot(path=str(_shots_dir() / "timeline-390x844.png"))
     finally:
         context.close()

@@ -23,11 +23,21 @@ RANDOM_BANNER = (
     "Random model weights (chosen by SEARCHAPP_WEIGHTS=random or --weights random): searches "
     "by words or images mean nothing. Fix: unset SEARCHAPP_WEIGHTS and run `searchapp ui`."
 )
-# A denser page: less padding around the grid, the title small.
+# A denser page: less padding around the grid, the title small. On a phone Streamlit stacks
+# the search bar's four columns; the two popover buttons then share a row and the search
+# box shows its placeholder without its label (still its accessible name), so photos start
+# higher on the first screen.
 STYLE = """
 <style>
 .block-container { padding-top: 2.2rem; padding-left: 1.2rem; padding-right: 1.2rem; }
 h1 { font-size: 1.4rem !important; padding: 0 !important; }
+@media (max-width: 640px) {
+  .st-key-searchbar [data-testid="stHorizontalBlock"] { flex-flow: row wrap; }
+  .st-key-searchbar [data-testid="stColumn"]:nth-child(n+3) {
+    flex: 1 1 calc(50% - 1rem) !important; min-width: calc(50% - 1rem) !important; }
+  .st-key-searchbar [data-testid="stColumn"]:first-child [data-testid="stWidgetLabel"] {
+    display: none; }
+}
 </style>
 """
 

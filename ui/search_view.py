@@ -123,7 +123,8 @@ def show_photos(library: Library) -> None:
     """Search bar, then the timeline or the results."""
     sync_from_url()
     st.session_state[SHOWN] = True
-    bar = st.columns([5, 3, 2, 2], vertical_alignment="bottom")
+    # keyed, so the page's style can fold it on a phone (app.py)
+    bar = st.container(key="searchbar").columns([5, 3, 2, 2], vertical_alignment="bottom")
     flt = show_filters(library, bar[3])
     parts, upload_key, names = _search_bar(library, bar[:3])
     state = current_state()
