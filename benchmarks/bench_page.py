@@ -201,7 +201,7 @@ def measure(settings: Settings, runs: int) -> dict[str, list[float]]:
             for run in range(runs):
                 _one_round(context, url, out, run)
             keeper.close()
-            for _ in range(runs):  # no tab of the page open: Chromium starts a renderer
+            for _ in range(runs):  # no tab of the page open: most likely a new renderer each
                 page = context.new_page()
                 out["new tab, no tab of it open: thumbnails"].append(_new_tab(page, url))
                 page.close()
