@@ -3,7 +3,8 @@
 The page serves whatever path a query names (``image:PATH``, a detail view, "open
 folder"), so every read of an original goes through :func:`guarded_original`: the path
 is resolved (``..`` and symlinks included) and must land on an indexed photo inside an
-indexed root. Anything else is refused with :class:`AccessDeniedError`.
+indexed root. Anything else is refused with :class:`AccessDeniedError`; an indexed photo
+whose file is gone gets :class:`PhotoNotFoundError`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from searchapp.decoder import load_photo
-from searchapp.errors import AccessDeniedError
+from searchapp.errors import AccessDeniedError, PhotoNotFoundError
 from searchapp.paths import is_under
 from searchapp.store import Store
 
@@ -31,6 +32,11 @@ def guarded_original(store: Store, path: str | Path) -> Path:
         raise AccessDeniedError(f"{path} is not inside an indexed folder.")
     if store.find_photo_by_path(str(path)) is None and store.find_photo_by_path(str(real)) is None:
         raise AccessDeniedError(f"{path} is not an indexed photo.")
+    if not real.is_file():
+        raise PhotoNotFoundError(
+            f"{path} is no longer there (moved, deleted, or its drive is offline); "
+            "the next indexing run updates the library."
+        )
     return real
 
 

@@ -147,6 +147,32 @@ def test_more_like_this_from_the_url_and_clear(monkeypatch, shared_library) -> N
     assert _grid(at)["groups"] and "like" not in at.query_params
 
 
+def test_a_hand_made_link_shows_what_it_asks_and_never_breaks(monkeypatch, shared_library) -> None:  # noqa: ANN001
+    """A weight the slider does not offer snaps to the nearest on its side (it showed
+    "much less like this"); a year, a file type or a size the Filters box would not list
+    stays in effect when the box opens; a year 0 or an id past SQLite's is dropped."""
+    settings, photos = shared_library
+    at = _app(monkeypatch, settings.data_dir).run()
+    target = _tiles(at)[0]["photo_id"]
+    at.query_params.update({"like": f"{target},99999999999999999999", "lw": "0.7"})
+    at.run()
+    assert not at.exception and at.select_slider(key="like_weight").value == 0.5
+    assert (at.query_params["like"], at.query_params["lw"]) == (str(target), "0.5")
+    at.button(key="clear-like").click().run()
+    wanted = {"when": "1999", "types": "BMP", "min_side": "20000"}
+    at.query_params.update({**wanted, "min_side": "50000"})
+    at.run()
+    assert not at.exception and not _tiles(at)
+    _open_filters(at)
+    assert not at.exception
+    assert {k: at.query_params.get(k) for k in wanted} == wanted
+    for bad in ({"when": "0001"}, {"when": "custom", "since": "0001-01-01"}):
+        at.query_params.clear()
+        at.query_params.update(bad)
+        at.run()
+        assert not at.exception and len(_tiles(at)) == 16
+
+
 def test_combined_query_and_a_new_upload_starts_at_like_this(monkeypatch, shared_library) -> None:  # noqa: ANN001
     settings, photos = shared_library
     at = _app(monkeypatch, settings.data_dir).run()

@@ -207,6 +207,7 @@ def test_a_screen_of_thumbnails_comes_in_one_response(server) -> None:  # noqa: 
     finally:
         conn.close()
     assert resp.status == 200 and sizes[1] == 0 and len(sizes) == 4
+    assert resp.getheader("Cache-Control") == "no-store", "one is missing: not kept"
     parts, at = [], 0
     for n in sizes:
         parts.append(body[at : at + n])
@@ -215,6 +216,12 @@ def test_a_screen_of_thumbnails_comes_in_one_response(server) -> None:  # noqa: 
     for h, part in zip(asked, parts, strict=True):
         if h != "0" * 32:
             assert part == _call(server, "GET", f"/photo/thumb/{h}")[2] and part[:2] == b"\xff\xd8"
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request("GET", "/photo/thumbs?h=" + ",".join(hashes))
+        assert conn.getresponse().getheader("Cache-Control") == media.IMMUTABLE
+    finally:
+        conn.close()
     assert _call(server, "GET", "/photo/thumbs?h=" + ",".join([hashes[0]] * 61))[0] == 404
     assert _call(server, "GET", "/photo/thumbs?h=../secret")[0] == 404
     assert _call(server, "GET", "/photo/thumbs")[0] == 404
@@ -247,3 +254,33 @@ def test_the_page_server_listens_with_nagle_off(monkeypatch: pytest.MonkeyPatch)
     assert _accepted_nodelay(starlette_server._bind_socket) == 0  # Streamlit alone
     assert turn_nagle_off()
     assert _accepted_nodelay(starlette_server._bind_socket) != 0
+
+
+def test_ids_beyond_the_library_and_gone_files_get_a_clear_answer(server) -> None:  # noqa: ANN001
+    huge = "99999999999999999999"  # past SQLite's integers: not a crash, not found
+    for route in ("original", "preview", "info"):
+        assert _call(server, "GET", f"/photo/{route}/{huge}")[0] == 404
+    assert _call(server, "GET", f"/photo/zip?ids=%C2%B2,{huge}")[0] == 400
+    photo = server.photos / "2023" / "astronaut.jpg"
+    photo.rename(server.base / "astronaut.away")  # moved away since it was indexed
+    try:
+        gone = server.ids["2023/astronaut.jpg"]
+        status, kind, body = _call(server, "GET", f"/photo/original/{gone}")
+        assert status == 404 and kind.startswith("text/plain")
+        assert "astronaut.jpg is no longer there" in body.decode()
+        ids = f"{server.ids['2023/rocket.jpg']},{gone}"
+        status, _, body = _call(server, "GET", f"/photo/zip?ids={ids}")
+        assert status == 200, "the others still come, the zip says what is missing"
+        with zipfile.ZipFile(io.BytesIO(body)) as archive:
+            assert archive.namelist() == ["rocket.jpg", media.UNREAD_NOTE]
+            assert "astronaut.jpg" in archive.read(media.UNREAD_NOTE).decode()
+    finally:
+        (server.base / "astronaut.away").rename(photo)
+
+
+def test_zip_entry_names_unpack_safely_everywhere() -> None:
+    taken: set[str] = set()
+    names = ["/p/..\\..\\evil.jpg", "/p/a:b.jpg", "/p/IMG.jpg", "/p/img.JPG", "/p/img.jpg"]
+    assert [media._unique(media._entry_name(n), taken) for n in names] == [
+        ".._.._evil.jpg", "a_b.jpg", "IMG.jpg", "img (2).JPG", "img (3).jpg",
+    ]  # fmt: skip

@@ -46,3 +46,23 @@ def test_quick_date_ranges() -> None:
     )  # fmt: skip
     assert quick_range("", today) == (None, None)
     assert date.fromtimestamp(quick_range("2019", today)[0]) == date(2019, 1, 1)
+
+
+def test_a_link_cannot_ask_for_what_the_page_cannot_show() -> None:
+    """Values a hand-made or older link may carry: a weight the slider does not offer snaps
+    to the nearest on its side of zero (the slider would fall back to "much less like
+    this"); years and ids past what dates and SQLite hold, and digits that are not ASCII,
+    are dropped rather than crash the page."""
+    assert [from_params({"like": "1", "lw": w}).lw for w in ("0.7", "1.5", "-0.1", "0", "nan")] == [
+        0.5, 1.0, -0.5, 0.5, 1.0,
+    ]  # fmt: skip
+    assert from_params({"lw": "-inf"}).lw == 1.0
+    for when in ("0000", "0001", "¹²³⁴", "99999"):
+        assert from_params({"when": when}).when == ""
+    assert from_params({"when": "1999"}).when == "1999"
+    assert from_params({"when": "custom", "since": "0001-01-01"}).since == ""
+    assert from_params({"like": "3,99999999999999999999,²"}).like == ()
+    assert from_params({"like": "3,99999999999999999999"}).like == (3,)
+    assert from_params({"min_side": "50000"}).min_side == 20_000
+    assert from_params({"min_side": "-5"}).min_side == 0
+    assert from_params({"pages": "1_000"}).pages == 1

@@ -14,6 +14,7 @@ import streamlit as st
 from searchapp.config import Settings, load_settings
 from searchapp.errors import SearchAppError
 from searchapp.ui.indexing import add_folder_form, show_flash
+from searchapp.ui.markdown import md_escape
 from searchapp.ui.resources import get_library, start_warm_up
 from searchapp.ui.search_view import SHOWN as PHOTOS_SHOWN
 from searchapp.ui.search_view import show_photos
@@ -48,7 +49,7 @@ def main() -> None:
     try:
         settings = load_settings()
     except SearchAppError as err:
-        st.error(str(err))
+        st.error(md_escape(str(err)))
         return
     if settings.random_weights:
         st.warning(RANDOM_BANNER, icon=":material/warning:")
@@ -60,7 +61,7 @@ def main() -> None:
     try:
         indexed = library.photo_count()
     except SearchAppError as err:
-        st.error(str(err))
+        st.error(md_escape(str(err)))
         return
     if indexed == 0:
         _empty_state(settings)

@@ -74,7 +74,9 @@ def _filter_widgets(library: Library) -> None:
     _folder_box(library, generation)
     facets = _facets(library, generation)
     _dates(facets)
-    st.multiselect("File type", facets.formats, key="types")
+    # a link's file type this library lacks stays chosen (and finds nothing), as when closed
+    chosen = [t for t in st.session_state.get("types") or () if t not in facets.formats]
+    st.multiselect("File type", [*facets.formats, *chosen], key="types")
     st.number_input(
         "Minimum size (px, both sides)", 0, 20000, step=100, key="min_side",
         help="Hide photos smaller than this many pixels in width or height.",
@@ -120,8 +122,9 @@ def _dates(facets: Facets) -> None:
         years = [str(y) for y in range(date.fromtimestamp(last).year,
                                         date.fromtimestamp(first).year - 1, -1)]  # fmt: skip
     options = [*QUICK, *years, CUSTOM]
-    if st.session_state.get("when") not in options:
-        st.session_state["when"] = ""
+    chosen = st.session_state.get("when") or ""
+    if chosen not in options:  # a link's year this library has no photo of: kept, as a filter
+        options.insert(len(QUICK), chosen)
     when = st.selectbox(
         "Date taken", options, key="when",
         format_func=lambda w: QUICK.get(w) or ("Pick days…" if w == CUSTOM else w),

@@ -13,6 +13,7 @@ from searchapp.indexer.commands import Index, absolute
 from searchapp.indexer.pipeline import Progress
 from searchapp.indexer.writer import submit
 from searchapp.scanner import holds_photos
+from searchapp.ui.markdown import md_escape
 from searchapp.ui.resources import get_embedder
 
 FLASH = "flash"
@@ -63,7 +64,7 @@ def run_indexing(
         )
     except SearchAppError as err:
         bar.empty()
-        st.error(str(err))
+        st.error(md_escape(str(err)))
         return False
     stats = outcome.stats
     assert stats is not None  # an Index command always reports its run
@@ -95,12 +96,12 @@ def add_folder_form(settings: Settings, *, key: str = "add") -> None:
             st.error("Type the path of a photo folder first.")
             return
         if not Path(path).expanduser().is_dir():
-            st.error(f"{path} is not a folder on this computer; check the path.")
+            st.error(f"{md_escape(path)} is not a folder on this computer; check the path.")
             return
         if not anyway and holds_photos(str(Path(path).expanduser())) is False:
             st.warning(
-                f"No photos found in {path}, so it was not added. Pick the folder that holds "
-                "your photos, or tick 'Add it anyway' to keep it for photos to come."
+                f"No photos found in {md_escape(path)}, so it was not added. Pick the folder "
+                "that holds your photos, or tick 'Add it anyway' to keep it for photos to come."
             )
             st.session_state[f"{key}-empty"] = path
             return

@@ -35,7 +35,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from searchapp.config import load_settings
-from searchapp.errors import SearchAppError
+from searchapp.errors import PhotoNotFoundError, SearchAppError
 from searchapp.library import Library
 
 _HASH = re.compile(r"^[0-9a-f]{16,128}$")
@@ -65,9 +65,17 @@ def _preview(path: str, mtime_ns: int) -> bytes:
     return _library().preview_jpeg(path)
 
 
+_ID = re.compile(r"[0-9]{1,18}")  # below SQLite's largest row id (2**63 - 1)
+
+
+def _photo_id(text: object) -> int | None:
+    return int(text) if _ID.fullmatch(str(text)) else None
+
+
 def _record(request: Request):  # noqa: ANN202 - PhotoRecord | None
+    photo_id = _photo_id(request.path_params["photo_id"])
     try:
-        return _library().photo(int(request.path_params["photo_id"]))
+        return None if photo_id is None else _library().photo(photo_id)
     except SearchAppError:  # no library yet, or a damaged one: nothing to serve
         return None
 
@@ -88,9 +96,12 @@ async def thumbs(request: Request) -> Response:
     if not 0 < len(hashes) <= THUMBS_MAX or not all(_HASH.match(h) for h in hashes):
         return _not_found(f"ask for 1 to {THUMBS_MAX} content hashes")
     parts = [_thumb_bytes(h) or b"" for h in hashes]
+    # kept only when whole: a thumbnail missing now (being made, or rebuilt from Status)
+    # must come with the next load of this screen
+    cache = IMMUTABLE if all(parts) else "no-store"
     return Response(
         b"".join(parts), media_type="application/octet-stream",
-        headers={"Cache-Control": IMMUTABLE, "X-Thumb-Sizes": ",".join(str(len(p)) for p in parts)},
+        headers={"Cache-Control": cache, "X-Thumb-Sizes": ",".join(str(len(p)) for p in parts)},
     )  # fmt: skip
 
 
@@ -146,8 +157,9 @@ def original(request: Request) -> Response:
 
 
 def info(request: Request) -> Response:
+    photo_id = _photo_id(request.path_params["photo_id"])
     try:
-        details = _library().photo_info(int(request.path_params["photo_id"]))
+        details = None if photo_id is None else _library().photo_info(photo_id)
     except SearchAppError:
         details = None
     if details is None:
@@ -180,7 +192,7 @@ def zip_photos(request: Request) -> Response:
     refused, or more than ``ZIP_MAX_PHOTOS``, refuses the zip with a one-line message.
     """
     raw = request.query_params.get("ids", "")
-    ids = list(dict.fromkeys(int(i) for i in raw.split(",") if i.strip().isdigit()))
+    ids = list(dict.fromkeys(i for i in map(_photo_id, raw.split(",")) if i is not None))
     if not ids:
         return _refused(400, "Select one photo or more to download them as a zip.")
     if len(ids) > ZIP_MAX_PHOTOS:
@@ -195,9 +207,11 @@ def zip_photos(request: Request) -> Response:
             return _refused(404, f"Photo {pid} is no longer in the library; clear the selection.")
         try:
             real = library.photo_file(record.path)
+        except PhotoNotFoundError:  # gone from its folder: the zip says so inside
+            real = Path(record.path)
         except SearchAppError as err:
             return _refused(403, f"{Path(record.path).name} cannot be downloaded: {err}")
-        files.append((real, _unique(Path(record.path).name, names)))
+        files.append((real, _unique(_entry_name(record.path), names)))
     return StreamingResponse(
         _zip_stream(files),
         media_type="application/zip",
@@ -258,13 +272,20 @@ def _zip_stream(files: list[tuple[Path, str]]) -> Iterator[bytes]:
     yield sink.take()
 
 
+def _entry_name(path: str) -> str:
+    # a Linux name may hold a backslash or a colon, which unzip tools elsewhere read as a
+    # folder or a drive (an entry named "..", backslash, "x.jpg" would land outside)
+    return re.sub(r'[\\/:*?"<>|\x00-\x1f]', "_", Path(path).name) or "photo"
+
+
 def _unique(name: str, taken: set[str]) -> str:
+    # compared without case: unpacked on Windows or macOS, "a.JPG" would overwrite "a.jpg"
     stem, dot, ext = name.rpartition(".")
     candidate, n = name, 1
-    while candidate in taken:
+    while candidate.casefold() in taken:
         n += 1
         candidate = f"{stem} ({n}).{ext}" if dot else f"{name} ({n})"
-    taken.add(candidate)
+    taken.add(candidate.casefold())
     return candidate
 
 

@@ -19,11 +19,11 @@ from searchapp.library import Library, PhotoFilter, QueryPart, Tile, describe_pa
 from searchapp.library import parse_query as parse_text
 from searchapp.ui.filters_view import explain_empty, show_filters
 from searchapp.ui.gallery import show_gallery, take_action
-from searchapp.ui.url_state import SearchState, from_params, to_params
+from searchapp.ui.markdown import md_escape
+from searchapp.ui.url_state import WEIGHTS, SearchState, from_params, to_params
 
 PAGE = 60  # tiles a "load more" adds: about two screens on a laptop
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "heic", "heif"]
-WEIGHTS = [-2.0, -1.0, -0.5, 0.5, 1.0, 2.0, 3.0]
 WEIGHT_LABELS = {
     -2.0: "much less like this", -1.0: "less like this", -0.5: "a little less like this",
     0.5: "a little like this", 1.0: "like this", 2.0: "more like this",
@@ -142,7 +142,7 @@ def show_photos(library: Library) -> None:
         st.session_state["_remembered"] = to_params(state.without_paging())
         library.remember_search(to_params(state.without_paging()))
     if len(parts) > 1:
-        st.caption("Query: " + describe_parts(parts, names))
+        st.caption("Query: " + md_escape(describe_parts(parts, names)))
     _results(library, parts, flt, state, upload_key)
 
 
@@ -150,7 +150,7 @@ def _timeline(library: Library, flt: PhotoFilter | None, state: SearchState) -> 
     try:
         page = library.timeline(flt, 0, PAGE * (state.pages + 1))  # a page ahead
     except SearchAppError as err:
-        st.error(str(err))
+        st.error(md_escape(str(err)))
         return
     st.caption(f"{page.total:,} photos, newest first" + (" (filtered)" if flt else ""))
     if not page.tiles:
@@ -176,7 +176,7 @@ def _results(
         )
         by_name = library.name_tiles(state.q, flt, limit=k) if not state.like else []
     except SearchAppError as err:
-        st.error(str(err))
+        st.error(md_escape(str(err)))
         return
     tiles = _merge(by_name, library.tiles(page.results))
     tiles = library.fold_similar(tiles) if state.fold else tiles
@@ -242,7 +242,7 @@ def _search_bar(
         if text.strip():
             parts += parse_text(text)
     except SearchAppError as err:
-        st.error(str(err))
+        st.error(md_escape(str(err)))
     parts += [QueryPart("text", w.strip(), -1.0) for w in negative.split(",") if w.strip()]
     upload_key = None
     if upload is not None:
@@ -305,12 +305,4 @@ def _recent_label(params: dict[str, str]) -> str:
     text = state.q or (f"like {len(state.like)} photo(s)" if state.like else "search")
     if state.neg:
         text += f" − {state.neg}"
-    return text if len(text) <= 40 else text[:39] + "…"
-
-
-MD_SPECIAL = "\\`*_[]<>~$#|"
-
-
-def md_escape(text: str) -> str:
-    """File names shown as Markdown: `*` or `_` in a name must not turn into emphasis."""
-    return "".join("\\" + c if c in MD_SPECIAL else c for c in text)
+    return md_escape(text if len(text) <= 40 else text[:39] + "…")

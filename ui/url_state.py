@@ -6,11 +6,21 @@ values that differ from the defaults go into the URL, so the landing page is pla
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, fields, replace
 from datetime import date
 
 SORTS = ("relevance", "newest", "oldest")
 WHEN = ("", "this-month", "this-year", "last-year", "custom")  # or a year: "2023"
+# the example photos' weights the page offers (less like ... more like); a link's weight
+# snaps to the nearest, keeping its sign, so the slider shows what the query uses
+WEIGHTS = (-2.0, -1.0, -0.5, 0.5, 1.0, 2.0, 3.0)
+# dates a photo can carry: beyond these, local-time conversions overflow (year 0)
+YEARS = range(1800, 3000)
+MAX_SIDE = 20_000  # the largest "minimum size" the Filters box offers
+MAX_ID = 2**63 - 1  # SQLite's largest row id
+_DIGITS = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -56,19 +66,33 @@ def from_params(params: dict[str, str]) -> SearchState:
     state = replace(base, **values)
     if state.sort not in SORTS:
         state = replace(state, sort=base.sort)
-    if state.when not in WHEN and not (state.when.isdigit() and len(state.when) == 4):
+    if state.when not in WHEN and not _is_year(state.when):
         state = replace(state, when="")
-    # the filter reads these days whether or not the Filters popover is open
-    state = replace(state, since=_iso_day(state.since), until=_iso_day(state.until))
-    return replace(state, pages=max(1, min(state.pages, 50)), lw=max(-3.0, min(state.lw, 3.0)))
+    # the filter reads these whether or not the Filters popover is open
+    return replace(
+        state, since=_iso_day(state.since), until=_iso_day(state.until),
+        like=tuple(i for i in state.like if 0 < i <= MAX_ID), lw=_snap_weight(state.lw),
+        pages=max(1, min(state.pages, 50)), min_side=max(0, min(state.min_side, MAX_SIDE)),
+    )  # fmt: skip
+
+
+def _is_year(text: str) -> bool:
+    return bool(_DIGITS.fullmatch(text)) and int(text) in YEARS
+
+
+def _snap_weight(weight: float) -> float:
+    """The offered weight nearest to ``weight``, on the same side of zero."""
+    side = [w for w in WEIGHTS if (w < 0) == (weight < 0)]
+    return min(side, key=lambda w: abs(w - weight))
 
 
 def _iso_day(text: str) -> str:
-    """``text`` if it is an ISO date (YYYY-MM-DD), else "" (no bound)."""
+    """``text`` if it is an ISO date (YYYY-MM-DD) in ``YEARS``, else "" (no bound)."""
     try:
-        return date.fromisoformat(text).isoformat() if text else ""
+        day = date.fromisoformat(text) if text else None
     except ValueError:
         return ""
+    return day.isoformat() if day and day.year in YEARS else ""
 
 
 def to_params(state: SearchState) -> dict[str, str]:
@@ -86,13 +110,23 @@ def _parse(name: str, raw: str, default: object) -> object:
     if isinstance(default, bool):
         return raw in ("1", "true", "yes")
     if isinstance(default, int):
-        return int(raw)
+        return _int(raw)
     if isinstance(default, float):
-        return float(raw)
+        value = float(raw)
+        if not math.isfinite(value):
+            raise ValueError(raw)
+        return value
     if isinstance(default, tuple):
         items = [p.strip() for p in raw.split(",") if p.strip()]
-        return tuple(int(p) for p in items) if name == "like" else tuple(items)
+        return tuple(_int(p) for p in items) if name == "like" else tuple(items)
     return raw
+
+
+def _int(text: str) -> int:
+    """ASCII digits only (``int`` also takes "²"-like digits and "1_000"), optional "-"."""
+    if not _DIGITS.fullmatch(text.removeprefix("-")):
+        raise ValueError(text)
+    return int(text)
 
 
 def _format(value: object) -> str:
