@@ -7,7 +7,11 @@ own Host header and raw websocket handshakes that set their own Host and Origin.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
 from urllib.parse import urlencode
 
 import pytest
@@ -16,6 +20,7 @@ from searchapp import cli
 from searchapp.errors import ConfigError
 from searchapp.ui import launch
 from searchapp.ui.guard import LOGIN_PATH, choose_secret, policy_for
+from searchapp.ui.peer import owner_checks_work
 from tests.helpers import free_port
 from tests.page import request, start_page, stop_group, websocket
 
@@ -118,6 +123,39 @@ def test_the_started_address_is_served(open_page) -> None:  # noqa: ANN001
         assert request(port, asset, host)[0] == 200
         assert websocket(port, host, f"http://{host}") == 101
     assert websocket(port, f"127.0.0.1:{port}", None) == 101  # a local program: no Origin
+
+
+OTHER_ACCOUNT_PROBE = """
+import http.client, sys
+port = int(sys.argv[1])
+for path, extra in (("/", {}), ("/_stcore/health", {}), ("/_stcore/stream", {
+        "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Protocol": "streamlit"})):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    conn.request("GET", path, headers={"Host": f"127.0.0.1:{port}", **extra})
+    resp = conn.getresponse()
+    print(resp.status, resp.read().decode(errors="replace").strip())
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.geteuid() != 0 or not shutil.which("setpriv"),
+    reason="needs Linux, root and setpriv to connect as another account",
+)
+def test_another_account_on_this_computer_is_refused(open_page) -> None:  # noqa: ANN001
+    """Loopback keeps other machines out, not the other accounts here: the page answers
+    only connections its own account holds (sock_diag tells; ui/peer.py)."""
+    assert owner_checks_work(), "the owner check is on where this test runs"
+    port, _ = open_page
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    probe = subprocess.run([*nobody, sys.executable, "-I", "-c", OTHER_ACCOUNT_PROBE, str(port)],
+                           capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    lines = probe.stdout.splitlines()
+    assert len(lines) == 3 and all(
+        line.startswith("403 ") and "belongs to another account" in line for line in lines[:2]
+    ), probe.stdout
+    assert lines[2].startswith("403"), "the live connection too"
+    assert request(port, "/_stcore/health", f"127.0.0.1:{port}")[0] == 200  # this account
 
 
 def test_a_wrong_host_is_refused_on_every_route(open_page) -> None:  # noqa: ANN001

@@ -7,7 +7,9 @@ health, media, uploads and the websocket). It refuses:
   ``evil.example`` that resolves to 127.0.0.1 sends ``Host: evil.example``);
 - an ``Origin`` other than the page's own (another local port, another site, ``null``);
 - cross-site subresource requests (fetch metadata), so other pages cannot embed the photos;
-- with a secret set, anything without the access cookie; the page then asks for the secret.
+- with a secret set, anything without the access cookie; the page then asks for the secret;
+- without one (a loopback bind), on Linux, connections held by another account on this
+  computer (``peer.py``): loopback keeps other machines out, not the other local users.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from searchapp.errors import ConfigError
+from searchapp.ui.peer import peer_uid
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - names, not a bind
@@ -76,6 +79,7 @@ class AccessPolicy:
     hosts: frozenset[str]
     any_ip: bool = False  # a wildcard bind: an IP-literal Host names this machine directly
     secret: str = field(default="", repr=False)
+    owner_uid: int | None = None  # when set, only this account's connections (peer.py)
 
     @property
     def cookie_name(self) -> str:
@@ -118,14 +122,17 @@ class AccessPolicy:
         return hmac.compare_digest(value.encode(), self.token().encode())
 
 
-def policy_for(bind: str, port: int, secret: str = "") -> AccessPolicy:
-    """The policy for a page bound to ``bind:port``: loopback names, or the bind as given."""
+def policy_for(
+    bind: str, port: int, secret: str = "", owner_uid: int | None = None
+) -> AccessPolicy:
+    """The policy for a page bound to ``bind:port``: loopback names, or the bind as given;
+    with ``owner_uid``, only connections that account holds."""
     name = bind.strip("[]").lower().rstrip(".")
     if name in WILDCARD_BINDS:
         hosts = LOOPBACK_NAMES | _own_names()
-        return AccessPolicy(port=port, hosts=hosts, any_ip=True, secret=secret)
+        return AccessPolicy(port, hosts, any_ip=True, secret=secret, owner_uid=owner_uid)
     hosts = LOOPBACK_NAMES | {name} if is_loopback(name) else frozenset({name})
-    return AccessPolicy(port=port, hosts=frozenset(hosts), secret=secret)
+    return AccessPolicy(port, frozenset(hosts), secret=secret, owner_uid=owner_uid)
 
 
 class AccessGuard:
@@ -140,7 +147,7 @@ class AccessGuard:
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
-        refusal = self._refusal(headers)
+        refusal = self._refusal(headers) or self._peer_refusal(scope)
         if refusal is None and not self.policy.cookie_valid(headers.get("cookie")):
             if scope["type"] == "http" and scope["path"] == LOGIN_PATH:
                 await self._login(scope, receive, send)
@@ -164,6 +171,17 @@ class AccessGuard:
         if not _same_site_or_navigation(headers):
             return "other web pages may not embed this page's content"
         return None
+
+    def _peer_refusal(self, scope: Scope) -> str | None:
+        owner = self.policy.owner_uid
+        if owner is None:
+            return None
+        client, server = scope.get("client"), scope.get("server")
+        try:
+            uid = peer_uid(tuple(client), tuple(server)) if client and server else None
+        except (OSError, ValueError):
+            uid = None
+        return None if uid == owner else "this page belongs to another account on this computer"
 
     async def _login(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":

@@ -17,6 +17,7 @@ from streamlit import config
 
 from searchapp.ui.guard import AccessGuard, choose_secret, policy_for
 from searchapp.ui.media import media_routes
+from searchapp.ui.peer import owner_checks_work
 
 SECRET_ENV = "SEARCHAPP_UI_SECRET"
 PAGE = Path(__file__).resolve().with_name("app.py")
@@ -29,7 +30,9 @@ def _policy():  # noqa: ANN202 - AccessPolicy
     if generated:
         # only reached when started without `searchapp ui`, which prints the secret it sets
         raise SystemExit(f"searchapp: {bind} is not loopback; set {SECRET_ENV} to serve it")
-    return policy_for(bind, port, secret)
+    # no secret: a loopback bind, which answers only this account where that can be told
+    owner = os.getuid() if not secret and owner_checks_work() else None
+    return policy_for(bind, port, secret, owner)
 
 
 app = st.App(PAGE, routes=media_routes(), middleware=[Middleware(AccessGuard, policy=_policy())])
