@@ -235,6 +235,36 @@ def test_image_upload_searches_by_image(monkeypatch, shared_library) -> None:  #
         assert _result_names(at)[0] == "coffee.png", fmt
 
 
+def test_an_image_search_survives_a_visit_to_status(monkeypatch, shared_library) -> None:  # noqa: ANN001
+    """Streamlit drops the uploader's file while Status is open: the page keeps the image
+    and its weight, searches by it still, and its card's Clear (or the uploader's x) ends it."""
+    settings, photos = shared_library
+    at = _app(monkeypatch, settings.data_dir).run()
+    at.file_uploader[0].set_value(("query.png", (photos / "coffee.png").read_bytes(), "image/png"))
+    at.run()
+    next(s for s in at.select_slider if s.key.startswith("upload_weight-")).set_value(2.0).run()
+    shown = _result_names(at)
+    at.session_state["tab"] = "Status"
+    at.run()
+    at.session_state["tab"] = "Photos"
+    at.run()
+    assert not at.exception and _result_names(at) == shown
+    [slider] = [s for s in at.select_slider if s.key.startswith("upload_weight-")]
+    assert slider.value == 2.0 and any(m.value == "**Like query.png**" for m in at.markdown)
+    at.text_input(key="query").input("a cat").run()
+    assert _query_caption(at) == "Query: a cat + 2 × uploaded image"
+    at.button(key="clear-upload").click().run()
+    assert not at.exception and not any("Like query.png" in m.value for m in at.markdown)
+    assert not any("uploaded image" in c.value for c in at.caption)
+    at.text_input(key="query").input("").run()
+    assert _grid(at)["groups"], "nothing left to search by: the timeline"
+    at.file_uploader[0].set_value(("again.png", (photos / "coins.png").read_bytes(), "image/png"))
+    at.run()
+    assert any(m.value == "**Like again.png**" for m in at.markdown)
+    at.file_uploader[0].set_value(None).run()  # the uploader's own x
+    assert not at.exception and _grid(at)["groups"]
+
+
 def test_crafted_path_outside_the_roots_is_refused(monkeypatch, shared_library, tmp_path) -> None:  # noqa: ANN001
     settings, photos = shared_library
     outside = tmp_path / "private.png"

@@ -19,8 +19,22 @@ export default function (component) {
     STATE.set(parentElement, st);
   }
   st.send = setTriggerValue;
+  if (!st.listening) {  // first mount, or back after a release (below)
+    document.addEventListener("keydown", st.onKey);
+    st.listening = true;
+    if (st.viewer && !st.viewer.hidden) document.body.style.overflow = "hidden";
+  }
   render(st, data || {});
   performance.mark("searchapp-grid");  // for benchmarks/bench_page.py
+  return () => release(st);
+}
+
+// Streamlit calls this when the grid leaves the page (another tab, a new mount): the page
+// keeps no key handler of a grid that is gone, nor a body locked by its open viewer.
+function release(st) {
+  document.removeEventListener("keydown", st.onKey);
+  st.listening = false;
+  if (st.viewer && !st.viewer.hidden) document.body.style.overflow = "";
 }
 
 function setup(root, send) {
@@ -41,12 +55,11 @@ function setup(root, send) {
   const st = {
     root, host, send, key: null, tiles: [], nodes: new Map(), selected: new Set(),
     sections: host.querySelector(".sections"), lastSection: null, lastMonth: null,
-    viewer: null, index: -1, returnFocus: null,
+    viewer: null, index: -1, returnFocus: null, listening: false,
   };
   host.querySelector(".more").addEventListener("click", () => showMore(st));
   host.querySelector(".selbar").addEventListener("click", (e) => selectionAction(st, e));
   st.onKey = (e) => onKey(st, e);
-  document.addEventListener("keydown", st.onKey);
   return st;
 }
 

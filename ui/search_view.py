@@ -9,10 +9,12 @@ change is written back to it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
+from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from searchapp.errors import SearchAppError
 from searchapp.library import Library, PhotoFilter, QueryPart, Tile, describe_parts
@@ -37,6 +39,9 @@ WIDGETS = {
 }  # fmt: skip
 GRID = "grid"
 SHOWN = "_photos_shown"  # False while another tab is open (app.py clears it)
+RETURNING = "_photos_returning"  # this run comes back from another tab
+# the image searched by: the uploader forgets it when another tab is open, this does not
+KEPT_UPLOAD = "_upload"
 
 
 # ---------------------------------------------------------------- URL <-> widgets
@@ -47,6 +52,7 @@ def sync_from_url() -> None:
     state = from_params(params)
     # back from another tab: Streamlit dropped (or blanked) the widgets it did not draw
     returning = not st.session_state.get(SHOWN, False)
+    st.session_state[RETURNING] = returning
     changed = returning or params != st.session_state.get("_url")
     for key, name in WIDGETS.items():
         if changed or key not in st.session_state:
@@ -245,15 +251,40 @@ def _search_bar(
         st.error(md_escape(str(err)))
     parts += [QueryPart("text", w.strip(), -1.0) for w in negative.split(",") if w.strip()]
     upload_key = None
-    if upload is not None:
-        data = upload.getvalue()
-        upload_key = hashlib.sha256(data).hexdigest()
+    kept = _kept_upload(upload)
+    if kept is not None:
+        upload_key = hashlib.sha256(kept["data"]).hexdigest()
         # one weight per uploaded image: a new image starts at "like this", and the slider
         # always shows the weight the query uses
-        weight = _weight_card(f"upload_weight-{upload_key[:16]}", f"Like {upload.name}", data)
-        parts.append(QueryPart("image", data, weight))
+        key = f"upload_weight-{upload_key[:16]}"
+        st.session_state.setdefault(key, kept.get("weight", 1.0))
+        weight = _weight_card(key, f"Like {kept['name']}", kept["data"], on_clear=clear_upload)
+        kept["weight"] = weight
+        parts.append(QueryPart("image", kept["data"], weight))
     names = _like_parts(library, parts)
     return parts, upload_key, names
+
+
+def _kept_upload(upload: UploadedFile | None) -> dict | None:
+    """The image to search by: the uploader's, or the one kept while another tab was open
+    (Streamlit drops the widgets it did not draw); None once removed in the uploader."""
+    ss = st.session_state
+    kept = ss.get(KEPT_UPLOAD)
+    if upload is not None:
+        if kept is None or kept["file_id"] != upload.file_id:  # a new image
+            ss[KEPT_UPLOAD] = {"file_id": upload.file_id, "name": upload.name,
+                               "data": upload.getvalue()}  # fmt: skip
+        ss[KEPT_UPLOAD]["in_widget"] = True
+    elif kept is not None and kept["in_widget"] and not ss.get(RETURNING):
+        del ss[KEPT_UPLOAD]  # its x in the uploader
+    elif kept is not None:
+        kept["in_widget"] = False  # shown by its card alone, which can clear it
+    return ss.get(KEPT_UPLOAD)
+
+
+def clear_upload() -> None:
+    st.session_state.pop(KEPT_UPLOAD, None)
+    st.session_state["upload_gen"] = st.session_state.get("upload_gen", 0) + 1
 
 
 def _like_parts(library: Library, parts: list[QueryPart]) -> dict[int, str]:
@@ -269,13 +300,16 @@ def _like_parts(library: Library, parts: list[QueryPart]) -> dict[int, str]:
     title = f"More like {names[records[0].id]}" if len(records) == 1 else (
         f"More like these {len(records)} photos")  # fmt: skip
     thumb = library.thumbnail(records[0].content_hash)
-    weight = _weight_card("like_weight", title, str(thumb) if thumb else None, clear=True)
+    weight = _weight_card("like_weight", title, str(thumb) if thumb else None, on_clear=clear_like)
     parts += [QueryPart("photo", r.id, weight) for r in records]
     return names
 
 
-def _weight_card(key: str, title: str, image: bytes | str | None, clear: bool = False) -> float:
-    """A small card for an example image: picture, title, weight (less / more like it)."""
+def _weight_card(
+    key: str, title: str, image: bytes | str | None, on_clear: Callable[[], None]
+) -> float:
+    """A small card for an example image: picture, title, weight (less / more like it),
+    and a button that drops the example."""
     pic, body, end = st.columns([1, 6, 1], vertical_alignment="center")
     if image is not None:
         pic.image(image, width=72)
@@ -286,8 +320,8 @@ def _weight_card(key: str, title: str, image: bytes | str | None, clear: bool = 
             "How much", WEIGHTS, key=key, format_func=WEIGHT_LABELS.__getitem__,
             label_visibility="collapsed",
         )  # fmt: skip
-    if clear:
-        end.button("Clear", key="clear-like", on_click=clear_like)
+    clear_key = "clear-like" if key == "like_weight" else "clear-upload"
+    end.button("Clear", key=clear_key, on_click=on_clear)
     return float(weight)
 
 
