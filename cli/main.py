@@ -306,6 +306,7 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
     from searchapp.indexer.commands import AddRoots, RemoveRoot, absolute
     from searchapp.indexer.writer import submit, watcher_running
     from searchapp.library import Library
+    from searchapp.paths import is_under
 
     if args.action == "list":
         with Library(settings) as library:
@@ -319,9 +320,14 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
         if args.action == "add":
             command = AddRoots((absolute(path),))
             outcome = submit(settings, command, wait_s=3600, on_wait=_say_waiting)
+            root = outcome.roots[0]
+            if root != command.paths[0] and is_under(command.paths[0], root):
+                print(f"{printable(path)} is inside the photo folder {printable(root)}, "
+                      "which covers it already")  # fmt: skip
+                continue
             holder = watcher_running(settings)
             then = f"the running watcher (pid {holder.pid}) indexes it" if holder else ""
-            print(f"added {printable(outcome.roots[0])}; {then or 'run: searchapp index'}")
+            print(f"added {printable(root)}; {then or 'run: searchapp index'}")
             continue
         command = RemoveRoot(absolute(path))
         outcome = submit(settings, command, wait_s=3600, on_wait=_say_waiting)

@@ -8,6 +8,7 @@ the OS when its holder dies (kill -9 included), so it never goes stale. Beside i
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -19,9 +20,9 @@ from filelock import FileLock, Timeout
 from searchapp.activity import WriterInfo, describe_writer, read_writer, writer_info_path
 from searchapp.atomic import write_atomic
 from searchapp.config import Settings
-from searchapp.datadir import make_private_dir
+from searchapp.datadir import check_data_dir, make_private_dir
 from searchapp.dbfile import read_only
-from searchapp.errors import WriterBusyError
+from searchapp.errors import StoreError, WriterBusyError
 
 
 class WriterLock:
@@ -37,12 +38,11 @@ class WriterLock:
         self, wait_s: float = 0.0, on_wait: Callable[[WriterInfo | None], None] | None = None
     ) -> WriterLock:
         """Take the lock, waiting up to ``wait_s``; raises ``WriterBusyError`` if held."""
-        make_private_dir(self.settings.data_dir)
+        check_data_dir(self.settings.data_dir)
         try:
+            make_private_dir(self.settings.data_dir)
             self._lock.acquire(timeout=0)
-        except PermissionError:
-            raise read_only(self.settings.db_path) from None  # a read-only library
-        except Timeout:
+        except Timeout:  # before OSError: filelock's Timeout is a TimeoutError
             holder = read_writer(self.settings)
             if wait_s <= 0:
                 raise WriterBusyError(_busy_message(self.settings, holder)) from None
@@ -52,6 +52,11 @@ class WriterLock:
                 self._lock.acquire(timeout=wait_s)
             except Timeout:
                 raise WriterBusyError(_busy_message(self.settings, holder)) from None
+        except OSError as err:
+            if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise read_only(self.settings.db_path) from None  # a read-only library
+            raise StoreError(f"cannot write in the data folder {self.settings.data_dir}: "
+                             f"{err.strerror or err}") from None  # fmt: skip
         self._since = time.time()
         self.touch()
         return self

@@ -30,10 +30,6 @@ def writer_info_path(settings: Settings) -> Path:
     return settings.data_dir / "writer.json"
 
 
-def writerwriter_info_path(settings: Settings) -> Path:
-    return settings.data_dir / "writer.json"
-
-
 def read_writer(settings: Settings) -> WriterInfo | None:
     """The live holder of the writer lock, or None (a dead holder's file is ignored)."""
     try:

@@ -94,6 +94,9 @@ class Settings:
         known = {f.name for f in fields(self)}
         clean = {k: v for k, v in values.items() if v is not None and k in known}
         if "data_dir" in clean:
+            if not str(clean["data_dir"]).strip():  # Path("") is the current folder
+                raise ConfigError("the data folder is empty; give one, or leave it out for "
+                                  f"the default ({default_data_dir()}).")  # fmt: skip
             clean["data_dir"] = Path(str(clean["data_dir"])).expanduser().resolve()
         if "model_cache_dir" in clean:
             clean["model_cache_dir"] = Path(str(clean["model_cache_dir"])).expanduser().resolve()

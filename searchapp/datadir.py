@@ -1,4 +1,4 @@
-"""The data folder is private: 0700 for it and its folders, 0600 for its files.
+"""The data folder is private: 0700 for it and its folders, 0600 for the files it writes.
 
 It holds every indexed path and the image vectors, which with the public model let
 anyone who can read them search someone else's photos. New folders and files are
@@ -13,11 +13,44 @@ import os
 import stat
 from pathlib import Path
 
+from searchapp.errors import ConfigError
+
 log = logging.getLogger("searchapp.datadir")
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 _OPEN_TO_OTHERS = stat.S_IRWXG | stat.S_IRWXO
+DATABASE_NAME = "library.sqlite3"  # its -wal, -shm and schema backups share the prefix
+# What a library puts in its folder. Only these are made private; anything else there is
+# the user's and left alone (tests/test_library_files.py checks a library holds no other).
+LIBRARY_NAMES = frozenset({
+    DATABASE_NAME, "vectors.faiss", "thumbs", "requests", "writer.lock", "writer.json",
+    "model-spec.json", "recent.json", "engine.sock", "engine.json",
+})  # fmt: skip
+
+
+def is_library_entry(name: str) -> bool:
+    """Whether a name in the data folder is one a library writes."""
+    return name in LIBRARY_NAMES or name.startswith(DATABASE_NAME)
+
+
+def check_data_dir(data_dir: Path) -> None:
+    """Refuse a data folder that is a file, or that holds other files and no library
+    (``--data-dir ~/Pictures`` by mistake): a library there would mix in with them."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ConfigError(f"the data folder {data_dir} is a file; give --data-dir a folder.")
+    if not data_dir.is_dir() or (data_dir / DATABASE_NAME).exists():
+        return
+    try:
+        foreign = [n for n in os.listdir(data_dir) if not n.startswith(".")
+                   and not is_library_entry(n)]  # fmt: skip
+    except OSError:
+        return  # unreadable: creating the library there says why
+    if foreign:
+        raise ConfigError(
+            f"the data folder {data_dir} holds other files (e.g. {foreign[0]!r}) and no "
+            "library; give --data-dir a new or empty folder."
+        )
 
 
 def make_private_dir(path: Path) -> None:
@@ -58,11 +91,18 @@ def secure_data_dir(data_dir: Path) -> bool:
     if not os.access(data_dir, os.W_OK):
         return False  # a read-only library is used as it is, never changed
     changed = _tighten(data_dir, PRIVATE_DIR_MODE)
-    for folder, dirs, files in os.walk(data_dir):
-        for name in dirs:
-            changed += _tighten(Path(folder, name), PRIVATE_DIR_MODE)
-        for name in files:
-            changed += _tighten(Path(folder, name), PRIVATE_FILE_MODE)
+    for entry in os.scandir(data_dir):
+        if not is_library_entry(entry.name):
+            continue  # the user's own file: not ours to change
+        if not entry.is_dir(follow_symlinks=False):
+            changed += _tighten(Path(entry.path), PRIVATE_FILE_MODE)
+            continue
+        changed += _tighten(Path(entry.path), PRIVATE_DIR_MODE)
+        for folder, dirs, files in os.walk(entry.path):
+            for name in dirs:
+                changed += _tighten(Path(folder, name), PRIVATE_DIR_MODE)
+            for name in files:
+                changed += _tighten(Path(folder, name), PRIVATE_FILE_MODE)
     if changed:
         log.warning(
             "the data folder %s was readable by other users; made it private "

@@ -61,13 +61,14 @@ def plan_changes(store: Store, model_id: str, paths: list[str] | None = None) ->
     missing: dict[int, KnownFile] = {}
     unchanged = 0
     roots: list[RootObservation] = []
+    data_dir = os.path.realpath(store.db_path.parent)  # never its own photos
     for root in store.list_roots():
         seen = _observe(store, root)
         roots.append(seen)
         if not seen.online:
             continue  # unmounted drive: keep its photos, never read as deleted
         known = store.known_files(root.id, model_id)
-        unchanged += _plan_root(work, missing, root.id, root.path, known, paths)
+        unchanged += _plan_root(work, missing, root.id, root.path, known, paths, data_dir)
     return Plan(tuple(work), MappingProxyType(missing), unchanged, tuple(roots))
 
 
@@ -107,6 +108,7 @@ def _plan_root(
     root_path: str,
     known: dict[str, KnownFile],
     paths: list[str] | None,
+    data_dir: str,
 ) -> int:
     """Add a root's files to read to ``work`` and its gone photos to ``missing``.
 
@@ -115,7 +117,8 @@ def _plan_root(
     unchanged = 0
     seen: set[str] = set()
     unreadable: list[str] = []
-    for f in scan_paths(root_path, paths) if paths else scan_root(root_path):
+    scanned = scan_paths(root_path, paths, data_dir) if paths else scan_root(root_path, data_dir)
+    for f in scanned:
         seen.add(f.path)
         fault_point("scan")
         if f.error:

@@ -25,8 +25,9 @@ class ScannedFile:
     error: str | None = None  # set for a folder that cannot be listed: why
 
 
-def scan_root(root: str) -> Iterator[ScannedFile]:
-    """Yield photo files below ``root``; symlinked folders are not followed (no loops).
+def scan_root(root: str, skip: str | None = None) -> Iterator[ScannedFile]:
+    """Yield photo files below ``root``; symlinked folders are not followed (no loops),
+    nor is ``skip`` (the data folder, should it lie in a photo folder: its thumbnails).
 
     A folder that cannot be listed, or listed but not entered (read permission without
     execute: nothing below it can be stat-ed or opened), is yielded once with ``error``
@@ -46,7 +47,7 @@ def scan_root(root: str) -> Iterator[ScannedFile]:
         for entry in entries:
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    if wanted_name(entry.name, is_dir=True):
+                    if wanted_name(entry.name, is_dir=True) and entry.path != skip:
                         stack.append(entry.path)
                     continue
                 if not wanted_name(entry.name):
@@ -59,7 +60,7 @@ def scan_root(root: str) -> Iterator[ScannedFile]:
             yield ScannedFile(entry.path, st.st_size, st.st_mtime_ns)
 
 
-def scan_paths(root: str, paths: Sequence[str]) -> Iterator[ScannedFile]:
+def scan_paths(root: str, paths: Sequence[str], skip: str | None = None) -> Iterator[ScannedFile]:
     """Yield what ``scan_root(root)`` would yield at or below ``paths``, without the walk.
 
     A watcher batch names a handful of files; stat-ing those instead of walking the whole
@@ -67,10 +68,12 @@ def scan_paths(root: str, paths: Sequence[str]) -> Iterator[ScannedFile]:
     names and symlinked folders (on the way down or named) are skipped.
     """
     if any(is_under(root, p) for p in paths):
-        yield from scan_root(root)  # a path at or above the root asks for all of it
+        yield from scan_root(root, skip)  # a path at or above the root asks for all of it
         return
     folders: list[str] = []
     for path in sorted({p.rstrip("/") for p in paths if is_under(p, root)}):
+        if skip and is_under(path, skip):
+            continue
         if any(is_under(path, f) for f in folders):
             continue  # already walked
         try:
@@ -81,7 +84,7 @@ def scan_paths(root: str, paths: Sequence[str]) -> Iterator[ScannedFile]:
             wanted = shut == root or is_wanted_path(shut, root, is_dir=True)
             if wanted and not any(is_under(shut, f) for f in folders):
                 folders.append(shut)
-                yield from scan_root(shut)
+                yield from scan_root(shut, skip)
             continue
         except OSError:
             continue  # gone: the run finds it missing from the stored files
@@ -90,7 +93,7 @@ def scan_paths(root: str, paths: Sequence[str]) -> Iterator[ScannedFile]:
             continue  # scan_root would not yield it or go there
         if is_dir:
             folders.append(path)
-            yield from scan_root(path)
+            yield from scan_root(path, skip)
             continue
         try:
             st = os.stat(path)

@@ -28,7 +28,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session, sessionmaker
 
-from searchapp.datadir import create_private_file, make_private_dir, secure_data_dir
+from searchapp.datadir import (
+    check_data_dir,
+    create_private_file,
+    make_private_dir,
+    secure_data_dir,
+)
 from searchapp.dbfile import (
     can_write,
     disk_full,
@@ -36,7 +41,7 @@ from searchapp.dbfile import (
     read_only_engine,
     store_error,
 )
-from searchapp.errors import RootError, SchemaTooNewError, StoreError
+from searchapp.errors import SchemaTooNewError, StoreError
 from searchapp.faults import fault_point
 from searchapp.records import (
     STATUS_FAILED,
@@ -72,6 +77,7 @@ from searchapp.schema import _alembic_config as _alembic_config  # re-exported f
 from searchapp.store_browse import BrowseQueries
 from searchapp.store_embeddings import EmbeddingQueries
 from searchapp.store_facets import FacetQueries
+from searchapp.store_roots import RootsTable
 from searchapp.store_runs import RunsTable
 
 
@@ -89,10 +95,6 @@ def _set_reader_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
-
-
-def _root_device_key(root_id: int) -> str:
-    return f"root_device:{root_id}"
 
 
 def _vector_upsert():  # noqa: ANN202 - a SQLAlchemy Insert
@@ -124,7 +126,7 @@ def _file_values(root_id: int, path: str, size: int, mtime_ns: int, now: float) 
 _FILE_DEFAULTS = dict.fromkeys(("width", "height", "format", "taken_at", "camera"))
 
 
-class Store(RunsTable, FacetQueries, EmbeddingQueries, BrowseQueries):
+class Store(RunsTable, RootsTable, FacetQueries, EmbeddingQueries, BrowseQueries):
     """The photo library database. Safe to open from several processes at once.
 
     ``readonly`` opens an existing library without creating one. A library this user
@@ -160,6 +162,7 @@ class Store(RunsTable, FacetQueries, EmbeddingQueries, BrowseQueries):
 
     def _create(self) -> None:
         """The data folder (0700) and an empty 0600 database file, if missing."""
+        check_data_dir(self.db_path.parent)
         try:
             make_private_dir(self.db_path.parent)
             create_private_file(self.db_path)
@@ -209,56 +212,6 @@ class Store(RunsTable, FacetQueries, EmbeddingQueries, BrowseQueries):
         return value
 
     # ------------------------------------------------------------ roots
-    def add_root(self, path: str | Path) -> RootRecord:
-        """Register a folder (absolute, resolved); adding it twice is harmless."""
-        resolved = str(Path(path).expanduser().resolve())
-        if not os.path.isdir(resolved):
-            raise RootError(f"{resolved} is not a folder; give the path of a photo folder.")
-        with self._session() as s:
-            row = s.scalar(select(RootRow).where(RootRow.path == resolved))
-            if row is None:
-                row = RootRow(path=resolved, added_at=time.time(), online=True)
-                s.add(row)
-                s.flush()
-            return RootRecord(row.id, row.path, row.online, row.added_at)
-
-    def list_roots(self) -> list[RootRecord]:
-        with self._session() as s:
-            rows = s.scalars(select(RootRow).order_by(RootRow.path)).all()
-            return [RootRecord(r.id, r.path, r.online, r.added_at) for r in rows]
-
-    def find_root(self, path: str | Path) -> RootRecord | None:
-        resolved = str(Path(path).expanduser().resolve())
-        for root in self.list_roots():
-            if root.path == resolved:
-                return root
-        return None
-
-    def remove_root(self, path: str | Path) -> tuple[RootRecord, list[int]]:
-        """Forget a folder and its photos; returns the removed photo ids."""
-        root = self.find_root(path)
-        if root is None:
-            raise RootError(f"{path} is not an indexed folder; see: searchapp roots list")
-        with self._session() as s:
-            ids = list(s.scalars(select(PhotoRow.id).where(PhotoRow.root_id == root.id)))
-            s.execute(delete(PhotoRow).where(PhotoRow.root_id == root.id))
-            s.execute(delete(RootRow).where(RootRow.id == root.id))
-            s.execute(delete(MetaRow).where(MetaRow.key == _root_device_key(root.id)))
-            self._bump_generation(s)
-        return root, ids
-
-    def root_device(self, root_id: int) -> int | None:
-        """The device (``st_dev``) a root's photos were last seen on, if recorded."""
-        value = self.get_meta(_root_device_key(root_id))
-        return int(value) if value is not None else None
-
-    def set_root_device(self, root_id: int, device: int) -> None:
-        self.set_meta(_root_device_key(root_id), str(device))
-
-    def set_root_online(self, root_id: int, online: bool) -> None:
-        with self._session() as s:
-            s.execute(update(RootRow).where(RootRow.id == root_id).values(online=online))
-
     # ------------------------------------------------------------ reading photos
     def known_files(self, root_id: int, model_id: str) -> dict[str, KnownFile]:
         """Every stored file under a root, by path, with whether it has this model's vector."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from searchapp.activity import writer_info_path
+from searchapp.datadir import is_library_entry
 from searchapp.indexer.commands import Index
 from searchapp.indexer.handoff import submit_request, withdraw_request
 from searchapp.indexer.lock import WriterLock
@@ -207,7 +208,9 @@ def test_new_library_files_are_private(library, settings):
     with WriterLock(settings, "index"):
         assert mode(writer_info_path(settings)) == 0o600
         assert mode(settings.lock_path) == 0o600
-    request = submit_request(settings, Index())
+        request = submit_request(settings, Index())
+        names = sorted(p.name for p in settings.data_dir.iterdir())
+        assert all(is_library_entry(n) for n in names), names  # what secure_data_dir tightens
     try:
         requests = next(p for p in settings.data_dir.iterdir() if p.name == "requests")
         assert mode(requests) == 0o700
@@ -243,3 +246,66 @@ def test_an_open_data_folder_is_tightened_once_with_a_notice(library, tmp_path):
     assert all(mode(p) == (0o700 if p.is_dir() else 0o600) for p in [data, *data.rglob("*")])
     again = cli(data, "status")
     assert again.returncode == 0 and "made it private" not in again.stderr
+
+
+def test_a_folder_of_other_files_is_no_data_folder_and_keeps_its_modes(library, tmp_path):
+    """``--data-dir ~/Pictures`` by mistake: refused in one line, nothing there changed
+    (it made every file below it 0600); the user's own file in a library is left alone."""
+    own = tmp_path / "Pictures"
+    (own / "sub").mkdir(parents=True)
+    for path in (own / "a.txt", own / "sub" / "b.txt"):
+        path.write_text("mine")
+        path.chmod(0o644)
+    for folder in (own, own / "sub"):
+        folder.chmod(0o755)
+    before = digest(own)
+    for args in (["roots", "add", str(library[1])], ["index", str(library[1])]):
+        line = one_line_error(cli(own, *args))
+        assert "holds other files" in line and "give --data-dir a new or empty folder" in line
+    assert digest(own) == before and mode(own) == mode(own / "sub") == 0o755
+    assert sorted(p.name for p in own.iterdir()) == ["a.txt", "sub"]
+
+    data = tmp_path / "lib"
+    shutil.copytree(library[0], data)
+    note = data / "my notes.txt"
+    note.write_text("mine")
+    note.chmod(0o644)
+    data.chmod(0o755)
+    assert cli(data, "status").returncode == 0
+    assert mode(data) == 0o700 and mode(note) == 0o644
+
+    (tmp_path / "a file").write_text("x")
+    assert "is a file" in one_line_error(cli(tmp_path / "a file", "index", str(library[1])))
+    empty = one_line_error(run_cli(None, "--data-dir", "", "status"))
+    assert "the data folder is empty" in empty
+
+
+def test_roots_never_nest_and_the_data_folder_is_never_indexed(tmp_path):
+    """A data folder inside a photo folder had its own thumbnails indexed, more each run;
+    nested roots handed their photos back and forth on every run."""
+    photos = tmp_path / "photos"
+    write_jpegs(photos / "a", 3, seed=1)
+    write_jpegs(photos / "b", 2, seed=2)
+    data = photos / "library"  # inside the photo folder, and not hidden
+    first = cli(data, "index", str(photos / "a"), str(photos / "b"))
+    assert first.returncode == 0 and "added 5" in first.stdout, first.stderr
+    store = Store(data / "library.sqlite3", readonly=True)
+    ids = {p: store.find_photo_by_path(p).id for p in map(str, photos.glob("[ab]/*.jpg"))}
+    store.close()
+    assert len(ids) == 5
+    around = cli(data, "index", str(photos))  # takes a and b in, ids and vectors kept
+    assert around.returncode == 0 and "added 0" in around.stdout, around.stdout
+    assert cli(data, "roots", "list").stdout.splitlines() == [str(photos)]
+    inside = cli(data, "roots", "add", str(photos / "a"))
+    assert inside.stdout.strip() == (
+        f"{photos / 'a'} is inside the photo folder {photos}, which covers it already"
+    )
+    for _ in range(2):
+        again = cli(data, "index")
+        assert "added 0" in again.stdout and "unchanged 5" in again.stdout, again.stdout
+    store = Store(data / "library.sqlite3", readonly=True)
+    try:
+        assert store.counts()["photos"] == 5
+        assert {p: store.find_photo_by_path(p).id for p in ids} == ids
+    finally:
+        store.close()
