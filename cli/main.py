@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -131,13 +135,32 @@ def main(argv: list[str] | None = None) -> int:
             precision=args.precision,
             batch_size=args.batch_size,
         )
-        return COMMANDS[args.command](settings, args)
+        with _sigterm_as_interrupt(args.command not in ("watch", "ui")):  # those: their own
+            return COMMANDS[args.command](settings, args)
     except SearchAppError as err:
         print(f"searchapp: {printable(str(err))}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("searchapp: interrupted; everything committed so far is kept.", file=sys.stderr)
         return 130
+
+
+@contextmanager
+def _sigterm_as_interrupt(active: bool) -> Iterator[None]:
+    """SIGTERM (``kill``, a shutdown) stops the command as Ctrl-C does: the run is recorded
+    as interrupted, what it committed stays, one line, exit 130."""
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _say_waiting(holder) -> None:  # noqa: ANN001 - indexer.lock.WriterInfo | None
@@ -184,11 +207,24 @@ def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
     assert stats is not None  # an Index command always reports its run
     by = f" [done by the watcher, pid {outcome.done_by}]" if outcome.done_by else ""
     print(f"{stats.summary()} ({stats.seconds:.1f} s){by}")
+    _say_failed_files(settings)
     if stats.offline_roots:
         print(
             f"{stats.offline_roots} folder(s) are offline; their photos are kept.", file=sys.stderr
         )
     return 0
+
+
+def _say_failed_files(settings: Settings) -> None:
+    # "failed" counts this run's failures; files that failed before and did not change
+    # are "unchanged", so the library's own count is said too
+    from searchapp.library import Library
+
+    with Library(settings) as library:
+        failed = library.failed_count()
+    if failed:
+        print(f"{failed} file(s) in the library could not be read; reasons: searchapp status; "
+              "after fixing them: searchapp index --retry-failed", file=sys.stderr)  # fmt: skip
 
 
 class _progress_bar:
@@ -216,13 +252,13 @@ class _progress_bar:
 
 
 def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
-    from searchapp.errors import QueryError
+    from searchapp.errors import UsageError
 
     chosen = [x for x in (args.text, args.image, args.like) if x]
     if len(chosen) != 1:
-        raise QueryError("give exactly one of: TEXT, --image PATH, --like PHOTO")
+        raise UsageError("give exactly one of: TEXT, --image PATH, --like PHOTO")
     if args.k < 1:
-        raise QueryError("-k must be at least 1.")
+        raise UsageError("-k must be at least 1.")
     folder = str(Path(args.folder).resolve()) if args.folder else None
     rows = _search_by_watcher(settings, args, folder)
     if rows is not None:
@@ -337,8 +373,6 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
-    import signal
-    import threading
 
     from searchapp.indexer.commands import AddRoots, absolute
     from searchapp.indexer.daemon import run_watch
@@ -392,6 +426,7 @@ def cmd_ui(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 1
     secret, generated = choose_secret(args.host, settings.ui_secret)
+    launch.check_port_free(args.host, args.port)
     served = launch.http_url(args.host, args.port).rstrip("/")
     print(f"searchapp: serving {served} (Ctrl+C to stop)", file=sys.stderr)
     if generated:

@@ -9,6 +9,12 @@ class SearchAppError(Exception):
     exit_code = 1
 
 
+class UsageError(SearchAppError):
+    """The command line asks for something impossible (its parser cannot tell): exit 2."""
+
+    exit_code = 2
+
+
 class ConfigError(SearchAppError):
     """A setting, flag or environment variable has a bad value."""
 

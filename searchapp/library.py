@@ -322,6 +322,10 @@ class Library(StatusReads):
             self._count = (generation, self.store.counts()["photos"])
         return self._count[1]
 
+    def failed_count(self) -> int:
+        """Files that could not be read (their reasons are in :meth:`status`)."""
+        return self.store.counts()["failed"] if self.exists else 0
+
     def facets(self, root: str | None = None) -> Facets:
         """The values the filters offer; folders only under ``root`` when it is given."""
         from searchapp.paths import is_under

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from searchapp.activity import WriterInfo, read_writer
 from searchapp.plan import PendingFiles, count_pending
-from searchapp.status import StatusReport, build_status
+from searchapp.status import StatusReport, build_status, settle_run
 from searchapp.store import RunRecord
 
 
@@ -46,7 +46,7 @@ class StatusReads:
     def last_run(self) -> RunRecord | None:
         """The latest indexing run (its live progress while it runs)."""
         runs = self.store.recent_runs(1) if self.exists else []
-        return runs[0] if runs else None
+        return settle_run(runs[0], read_writer(self.settings)) if runs else None
 
     def writer(self) -> WriterInfo | None:
         """Who holds the writer lock now (``index``, ``watch`` or ``ui``), or None."""

@@ -7,6 +7,7 @@ the whole query again on every click. ``photo:ID`` parts use the stored vector, 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from searchapp.decoder import decode_photo, hash_bytes, load_photo
-from searchapp.errors import PhotoNotFoundError, QueryError
+from searchapp.errors import ImageDecodeError, PhotoNotFoundError, QueryError
 from searchapp.query import QueryPart
 
 if TYPE_CHECKING:
@@ -105,8 +106,19 @@ class QueryEncoder:
         if isinstance(value, bytes):
             photo = decode_photo(value, size)
         else:
-            photo = load_photo(str(value), size)
+            photo = _load_query_image(str(value), size)
         return embedder.encode_images([photo.image])[0]
+
+
+def _load_query_image(path: str, size: int):  # noqa: ANN202 - a decoded Photo
+    """An image file to search by; its problem named with its path (the indexer's words,
+    "vanished before it could be read", do not fit a path just typed)."""
+    if not os.path.lexists(path):
+        raise QueryError(f"no such file: {path}; give the path of an image to search by.")
+    try:
+        return load_photo(path, size)
+    except ImageDecodeError as err:
+        raise ImageDecodeError(f"cannot search by {path}: {err}") from None
 
 
 __all__ = ["VECTOR_CACHE", "QueryEncoder"]

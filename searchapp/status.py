@@ -6,7 +6,7 @@ look at the photo folders and the writer lock's info file; nothing is written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from searchapp.activity import WriterInfo, read_writer
 from searchapp.config import Settings
@@ -145,6 +145,7 @@ def build_status(
     stat-only diff of the folders (no file is read).
     """
     counts, index = _counts_and_index(settings, store, model_id)
+    writer = read_writer(settings)
     runs = store.recent_runs(1) if store else []
     listed = store.failures(limit=failures) if store else []
     todo = None
@@ -164,9 +165,20 @@ def build_status(
         device=device,
         precision=precision,
         index=index,
-        last_run=runs[0] if runs else None,
-        writer=read_writer(settings),
+        last_run=settle_run(runs[0], writer) if runs else None,
+        writer=writer,
     )
+
+
+STOPPED_NOTE = "its process ended before it finished; the next run resumes the work"
+
+
+def settle_run(run: RunRecord, writer: WriterInfo | None) -> RunRecord:
+    """``run`` as it stands: a row still "running" whose process is gone (kill -9, a
+    power cut) is "stopped"; only a live writer of that pid keeps it running."""
+    if run.state != "running" or (writer is not None and writer.pid == run.pid):
+        return run
+    return replace(run, state="stopped", message=run.message or STOPPED_NOTE)
 
 
 def _counts_and_index(

@@ -337,3 +337,34 @@ def test_damaged_faiss_file_is_rebuilt_from_stored_vectors(settings, embedder, p
     assert found.returncode == 0, found.stderr
     assert "rebuilding it from the stored embeddings" in found.stderr
     assert len(json.loads(found.stdout)) == min(10, len(ids) - 1)
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does_and_a_killed_run_reads_stopped(tmp_path) -> None:
+    """``kill`` (SIGTERM) ended ``searchapp index`` with no word and its run still
+    "running"; now it stops as Ctrl-C does. A SIGKILLed run's row stays "running" in the
+    file, but status says "stopped": its process is gone."""
+    root, data, log = tmp_path / "photos", tmp_path / "lib", tmp_path / "fault.log"
+    root.mkdir()
+    for i in range(48):
+        Image.new("RGB", (32, 32), (i * 5, 255 - i * 5, i)).save(root / f"p{i:02d}.png")
+    proc = start_index(data, root, log, None, paced=True)
+    db = data / "library.sqlite3"
+    deadline = time.monotonic() + 120
+    while not query(db, "SELECT 1 FROM photos WHERE status = 'indexed'"):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.decode().strip().endswith("interrupted; everything committed so far is kept.")
+    last = json.loads(run_cli(data, "status", "--json").stdout)["last_run"]
+    assert last["state"] == "interrupted"
+
+    proc = start_index(data, root, log, "commit:1")
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    assert query(db, "SELECT state FROM runs ORDER BY id DESC LIMIT 1") == [("running",)]
+    last = json.loads(run_cli(data, "status", "--json").stdout)["last_run"]
+    assert last["state"] == "stopped" and "the next run resumes" in last["message"]
+    assert "added" in run_cli(data, "index").stdout
+    assert query(db, "SELECT count(*) FROM photos WHERE status = 'indexed'") == [(48,)]

@@ -508,6 +508,14 @@ def test_cli_ui_runs_streamlit_on_localhost(monkeypatch, tmp_path) -> None:  # n
     assert seen["env"]["SEARCHAPP_DATA_DIR"] == str((tmp_path / "lib").resolve())
     assert seen["env"]["SEARCHAPP_WEIGHTS"] == "random"
 
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # another page on that port
+        port = str(taken.getsockname()[1])
+        seen.clear()
+        rc = cli.main(["--data-dir", str(tmp_path / "lib"), "ui", "--port", port])
+    assert rc == 1 and not seen, "refused before 'serving', Streamlit never started"
+
 
 def test_cli_ui_open_without_a_graphical_browser_says_so_and_serves(
     monkeypatch, capsys, tmp_path

@@ -7,8 +7,10 @@ dies without a chance to pass anything on (``kill -9``).
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from searchapp.config import Settings
+from searchapp.errors import ConfigError
 
 SERVER = Path(__file__).resolve().with_name("server.py")
 STOP_SIGNALS = tuple(
@@ -116,6 +119,22 @@ def _die_with_parent() -> Callable[[], None] | None:
             os._exit(1)
 
     return hook
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse, before saying "serving", a port something else listens on (Streamlit would
+    print its own log line after ours and exit)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind((host.strip("[]") or "0.0.0.0", port))  # noqa: S104 - the bind asked for
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise ConfigError(f"port {port} is in use (another searchapp ui?); "
+                                  "choose another with --port N.") from None  # fmt: skip
+            raise ConfigError(f"cannot serve on {host}:{port} ({err.strerror or err}); "
+                              "check --host and --port.") from None  # fmt: skip
 
 
 def http_url(host: str, port: int) -> str:

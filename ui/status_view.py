@@ -149,10 +149,7 @@ def _show_library(status: StatusReport) -> None:
     if holder is not None:
         since = datetime.fromtimestamp(holder.since).strftime("%Y-%m-%d %H:%M:%S")
         st.text(f"Writer: searchapp {holder.kind} (pid {holder.pid}) since {since}")
-    text = _describe_run(status.last_run)
-    if status.last_run is not None and status.last_run.state == "running" and holder is None:
-        text += " (stopped: its process is gone; the next run resumes the work)"
-    st.text(text)
+    st.text(_describe_run(status.last_run))  # a run whose process is gone says "stopped"
 
 
 def _size_text(n: int) -> str:

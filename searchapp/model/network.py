@@ -62,7 +62,15 @@ def _create_checked(spec: ModelSpec, pretrained: str | None, kwargs: dict):  # n
     except Exception as err:  # open_clip and the hub raise many types; all mean "no weights"
         # torch colours parts of its messages; a one-line error must stay plain text
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()
-        reason = text.splitlines()[0][:200] if text else type(err).__name__
+        line = text.splitlines()[0][:200] if text else ""
+        # a bare "101" (an unpickler's byte) says nothing without its kind
+        reason = f"{type(err).__name__}: {line}" if len(line) < 20 else line
+        if spec.weights_kind == "file":
+            raise WeightsUnavailableError(
+                f"cannot load {spec.model} weights from {pretrained} ({reason}); give an "
+                f"open_clip checkpoint of {spec.model} (.safetensors or .bin), or "
+                "--weights random to try the app without meaningful results."
+            ) from err
         raise WeightsUnavailableError(
             f"cannot load {spec.model} weights {spec.weights or pretrained!r}"
             f" ({reason}). Connect to the internet once so they download to the Hugging Face"
