@@ -234,6 +234,8 @@ class Library(StatusReads):
         """
         if sort not in SORTS:
             raise QueryError(f"unknown sort {sort!r}; use one of {', '.join(SORTS)}.")
+        if self.index.ntotal == 0:
+            self._check_model_matches()
         vec = self._encoder.encode(parts)
         skip = {int(p.value) for p in parts if p.kind == "photo" and p.weight > 0}
         skip = skip if skip_query_photos else set()
@@ -276,6 +278,15 @@ class Library(StatusReads):
         scores, ids = index.search(vec, min(want, available) + len(skip), allowed)
         mask = ~np.isin(ids, np.fromiter(skip, dtype=np.int64, count=len(skip)))
         return scores[mask], ids[mask], available - int(np.count_nonzero(~mask))
+
+    def _check_model_matches(self) -> None:
+        """Photos embedded by another model only: say so (it was "no results")."""
+        others = [m for m in self.store.embedding_models() if m != self.model_id]
+        if others:
+            model = self.settings.model
+            raise QueryError(f"this library's photos were embedded by {others[0]}, not "
+                             f"{self.model_id}; search with that model, or embed them with "
+                             f"this one: searchapp --model {model} index")  # fmt: skip
 
     def guard_parts(self, parts: list[QueryPart]) -> list[QueryPart]:
         """Parts safe to run for the page: image paths must be indexed photos under a root.

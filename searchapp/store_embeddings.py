@@ -57,6 +57,11 @@ class EmbeddingQueries:
             blob = s.scalar(q)
         return None if blob is None else np.frombuffer(blob, dtype=np.float32).copy()
 
+    def embedding_models(self) -> list[str]:
+        """The model ids the stored vectors were made with."""
+        with self._session() as s:
+            return list(s.scalars(select(EmbeddingRow.model_id).distinct()))
+
     def load_vectors(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
         """(ids int64[n], vectors float32[n, d]) of every indexed photo, for this model."""
         q = (

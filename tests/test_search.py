@@ -229,3 +229,15 @@ def test_photo_count_follows_each_write(settings, embedder, photos, tmp_path) ->
     index_once(settings, embedder, more)
     assert library.photo_count() == first + 2
     library.close()
+
+
+def test_a_library_embedded_by_another_model_says_so(lib) -> None:  # noqa: ANN001
+    """Searching with another --model found nothing and said nothing: now one line naming
+    the model that embedded the photos and how to embed them with this one."""
+    settings = lib[0].settings.with_overrides(encoder="clip", model="MobileCLIP-S1")
+    library = Library(settings)
+    try:
+        with pytest.raises(QueryError, match="embedded by .* --model MobileCLIP-S1 index"):
+            library.search_text("a cat")
+    finally:
+        library.close()
