@@ -227,6 +227,11 @@ def _say_failed_files(settings: Settings) -> None:
               "after fixing them: searchapp index --retry-failed", file=sys.stderr)  # fmt: skip
 
 
+BAR_FORMAT = (
+    "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+)
+
+
 class _progress_bar:
     """tqdm on a terminal, silent when piped."""
 
@@ -240,11 +245,14 @@ class _progress_bar:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=p.total, unit="photo", desc="indexing", file=sys.stderr)
+            # one rate, the model's: tqdm's own counts files that needed no reading too
+            # (unchanged, copies), thousands a second at first
+            self.bar = tqdm(total=p.total, unit="photo", desc="indexing", file=sys.stderr,
+                            bar_format=BAR_FORMAT)  # fmt: skip
         if p.stats.workers:
             self.bar.set_description(f"indexing on {p.stats.workers} Ray worker(s)", False)
         self.bar.n = p.done
-        self.bar.set_postfix_str(f"{p.images_per_s:.1f} img/s", refresh=True)
+        self.bar.set_postfix_str(f"{p.images_per_s:.1f} photos/s embedded", refresh=True)
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
@@ -325,6 +333,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
     with Library(settings) as library:
         report = library.status()
+        exists = library.exists
     engine = EngineClient(settings).status()
     if args.json:
         engine_json = None if engine is None else engine.__dict__
@@ -335,6 +344,9 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     searches = engine.describe() if engine else "each command loads its own model"
     lines = status_lines(report, searches)
     print("\n".join(printable(line) for line in lines))  # names may hold ESC, CR
+    if not exists:
+        print(f"no library in {printable(str(settings.data_dir))} yet; start one with: "
+              "searchapp index PATH", file=sys.stderr)  # fmt: skip
     return 0
 
 

@@ -383,8 +383,11 @@ def open_index(
         reason = f"stale (generation {index.generation}, library {generation})"
     except IndexFileError as err:
         reason = str(err)
+    # behind the library is routine (a writer commits between its saves), not damage
+    level = logging.INFO if reason.startswith("stale") else logging.WARNING
     if reason != "missing" or store.counts()["photos"]:
-        log.warning("vector index %s is %s; rebuilding it from the stored embeddings", path, reason)
+        log.log(level, "vector index %s is %s; rebuilding it from the stored embeddings", path,
+                reason)  # fmt: skip
     index = VectorIndex.build_from_store(store, model_id, dim)
     if save:
         index.save(path, index.generation)

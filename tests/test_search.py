@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from searchapp.config import load_settings
-from searchapp.errors import AccessDeniedError, QueryError
+from searchapp.errors import AccessDeniedError, QueryError, SearchAppError
 from searchapp.library import Library, PhotoFilter, QueryPart, parse_query
 from searchapp.relevance import relevant_count
 from tests.conftest import DATA
@@ -241,3 +241,12 @@ def test_a_library_embedded_by_another_model_says_so(lib) -> None:  # noqa: ANN0
             library.search_text("a cat")
     finally:
         library.close()
+
+
+def test_a_query_image_that_is_missing_or_no_image_is_named(lib, tmp_path) -> None:  # noqa: ANN001
+    """It said "file vanished before it could be read" (the indexer's words) with no path."""
+    with pytest.raises(QueryError, match=f"no such file: {tmp_path / 'nope.jpg'}"):
+        lib[0].search_image(tmp_path / "nope.jpg")
+    (tmp_path / "notes.jpg").write_text("not a picture")
+    with pytest.raises(SearchAppError, match=f"cannot search by {tmp_path / 'notes.jpg'}: "):
+        lib[0].search_image(tmp_path / "notes.jpg")
