@@ -385,7 +385,6 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
-
     from searchapp.indexer.commands import AddRoots, absolute
     from searchapp.indexer.daemon import run_watch
     from searchapp.indexer.writer import submit
