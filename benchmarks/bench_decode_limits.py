@@ -128,6 +128,8 @@ CASES: list[tuple[str, Callable[[int], bytes], str]] = [
     ("WebP lossy RGBA", pillow("WEBP", "RGBA", quality=10, method=0), "WEBP"),
     ("HEIF RGB", heif("RGB"), "HEIF"),
     ("HEIF RGBA", heif("RGBA"), "HEIF"),
+    ("AVIF RGB", pillow("AVIF", "RGB", quality=10, speed=10), "AVIF"),
+    ("AVIF RGBA", pillow("AVIF", "RGBA", quality=10, speed=10), "AVIF"),
 ]
 
 

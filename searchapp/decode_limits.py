@@ -12,7 +12,8 @@ decoding a file at the limit; ``benchmarks/decode_memory.py``) and round up:
   scaled picture counts; a progressive (or multi-scan) JPEG needs its full-size DCT
   coefficients, 2 bytes per sample, whatever the scale: draft mode does not help there;
 - libwebp needs ~16 bytes a pixel (its canvas, its own buffers and Pillow's copy);
-- libheif ~9 (the decoded planes and Pillow's copy);
+- libheif ~9 (the decoded planes and Pillow's copy); libavif ~12 (measured 9.5-11.9 with
+  RGB and RGBA at 4096x4096);
 - a TIFF strip or tile is buffered whole before unpacking;
 - modes the shrink step cannot work on (palette, 1-bit, 16-bit) are converted first, at
   4 bytes a pixel.
@@ -40,13 +41,14 @@ MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # Pillow's default limit (non
 JPEG_MAX_PIXELS = 1_000_000_000  # baseline JPEGs decode at 1/8 scale: <= ~16 MP in memory
 
 # The only decoders a file may reach, whatever its name (EPS, PSD, FITS... are refused).
-FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF")
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
 REDUCIBLE_MODES = frozenset(
     {"L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "I", "F"}
 )
 _ONE_BYTE_MODES = frozenset({"1", "L", "P"})
 _WEBP_BYTES_PER_PIXEL = 16
 _HEIF_BYTES_PER_PIXEL = 9
+_AVIF_BYTES_PER_PIXEL = 12
 _CONVERT_BYTES_PER_PIXEL = 4
 _OVERHEAD_BYTES = 16 * 2**20  # decoder state, stripes, the small output picture
 _SOS = b"\xff\xda"  # start of scan: more than one means a multi-scan JPEG
@@ -108,6 +110,8 @@ def decode_cost(im: Image.Image, data: bytes, min_side: int, full_size: tuple[in
         decoder = pixels * _WEBP_BYTES_PER_PIXEL
     elif fmt == "HEIF":
         decoder = pixels * _HEIF_BYTES_PER_PIXEL
+    elif fmt == "AVIF":
+        decoder = pixels * _AVIF_BYTES_PER_PIXEL
     elif fmt == "TIFF":
         decoder = raster + _tiff_strip(im)
     else:

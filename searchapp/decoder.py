@@ -51,9 +51,10 @@ except ImportError:  # pragma: no cover - only when the wheel is missing for a p
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 route_library_messages()
 
-PHOTO_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
-)
+PHOTO_EXTENSIONS = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif",
+    ".avif",
+})  # fmt: skip
 MAX_FILE_BYTES = 512 * 1024 * 1024
 HASH_BYTES = 16
 _READ_CHUNK = 1 << 20

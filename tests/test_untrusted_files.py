@@ -262,6 +262,27 @@ def test_largest_accepted_png_stays_within_the_budget(tmp_path):
     assert grew < decode_limits.MAX_DECODE_BYTES / MB  # was 1096 MB before the shrink
 
 
+def test_avif_photos_are_indexed_and_decode_within_their_estimate(settings, embedder, tmp_path):
+    """AVIF (phones and browsers save it) was skipped without a word; now it is a photo,
+    a damaged one fails alone, and a decode stays within the memory estimate that the
+    limits check before decoding (libavif: measured 9.5-11.9 bytes a pixel)."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    Image.new("RGB", (96, 64), (200, 40, 30)).save(root / "phone.avif", quality=60)
+    whole = (root / "phone.avif").read_bytes()
+    (root / "cut.avif").write_bytes(whole[: len(whole) // 2])
+    stats = index_once(settings, embedder, root)
+    assert (stats.added, stats.failed) == (1, 1)
+    big = tmp_path / "big.avif"
+    Image.new("RGBA", (4096, 4096), (9, 9, 9, 9)).save(big, quality=10, speed=10)
+    data = big.read_bytes()
+    opened = decoder._open(data, decode_limits.deadline_after())
+    estimate = decode_limits.decode_cost(opened, data, 256, opened.size)
+    grew, _, out = measure_decode(big)
+    print(f"\n4096x4096 RGBA AVIF: {out} | {grew:.0f} MB, estimate {estimate / MB:.0f} MB")
+    assert out.startswith("ok") and grew * MB <= estimate
+
+
 # ---------------------------------------------------------------- decoder surprises
 
 

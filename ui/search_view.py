@@ -25,7 +25,7 @@ from searchapp.ui.markdown import md_escape
 from searchapp.ui.url_state import WEIGHTS, SearchState, from_params, to_params
 
 PAGE = 60  # tiles a "load more" adds: about two screens on a laptop
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "heic", "heif"]
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "heic", "heif", "avif"]
 WEIGHT_LABELS = {
     -2.0: "much less like this", -1.0: "less like this", -0.5: "a little less like this",
     0.5: "a little like this", 1.0: "like this", 2.0: "more like this",
@@ -239,7 +239,7 @@ def _search_bar(
     )  # fmt: skip
     with right.popover("Search by image", width="stretch"):
         upload = st.file_uploader(
-            "A photo to find more like (JPEG, PNG, WebP, HEIC)",
+            "A photo to find more like (JPEG, PNG, WebP, HEIC, AVIF)",
             type=UPLOAD_TYPES,
             key=f"upload-{st.session_state['upload_gen']}",
         )
