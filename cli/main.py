@@ -10,16 +10,12 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from searchapp import __version__
+from searchapp.cli.search import cmd_search
 from searchapp.config import Settings, load_settings
 from searchapp.errors import SearchAppError
 from searchapp.text import printable
-
-if TYPE_CHECKING:  # imported where used: a search through the watcher needs no Library
-    from searchapp.library import Library
 
 EXAMPLES = """\
 examples:
@@ -257,72 +253,6 @@ class _progress_bar:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
-    from searchapp.errors import UsageError
-
-    chosen = [x for x in (args.text, args.image, args.like) if x]
-    if len(chosen) != 1:
-        raise UsageError("give exactly one of: TEXT, --image PATH, --like PHOTO")
-    if args.k < 1:
-        raise UsageError("-k must be at least 1.")
-    folder = str(Path(args.folder).resolve()) if args.folder else None
-    rows = _search_by_watcher(settings, args, folder)
-    if rows is not None:
-        _print_rows(settings, args, rows)
-        return 0
-    from searchapp.library import Library
-
-    with Library(settings) as library:
-        _print_rows(settings, args, _search_here(library, args, folder))
-        sys.stdout.flush()  # the answer is out before the model cache is written
-        library.keep_model_cache()
-    return 0
-
-
-def _print_rows(settings: Settings, args: argparse.Namespace, rows: list[dict]) -> None:
-    from searchapp.config import RANDOM_WARNING
-
-    if settings.random_weights:  # said with the results; an error stays one line
-        print(RANDOM_WARNING, file=sys.stderr)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return
-    for r in rows:
-        print(f"{r['rank']:3d}  {r['score']:.3f}  [{r['photo_id']}]  {printable(r['path'])}")
-    if not rows:
-        print("no results")
-
-
-def _search_by_watcher(
-    settings: Settings, args: argparse.Namespace, folder: str | None
-) -> list[dict] | None:
-    """The running watcher's answer (its model is loaded), or None: search here."""
-    from searchapp.engine_client import EngineClient
-
-    request: dict = {"k": args.k, "filters": {"folder": folder} if folder else None}
-    if args.text:
-        request["text"] = args.text
-    elif args.image:
-        request["image_path"] = str(Path(args.image).absolute())
-    else:
-        request["like"] = args.like
-    answer = EngineClient(settings).search(request)
-    return None if answer is None else answer["results"]
-
-
-def _search_here(library: Library, args: argparse.Namespace, folder: str | None) -> list[dict]:
-    from searchapp.library import PhotoFilter
-
-    flt = PhotoFilter(folder=folder) if folder else None
-    if args.text:
-        results = library.search_text(args.text, args.k, flt)
-    elif args.image:
-        results = library.search_image(args.image, args.k, flt)
-    else:
-        results = library.search_like(args.like, args.k, flt)
-    return [r.as_dict() for r in results]
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:

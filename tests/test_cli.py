@@ -65,6 +65,9 @@ def test_cli_index_search_status_roots(tmp_path, photos):
     text = json.loads(run(lib, "search", "a cat", "-k", "5", "--json").stdout)
     assert len(text) == 5 and [r["rank"] for r in text] == [1, 2, 3, 4, 5]
 
+    elsewhere = run(lib, "search", "a cat", "--folder", str(tmp_path / "elsewhere"), check=False)
+    assert elsewhere.returncode == 2 and "is not in a photo folder" in elsewhere.stderr
+
     like = json.loads(run(lib, "search", "--like", str(results[0]["photo_id"]), "--json").stdout)
     assert results[0]["photo_id"] not in [r["photo_id"] for r in like]
 
