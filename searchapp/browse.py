@@ -138,6 +138,14 @@ def fold_copies(store: Store, ranked: list[tuple[PhotoRecord, float | None]]) ->
 SIMILAR_COSINE = 0.95  # resized or re-encoded copies and bursts; not merely the same scene
 
 
+def with_copies(store: Store, ids: set[int]) -> set[int]:
+    """``ids`` and every photo with the same bytes as one of them: an example's copies are
+    that photo again, so "more like this" does not answer with them."""
+    records = store.get_photos(list(ids)) if ids else {}
+    hashes = {r.content_hash for r in records.values() if r.content_hash}
+    return ids | {c.id for h in hashes for c in store.copies_of(h)}
+
+
 def fold_similar(
     store: Store, model_id: str, tiles: list[Tile], cosine: float = SIMILAR_COSINE
 ) -> list[Tile]:

@@ -203,7 +203,7 @@ class Library(StatusReads):
     def search_like(
         self, photo: int | str, k: int = 20, flt: PhotoFilter | None = None
     ) -> list[SearchResult]:
-        """More like an indexed photo (by id or path); the photo itself is left out."""
+        """More like an indexed photo (by id or path); it and its copies are left out."""
         parts = [QueryPart("photo", self.resolve_photo(photo))]
         return self.query(parts, k=k, flt=flt, cutoff=False, skip_query_photos=True).results
 
@@ -230,7 +230,8 @@ class Library(StatusReads):
         count (see :func:`relevant_count`); without it ("show all") every photo that
         passes ``flt`` does. ``sort`` (relevance, newest, oldest) orders that list; photos
         without a date go last. Pages are ``[offset, offset + k)`` of it. Photos that are
-        positive parts of the query are left out (they would match themselves first).
+        positive parts of the query, and their byte-identical copies, are left out (they would
+        match themselves first).
         """
         if sort not in SORTS:
             raise QueryError(f"unknown sort {sort!r}; use one of {', '.join(SORTS)}.")
@@ -238,7 +239,7 @@ class Library(StatusReads):
             self._check_model_matches()
         vec = self._encoder.encode(parts)
         skip = {int(p.value) for p in parts if p.kind == "photo" and p.weight > 0}
-        skip = skip if skip_query_photos else set()
+        skip = browse.with_copies(self.store, skip) if skip_query_photos else set()
         scores, ids, candidates = self._ranked(
             vec, flt, skip, offset + k, cutoff or sort != "relevance"
         )
@@ -440,8 +441,6 @@ class Library(StatusReads):
     def remember_search(self, search: dict[str, str]) -> list[dict[str, str]]:
         """Keep ``search`` (the page's URL state) first among the recent searches."""
         return recent.remember(self.settings.data_dir, search)
-
-    # ------------------------------------------------------------ status
 
 
 __all__ = [
