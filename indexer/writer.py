@@ -52,13 +52,25 @@ class Writer:
         self.lock = lock
         self.store = Store(settings.db_path)  # a damaged library fails first, in one line
         self.remote: RemoteStage | None = None  # the Ray workers (--ray), opened on first use
+        self._embedder = embedder
         try:
-            self.embedder = embedder or LazyEmbedder(settings, embeds_here=not settings.ray_address)
+            spec = None if embedder else resolve_spec(settings)
+            self.model_id = embedder.model_id if embedder else spec.model_id
+            self.dim = embedder.dim if embedder else spec.dim
             self.index = self._open_index()
         except BaseException:
             self.store.close()
             raise
         self.generation = self.store.generation()
+
+    @property
+    def embedder(self) -> ImageEncoder:
+        """The model, made at the first indexing run: adding or removing a folder needs
+        none (nor torch, nor its device checks and notices)."""
+        if self._embedder is None:
+            ray = bool(self.settings.ray_address)
+            self._embedder = LazyEmbedder(self.settings, embeds_here=not ray)
+        return self._embedder
 
     # ------------------------------------------------------------ commands
     def run(self, command: Command, progress: ProgressCallback | None = None) -> Outcome:
@@ -159,9 +171,7 @@ class Writer:
         return True
 
     def _open_index(self):  # noqa: ANN202 - VectorIndex
-        return open_index(
-            self.settings.index_path, self.store, self.embedder.model_id, self.embedder.dim
-        )
+        return open_index(self.settings.index_path, self.store, self.model_id, self.dim)
 
     def close(self) -> None:
         try:
