@@ -40,8 +40,20 @@ DECODE_TIME_LIMIT_S = 30.0
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # Pillow's default limit (non-JPEG)
 JPEG_MAX_PIXELS = 1_000_000_000  # baseline JPEGs decode at 1/8 scale: <= ~16 MP in memory
 
+
+def _reads_avif() -> bool:
+    """Whether this Pillow reads AVIF (recent ones, built with libavif); older ones do not."""
+    try:
+        from PIL import AvifImagePlugin
+    except ImportError:
+        return False
+    return bool(AvifImagePlugin.SUPPORTED)
+
+
 # The only decoders a file may reach, whatever its name (EPS, PSD, FITS... are refused).
-FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF") + (
+    ("AVIF",) if _reads_avif() else ()
+)
 REDUCIBLE_MODES = frozenset(
     {"L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "I", "F"}
 )

@@ -53,7 +53,7 @@ route_library_messages()
 
 PHOTO_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif",
-    ".avif",
+    *((".avif",) if "AVIF" in FORMATS else ()),
 })  # fmt: skip
 MAX_FILE_BYTES = 512 * 1024 * 1024
 HASH_BYTES = 16
