@@ -158,6 +158,24 @@ def test_another_account_on_this_computer_is_refused(open_page) -> None:  # noqa
     assert request(port, "/_stcore/health", f"127.0.0.1:{port}")[0] == 200  # this account
 
 
+@pytest.mark.skipif(not owner_checks_work(), reason="the kernel cannot tell the peer here")
+def test_the_owner_check_answers_this_account_and_says_when_it_cannot_tell() -> None:
+    import socket
+
+    from searchapp.ui.guard import UNKNOWN_PEER, AccessGuard
+
+    guard = AccessGuard(lambda *_: None, policy_for("127.0.0.1", 8501, owner_uid=os.getuid()))
+    with (
+        socket.create_server(("127.0.0.1", 0)) as server,
+        socket.create_connection(server.getsockname()) as client,
+    ):
+        server.accept()[0].close()
+        scope = {"client": client.getsockname(), "server": server.getsockname()}
+        assert guard._peer_refusal(scope) is None
+    gone = {"client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8501)}  # no such socket
+    assert guard._peer_refusal(gone) == UNKNOWN_PEER
+
+
 def test_a_wrong_host_is_refused_on_every_route(open_page) -> None:  # noqa: ANN001
     port, asset = open_page
     paths = ("/", "/_stcore/health", "/_stcore/host-config", asset, "/media/x.jpg")

@@ -31,6 +31,11 @@ from searchapp.ui.peer import peer_uid
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - names, not a bind
 LOGIN_PATH = "/_searchapp/login"
+OTHER_ACCOUNT = "this page belongs to another account on this computer"
+UNKNOWN_PEER = (
+    "cannot tell which account this connection comes from; start searchapp ui with "
+    "SEARCHAPP_UI_SECRET set to open the page with a secret instead"
+)
 MIN_SECRET_CHARS = 12
 MAX_FORM_BYTES = 4096
 _TOKEN_LABEL = b"searchapp-ui-access"
@@ -181,7 +186,10 @@ class AccessGuard:
             uid = peer_uid(tuple(client), tuple(server)) if client and server else None
         except (OSError, ValueError):
             uid = None
-        return None if uid == owner else "this page belongs to another account on this computer"
+        if uid is None:  # not a socket of this machine's loopback (WSL's mirrored network)
+            return UNKNOWN_PEER
+        # root reads every file anyway (and runs relays such as WSL's localhost forwarding)
+        return None if uid in (owner, 0) else OTHER_ACCOUNT
 
     async def _login(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
