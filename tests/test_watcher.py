@@ -16,6 +16,7 @@ from watchdog.observers import Observer
 
 from searchapp.decoder import hash_bytes
 from searchapp.errors import WriterBusyError
+from searchapp.indexer import daemon, watches
 from searchapp.indexer.daemon import run_watch
 from searchapp.library import Library
 from searchapp.store import Store
@@ -47,6 +48,14 @@ class Watcher:
         self.thread.join(timeout=60)
         assert not self.thread.is_alive(), "watcher did not stop"
         assert not self.errors, self.errors
+
+
+@pytest.fixture(autouse=True)
+def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon's periodic looks (roots every 2 s, a polled tree every 5 s) sooner: the
+    tests wait on their conditions, and waited out those periods (~10 s in all)."""
+    monkeypatch.setattr(daemon, "ROOTS_POLL_S", 0.3)
+    monkeypatch.setattr(watches, "POLLING_INTERVAL_S", 0.5)
 
 
 @pytest.fixture()
