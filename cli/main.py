@@ -305,7 +305,8 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
                 continue
             holder = watcher_running(settings)
             then = f"the running watcher (pid {holder.pid}) indexes it" if holder else ""
-            print(f"added {printable(root)}; {then or 'run: searchapp index'}")
+            done = "added" if root in outcome.new_roots else "already a photo folder:"
+            print(f"{done} {printable(root)}; {then or 'run: searchapp index'}")
             continue
         command = RemoveRoot(absolute(path))
         outcome = submit(settings, command, wait_s=3600, on_wait=_say_waiting)

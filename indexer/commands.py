@@ -51,12 +51,13 @@ class Outcome:
 
     stats: IndexStats | None = None
     roots: tuple[str, ...] = ()  # roots added or removed
+    new_roots: tuple[str, ...] = ()  # of those added, the ones that were not roots before
     removed_photos: int = 0
     done_by: int | None = None
 
     def to_json(self) -> dict:
         value = asdict(self)
-        value["roots"] = list(self.roots)
+        value["roots"], value["new_roots"] = list(self.roots), list(self.new_roots)
         return value
 
     @classmethod
@@ -66,6 +67,7 @@ class Outcome:
         return cls(
             stats=IndexStats(**{k: v for k, v in stats.items() if k in known}) if stats else None,
             roots=tuple(value.get("roots") or ()),
+            new_roots=tuple(value.get("new_roots") or ()),
             removed_photos=int(value.get("removed_photos") or 0),
             done_by=value.get("done_by"),
         )

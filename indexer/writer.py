@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
+from dataclasses import replace
 
 from searchapp.activity import WriterInfo, read_writer
 from searchapp.config import Settings
@@ -76,7 +77,9 @@ class Writer:
     def run(self, command: Command, progress: ProgressCallback | None = None) -> Outcome:
         """Do one command (from this process or handed over by another)."""
         if isinstance(command, AddRoots):
-            return Outcome(roots=tuple(r.path for r in self.add_roots(command.paths)))
+            before = {r.path for r in self.store.list_roots()}
+            roots = tuple(r.path for r in self.add_roots(command.paths))
+            return Outcome(roots=roots, new_roots=tuple(r for r in roots if r not in before))
         if isinstance(command, RemoveRoot):
             root, removed = self.remove_root(command.path)
             return Outcome(roots=(root,), removed_photos=removed)
@@ -245,7 +248,7 @@ def _hand_to_watcher(
 
     outcome = wait_for_answer(settings, request, alive, max(wait_s, 1.0))
     if outcome is not None:
-        return Outcome(outcome.stats, outcome.roots, outcome.removed_photos, holder.pid)
+        return replace(outcome, done_by=holder.pid)
     if withdraw_request(settings, request) and not alive():
         return None
     raise WriterBusyError(

@@ -296,6 +296,8 @@ def test_roots_never_nest_and_the_data_folder_is_never_indexed(tmp_path):
     around = cli(data, "index", str(photos))  # takes a and b in, ids and vectors kept
     assert around.returncode == 0 and "added 0" in around.stdout, around.stdout
     assert cli(data, "roots", "list").stdout.splitlines() == [str(photos)]
+    again = cli(data, "roots", "add", str(photos))
+    assert again.stdout.startswith(f"already a photo folder: {photos}"), again.stdout
     inside = cli(data, "roots", "add", str(photos / "a"))
     assert inside.stdout.strip() == (
         f"{photos / 'a'} is inside the photo folder {photos}, which covers it already"
