@@ -113,3 +113,13 @@ def test_missing_weights_message(tmp_path):
     )
     assert proc.returncode == 1
     assert "--weights" in proc.stderr and "Traceback" not in proc.stderr
+    # a checkpoint path that is not there is said before open_clip loads (it took ~7 s)
+    missing = tmp_path / "nope.safetensors"
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "searchapp.cli", "--data-dir",
+         str(tmp_path / "l"), "--weights", str(missing), "index", str(d)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1 and f"weights file {missing} not found" in proc.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
+    assert "open_clip" not in imported and "torch" not in imported

@@ -85,6 +85,7 @@ def resolve_spec(settings: Settings) -> ModelSpec:
 
 def _resolve_clip(settings: Settings) -> ModelSpec:
     """The spec as open_clip describes it (imports open_clip)."""
+    _refuse_missing_file(settings.weights)  # said before open_clip's ~6 s import
     model_cfg = model_config(settings.model)
     kind, value, model_id = _weights_source(settings.model, settings.weights)
     return ModelSpec(
@@ -243,14 +244,28 @@ def _weights_source(model: str, weights: str) -> tuple[str, str, str]:
     if path.is_file():
         path = path.resolve()
         return "file", str(path), f"{model}/file-{file_digest(path)}"
-    if path.exists() or os.sep in weights or weights.endswith(_CHECKPOINT_SUFFIXES):
-        raise WeightsUnavailableError(
-            f"weights file {weights} not found; give the path of an open_clip checkpoint "
-            "(.safetensors or .bin), a local-dir:FOLDER, or --weights random."
-        )
+    if path.exists():
+        raise _not_found(weights)
+    _refuse_missing_file(weights)
     raise ConfigError(
         f"{weights!r} is not a weights tag of {model} (tags: {', '.join(tags) or 'none'}), "
         "nor a file; use a tag, a checkpoint path, hf-hub:ORG/REPO, local-dir:FOLDER or random."
+    )
+
+
+def _refuse_missing_file(weights: str) -> None:
+    """A ``--weights`` that names a file (a path, a checkpoint suffix; no tag does) which
+    is not there."""
+    looks_like_path = os.sep in weights or weights.endswith(_CHECKPOINT_SUFFIXES)
+    schema = weights.startswith(("hf-hub:", "local-dir:"))
+    if looks_like_path and not schema and not Path(weights).expanduser().is_file():
+        raise _not_found(weights)
+
+
+def _not_found(weights: str) -> WeightsUnavailableError:
+    return WeightsUnavailableError(
+        f"weights file {weights} not found; give the path of an open_clip checkpoint "
+        "(.safetensors or .bin), a local-dir:FOLDER, or --weights random."
     )
 
 
