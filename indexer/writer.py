@@ -55,9 +55,9 @@ class Writer:
         self.remote: RemoteStage | None = None  # the Ray workers (--ray), opened on first use
         self._embedder = embedder
         try:
-            spec = None if embedder else resolve_spec(settings)
-            self.model_id = embedder.model_id if embedder else spec.model_id
-            self.dim = embedder.dim if embedder else spec.dim
+            self._spec = None if embedder else resolve_spec(settings)  # resolved once
+            self.model_id = embedder.model_id if embedder else self._spec.model_id
+            self.dim = embedder.dim if embedder else self._spec.dim
             self.index = self._open_index()
         except BaseException:
             self.store.close()
@@ -70,7 +70,7 @@ class Writer:
         none (nor torch, nor its device checks and notices)."""
         if self._embedder is None:
             ray = bool(self.settings.ray_address)
-            self._embedder = LazyEmbedder(self.settings, embeds_here=not ray)
+            self._embedder = LazyEmbedder(self.settings, embeds_here=not ray, spec=self._spec)
         return self._embedder
 
     # ------------------------------------------------------------ commands

@@ -12,7 +12,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from searchapp.library import Facets, FolderOption, Library, PhotoFilter
-from searchapp.ui.url_state import SORTS
+from searchapp.ui.url_state import MAX_SIDE, SORTS
 
 SORT_LABELS = {"relevance": "Best match", "newest": "Newest first", "oldest": "Oldest first"}
 QUICK = {"": "Any time", "this-month": "This month", "this-year": "This year",
@@ -78,7 +78,7 @@ def _filter_widgets(library: Library) -> None:
     chosen = [t for t in st.session_state.get("types") or () if t not in facets.formats]
     st.multiselect("File type", [*facets.formats, *chosen], key="types")
     st.number_input(
-        "Minimum size (px, both sides)", 0, 20000, step=100, key="min_side",
+        "Minimum size (px, both sides)", 0, MAX_SIDE, step=100, key="min_side",
         help="Hide photos smaller than this many pixels in width or height.",
     )  # fmt: skip
 

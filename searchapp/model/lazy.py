@@ -22,7 +22,7 @@ from searchapp.model.encoder import ImageEncoder
 from searchapp.model.hub import check_weights
 from searchapp.model.loader import forget_embedder, load_embedder
 from searchapp.model.preprocess import prepare_pixels
-from searchapp.model.spec import resolve_spec, warn_if_meaningless
+from searchapp.model.spec import ModelSpec, resolve_spec, warn_if_meaningless
 
 log = logging.getLogger("searchapp.model")
 
@@ -38,11 +38,14 @@ class LazyEmbedder:
     given back, and the next photo or query loads it again.
     """
 
-    def __init__(self, settings: Settings, *, embeds_here: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, *, embeds_here: bool = True, spec: ModelSpec | None = None
+    ) -> None:
         """``embeds_here=False``: a Ray run's driver, whose workers pick their own device
-        and precision; it skips that choice here, and so the 3-4 s import of torch."""
+        and precision; it skips that choice here, and so the 3-4 s import of torch.
+        ``spec``: the caller's resolution of ``settings``, not done again."""
         self.settings = settings
-        self.spec = resolve_spec(settings)  # the one resolution; the load reuses it
+        self.spec = spec or resolve_spec(settings)  # the one resolution; the load reuses it
         self.model_id = self.spec.model_id
         self.dim = self.spec.dim
         self.preprocess_config = self.spec.preprocess

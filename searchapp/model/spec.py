@@ -244,9 +244,8 @@ def _weights_source(model: str, weights: str) -> tuple[str, str, str]:
     if path.is_file():
         path = path.resolve()
         return "file", str(path), f"{model}/file-{file_digest(path)}"
-    if path.exists():
+    if path.exists():  # a folder, say (a missing path-like one was refused before)
         raise _not_found(weights)
-    _refuse_missing_file(weights)
     raise ConfigError(
         f"{weights!r} is not a weights tag of {model} (tags: {', '.join(tags) or 'none'}), "
         "nor a file; use a tag, a checkpoint path, hf-hub:ORG/REPO, local-dir:FOLDER or random."
