@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import searchapp.model.device as device_module
 import searchapp.model.encoder as encoder_module
@@ -113,6 +112,8 @@ def test_gpu_against_the_build(capability, archs, runs) -> None:
 
 def test_auto_reads_torch_and_gives_its_notice_once(monkeypatch, caplog) -> None:
     """The facts come from torch's own functions; ``auto`` decides once per process."""
+    import torch  # here, not at the top: collecting the suite need not import torch
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: (3, 7))
@@ -216,6 +217,8 @@ class _PassProbe:
     def encode_image(self, x):  # noqa: ANN001, ANN201
         self.batches.append(len(x))
         if self.max_images is not None and len(x) > self.max_images:
+            import torch
+
             raise torch.OutOfMemoryError(f"CUDA out of memory. Tried a batch of {len(x)}")
         return self._pass(self.model.encode_image, x)
 
@@ -285,6 +288,8 @@ def test_out_of_memory_halves_the_batch_and_remembers(caplog) -> None:
 
 def test_out_of_memory_for_one_image_is_one_line() -> None:
     def encode(pixels: np.ndarray) -> np.ndarray:
+        import torch
+
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
 
     with pytest.raises(DeviceError) as info:

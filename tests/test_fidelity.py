@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from searchapp.config import load_settings
-from searchapp.model import ClipEmbedder, load_embedder
+from searchapp.model import ClipEmbedder, device_and_precision, load_embedder
 from searchapp.store import Store
 from tests.helpers import index_once
 
@@ -43,6 +43,9 @@ def fast_and_reference(
     library: Path, tmp_path: Path, reference: ReferenceEncoder
 ) -> tuple[np.ndarray, np.ndarray]:
     settings = load_settings(data_dir=tmp_path / "lib", weights="random", precision="auto")
+    # auto as this machine resolves it: where that is fp32, load_embedder's process cache
+    # hands back the session's fp32 model (clip_embedder) instead of building it again
+    settings = settings.with_overrides(precision=device_and_precision(settings)[1])
     embedder = load_embedder(settings)
     stats = index_once(settings, embedder, library)
     paths = sorted(p for p in library.iterdir() if p.is_file())
@@ -67,7 +70,7 @@ def top_neighbours(x: np.ndarray, k: int) -> list[set[int]]:
 
 
 def test_fast_path_matches_the_fp32_open_clip_reference(
-    library: Path, tmp_path: Path, reference: ReferenceEncoder
+    library: Path, tmp_path: Path, reference: ReferenceEncoder, clip_embedder: ClipEmbedder
 ) -> None:
     fast, ref = fast_and_reference(library, tmp_path, reference)
     cosine = (fast * ref).sum(axis=1)
