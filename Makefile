@@ -34,7 +34,7 @@ bytecode: setup
 
 test: setup bytecode
 	$(VENV)/bin/ruff check .
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n auto --dist loadfile -m "not ray"
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder -m "not ray"
 
 check: test test-ray
 
