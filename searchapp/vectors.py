@@ -259,8 +259,10 @@ class VectorIndex:
         cls, store: Store, model_id: str, dim: int, threshold: int | None = None
     ) -> VectorIndex:
         """Rebuild from the embeddings stored in SQLite (never from the model)."""
-        ids, vecs = store.load_vectors(model_id)
+        # generation first: a commit between the reads labels the index older than its rows
+        # (a reader reloads once more), never newer (it would keep missing those photos)
         generation = store.generation()
+        ids, vecs = store.load_vectors(model_id)
         return cls.build(ids, vecs, model_id, dim, generation, threshold)
 
     @classmethod

@@ -126,6 +126,37 @@ def _store_with(tmp_path: Path, count: int) -> Store:
     return store
 
 
+def _write_photos(store: Store, tmp_path: Path, count: int, seed: int) -> None:
+    batch = BatchWrite(model_id=MODEL)
+    for i, v in enumerate(clustered(count, seed=seed)):
+        h, name = f"{seed:08x}{i:024x}", str(tmp_path / f"s{seed}-{i}.jpg")
+        batch.indexed.append(PhotoWrite(1, name, 1, 1, h, 4, 3, "JPEG"))
+        batch.vectors[h] = v
+    store.write_batch(batch)
+
+
+def test_a_commit_during_a_readers_rebuild_is_followed(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """The writer's last commit lands while a reader rebuilds from the store (after the
+    vectors were read): the reader must still come to hold it. Labelled with the newer
+    generation, the rebuilt index looked current and stayed without those photos."""
+    store = _store_with(tmp_path, 50)
+    live = LiveIndex(tmp_path / "missing.faiss", store, MODEL, DIM, check_every=0.0)
+    assert live.get().ntotal == 50
+    _write_photos(store, tmp_path, 5, seed=7)
+    load_vectors = store.load_vectors
+
+    def read_then_commit(model_id: str):  # noqa: ANN202
+        vectors = load_vectors(model_id)
+        _write_photos(store, tmp_path, 3, seed=8)  # the writer's last batch
+        monkeypatch.setattr(store, "load_vectors", load_vectors)
+        return vectors
+
+    monkeypatch.setattr(store, "load_vectors", read_then_commit)
+    assert live.get().ntotal == 55  # the rebuild the commit raced
+    assert live.get().ntotal == 58  # and the next look sees it
+    store.close()
+
+
 def test_refit_switches_kind_both_ways(tmp_path: Path) -> None:
     store = _store_with(tmp_path, 600)
     index = open_index(tmp_path / "v.faiss", store, MODEL, DIM)
