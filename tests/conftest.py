@@ -33,25 +33,50 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # (one thread: the suite 234 -> 213 s, a minute less CPU)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-# The longest files first (make test hands whole files to workers in collection order,
-# --no-loadscope-reorder), so the short ones even out the workers' ends. Measured on 2 cores.
-LONGEST_FIRST = (
+# Files whose tests load torch and open_clip in this process: make test (--dist loadfile)
+# hands them to one worker as one unit, so the imports and the session's model
+# (clip_embedder) are paid once, not on both workers.
+IN_PROCESS_MODEL = (
     "test_fidelity.py",
+    "test_traced.py",
+    "test_devices.py",
+    "test_weights_shipping.py",
+    "test_model.py",
+    "test_security.py",
+    "test_search.py",
+)
+# Then the longest files first: workers take the units in collection order
+# (--no-loadscope-reorder), so the short ones at the end even out the workers' ends.
+LONGEST_FIRST = (
     "test_cli.py",
     "test_ui_browser.py",
     "test_model_host.py",
     "test_crash.py",
     "test_watcher.py",
-    "test_traced.py",
     "test_concurrency.py",
     "test_watcher_daemon.py",
-    "test_devices.py",
 )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    rank = {name: i for i, name in enumerate(IN_PROCESS_MODEL + LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: unknown with -p no:xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """--dist loadfile with the files of IN_PROCESS_MODEL as one unit. (xdist's own
+    loadgroup marks do not reach its scheduler under pytest 9.2: it renames ``_nodeid``.)"""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModelFilesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "model" if Path(path).name in IN_PROCESS_MODEL else path
+
+    return ModelFilesTogether(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)
