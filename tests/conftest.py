@@ -94,7 +94,7 @@ def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def clip_embedder() -> ClipEmbedder:
-    """Random-init MobileCLIP-S2 in fp32, loaded once per session (~15 s of CPU)."""
+    """Random-init MobileCLIP-S2 in fp32, loaded once per session (~7 s of CPU with imports)."""
     # model_cache off: this one is always built by open_clip (the traced copy is tested
     # against it in test_traced.py)
     settings = load_settings(
