@@ -173,6 +173,9 @@ class IndexRun:
         self.finish = finish
         self.remote = remote  # decode+embed there; the embedder then only names the model
         self.model_id = embedder.model_id
+        # True between a batch's commit and FAISS taking it: an index saved then would be
+        # labelled with a generation whose photos it lacks (the Writer rebuilds instead)
+        self.index_behind = False
 
     def run(
         self, plan: Plan, progress: ProgressCallback | None = None, kind: str = "index"
@@ -353,12 +356,14 @@ class IndexRun:
         if not batch:
             return
         result = self.store.write_batch(batch)
+        self.index_behind = True
         fault_point("after-commit")
         if result.removed:
             self.index.remove(np.asarray(result.removed, dtype=np.int64))
         if result.upserted:
             ids = np.fromiter(result.upserted, dtype=np.int64, count=len(result.upserted))
             self.index.add(ids, np.stack([vectors[h] for h in result.upserted.values()]))
+        self.index_behind = False
 
 
 def _collect(

@@ -62,7 +62,7 @@ class Writer:
         except BaseException:
             self.store.close()
             raise
-        self.generation = self.store.generation()
+        self.generation = self.index.generation
 
     @property
     def embedder(self) -> ImageEncoder:
@@ -120,8 +120,7 @@ class Writer:
         try:
             stats = run.run(plan, progress, self.lock.kind)
         except BaseException as err:
-            with suppress(Exception):  # what was committed stays searchable without a rebuild
-                self.save()
+            self._keep_committed(run.index_behind, stopping=not isinstance(err, Exception))
             if isinstance(err, OSError) and err.errno == errno.ENOSPC:
                 raise DiskFullError(
                     f"the disk holding {self.settings.data_dir} is full; free some space and "
@@ -129,6 +128,20 @@ class Writer:
                 ) from None
             raise
         return stats
+
+    def _keep_committed(self, behind: bool, stopping: bool) -> None:
+        """After a failed run, keep what was committed searchable.
+
+        An index that lacks a committed batch is never saved under the store's generation:
+        a process that is stopping leaves the file stale (its next open rebuilds it from the
+        store); one that lives on (the watcher) rebuilds it now.
+        """
+        with suppress(Exception):
+            if not behind:
+                self.save()  # searchable at once, without a rebuild
+            elif not stopping:
+                self.index = self._open_index()
+                self.generation = self.index.generation
 
     def _open_remote(self) -> RemoteStage | None:
         """The Ray stage of ``--ray`` (kept for this Writer's life), or None."""
@@ -150,7 +163,11 @@ class Writer:
     def remove_root(self, path: str) -> tuple[str, int]:
         """Forget a folder and its photos; returns the folder and how many photos left."""
         root, ids = self.store.remove_root(absolute(path))
-        self.index.remove(ids)
+        try:
+            self.index.remove(ids)
+        except Exception:
+            self.index = self._open_index()  # the store has forgotten them: so must FAISS
+            raise
         self.save()
         return root.path, len(ids)
 
@@ -170,7 +187,7 @@ class Writer:
         if self.store.generation() == self.generation:
             return False
         self.index = self._open_index()
-        self.generation = self.store.generation()
+        self.generation = self.index.generation
         return True
 
     def _open_index(self):  # noqa: ANN202 - VectorIndex

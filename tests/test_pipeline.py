@@ -127,3 +127,36 @@ def test_the_first_batch_is_small_so_the_first_photos_are_searchable_soon(
     submit(settings, command, embedder=embedder, progress=lambda p: seen.append(p.done))
     assert seen[0] == FIRST_BATCH < settings.batch_size
     assert seen[1] == FIRST_BATCH + settings.batch_size and seen[-1] == 16
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, RuntimeError])
+def test_a_run_stopped_between_commit_and_faiss_loses_no_committed_photo(
+    settings, embedder, photos, monkeypatch, failure
+):
+    """Ctrl-C (or a FAISS error) after a batch's commit but before FAISS took it: the index
+    file is never labelled with that commit's generation, so every committed photo stays
+    searchable (the first batch's save used to hide the second batch for good)."""
+    from searchapp.vectors import VectorIndex, read_index_info
+
+    real_add = VectorIndex.add
+    calls = []
+
+    def add_then_fail(self, ids, vectors):  # noqa: ANN001, ANN202
+        calls.append(len(ids))
+        if len(calls) == 2:
+            raise failure("stopped after the second commit")
+        return real_add(self, ids, vectors)
+
+    monkeypatch.setattr(VectorIndex, "add", add_then_fail)
+    with pytest.raises(failure):
+        index_once(settings, embedder, photos)
+    monkeypatch.setattr(VectorIndex, "add", real_add)
+
+    store = Store(settings.db_path)
+    ids, _ = store.load_vectors(embedder.model_id)
+    assert len(ids) == sum(calls) > calls[0]  # the second batch was committed
+    if failure is RuntimeError:  # the writer lived on: it rebuilt (and saved) at once
+        assert read_index_info(settings.index_path).generation == store.generation()
+    index = open_index(settings.index_path, store, embedder.model_id, embedder.dim)
+    assert sorted(index.ids().tolist()) == sorted(ids.tolist())
+    store.close()
