@@ -37,7 +37,7 @@ class LiveIndex:
         self.threshold = threshold
         self._current: VectorIndex | None = None
         self._checked = 0.0
-        self._file_sig: tuple[int, int] | None = None
+        self._file_sig: tuple[int, int, int] | None = None
         self._loading: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -92,9 +92,11 @@ class LiveIndex:
     def _swap(self, index: VectorIndex) -> None:
         self._current = index  # one reference assignment: searches see old or new, whole
 
-    def _signature(self) -> tuple[int, int] | None:
+    def _signature(self) -> tuple[int, int, int] | None:
         try:
             st = self.path.stat()
         except OSError:
             return None
-        return st.st_mtime_ns, st.st_size
+        # the inode too: each save is a rename of a new file, and two saves within the
+        # clock's tick with the same size would otherwise look like one
+        return st.st_ino, st.st_mtime_ns, st.st_size

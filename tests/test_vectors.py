@@ -192,3 +192,28 @@ def test_live_index_serves_the_old_index_until_the_new_file_is_loaded(tmp_path: 
     live.wait(30)
     assert live.get().ntotal == 605
     store.close()
+
+
+def test_live_index_sees_a_new_file_of_the_same_size_and_time(tmp_path: Path) -> None:
+    """Two saves within one clock tick, the second of the same size (a photo replaced by
+    another): only the inode tells the files apart, and the reader must load the new one."""
+    import os
+
+    store = _store_with(tmp_path, 600)
+    path = tmp_path / "v.faiss"
+    writer = VectorIndex.build_from_store(store, MODEL, DIM, threshold=500)
+    writer.save(path, store.generation())
+    before = path.stat()
+    live = LiveIndex(path, store, MODEL, DIM, check_every=0.0)
+    assert live.get().ntotal == 600
+    _write_photos(store, tmp_path, 1, seed=9)  # a new photo in; an old one leaves the index
+    new_id = max(store.load_vectors(MODEL)[0].tolist())
+    writer.remove([1])
+    writer.add(np.asarray([new_id], np.int64), clustered(1, seed=9))
+    writer.save(path, store.generation())
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    live.get()  # starts the background reload
+    live.wait(30)
+    assert new_id in live.get().ids().tolist()
+    store.close()
