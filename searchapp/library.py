@@ -389,10 +389,12 @@ class Library(StatusReads):
 
     def _distinct(self, flt: PhotoFilter | None) -> int:
         key = (self.generation(), flt)
-        if key not in self._totals:  # a count over every row: once per library state
-            self._totals = {key: self.store.timeline_total(flt), **self._totals}
-            self._totals = dict(list(self._totals.items())[:16])
-        return self._totals[key]
+        total = self._totals.get(key)
+        if total is None:  # a count over every row: once per library state
+            total = self.store.timeline_total(flt)
+            # one whole assignment: a page's other session may be reading the dict now
+            self._totals = dict(list({key: total, **self._totals}.items())[:16])
+        return total
 
     def tiles(self, results: list[SearchResult]) -> list[Tile]:
         """Search results as grid tiles: files with the same content folded into the first."""
