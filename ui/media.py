@@ -60,8 +60,9 @@ def _library() -> Library:
 
 
 @functools.lru_cache(maxsize=48)
-def _preview(path: str, mtime_ns: int) -> bytes:
-    # mtime_ns is part of the key: an edited photo is decoded again
+def _preview(path: str, mtime_ns: int, content_hash: str) -> bytes:
+    # the key holds what the index knows of the file: an edited photo is decoded again,
+    # even one copied over with its old modification time kept (cp -p, rsync -t)
     return _library().preview_jpeg(path)
 
 
@@ -129,7 +130,7 @@ def preview(request: Request) -> Response:
     if record is None:
         return _not_found("no such photo")
     try:
-        data = _preview(record.path, record.mtime_ns)
+        data = _preview(record.path, record.mtime_ns, record.content_hash)
     except SearchAppError as err:
         return _not_found(str(err))
     return Response(

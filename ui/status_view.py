@@ -190,7 +190,9 @@ def _show_failures(status: StatusReport, settings: Settings) -> None:
     if status.failed > len(status.failures):
         st.caption(f"Showing the first {len(status.failures)}; see `searchapp status`.")
     if st.button("Retry failed files", key="retry", help="Read and index them again"):
-        # a partial list would retry only some; past it, retry every failed file
-        paths = [f.path for f in status.failures] if status.failed <= len(status.failures) else None
+        # a list cut at FAILURES_SHOWN would retry only some: then retry every failed file
+        # (judged by the list itself, not the count, which another query read)
+        complete = len(status.failures) < FAILURES_SHOWN
+        paths = [f.path for f in status.failures] if complete else None
         if run_indexing(settings, paths=paths, retry_failed=True):
             st.rerun()
