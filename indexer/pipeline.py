@@ -355,8 +355,8 @@ class IndexRun:
         """Commit one batch, then bring the FAISS index in step with it."""
         if not batch:
             return
+        self.index_behind = True  # from before the commit: an interrupt may land just after
         result = self.store.write_batch(batch)
-        self.index_behind = True
         fault_point("after-commit")
         if result.removed:
             self.index.remove(np.asarray(result.removed, dtype=np.int64))

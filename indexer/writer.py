@@ -54,6 +54,9 @@ class Writer:
         self.store = Store(settings.db_path)  # a damaged library fails first, in one line
         self.remote: RemoteStage | None = None  # the Ray workers (--ray), opened on first use
         self._embedder = embedder
+        # FAISS lacks (or still holds) photos the store has committed (or removed): set by
+        # a run or removal that failed between the two; nothing saves it until rebuilt
+        self._index_behind = False
         try:
             self._spec = None if embedder else resolve_spec(settings)  # resolved once
             self.model_id = embedder.model_id if embedder else self._spec.model_id
@@ -104,6 +107,7 @@ class Writer:
         """One indexing run over every root, or only ``paths``; the index is saved before
         the run is recorded as done."""
         remote = self._open_remote()
+        self._catch_up()
         if retry_failed:
             self.store.clear_failures(paths)
         plan = plan_changes(self.store, self.embedder.model_id, paths)
@@ -120,7 +124,8 @@ class Writer:
         try:
             stats = run.run(plan, progress, self.lock.kind)
         except BaseException as err:
-            self._keep_committed(run.index_behind, stopping=not isinstance(err, Exception))
+            self._index_behind = self._index_behind or run.index_behind
+            self._keep_committed(stopping=not isinstance(err, Exception))
             if isinstance(err, OSError) and err.errno == errno.ENOSPC:
                 raise DiskFullError(
                     f"the disk holding {self.settings.data_dir} is full; free some space and "
@@ -129,19 +134,25 @@ class Writer:
             raise
         return stats
 
-    def _keep_committed(self, behind: bool, stopping: bool) -> None:
+    def _keep_committed(self, stopping: bool) -> None:
         """After a failed run, keep what was committed searchable.
 
         An index that lacks a committed batch is never saved under the store's generation:
         a process that is stopping leaves the file stale (its next open rebuilds it from the
-        store); one that lives on (the watcher) rebuilds it now.
+        store); one that lives on (the watcher) rebuilds it now, or at its next save.
         """
         with suppress(Exception):
-            if not behind:
+            if not self._index_behind:
                 self.save()  # searchable at once, without a rebuild
             elif not stopping:
-                self.index = self._open_index()
-                self.generation = self.index.generation
+                self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Rebuild FAISS from the store (and save it) if a failure left it out of step."""
+        if self._index_behind:
+            self.index = self._open_index()
+            self.generation = self.index.generation
+            self._index_behind = False
 
     def _open_remote(self) -> RemoteStage | None:
         """The Ray stage of ``--ray`` (kept for this Writer's life), or None."""
@@ -162,12 +173,15 @@ class Writer:
 
     def remove_root(self, path: str) -> tuple[str, int]:
         """Forget a folder and its photos; returns the folder and how many photos left."""
-        root, ids = self.store.remove_root(absolute(path))
+        self._catch_up()
+        self._index_behind = True  # from the commit until FAISS has forgotten them too
         try:
-            self.index.remove(ids)
-        except Exception:
-            self.index = self._open_index()  # the store has forgotten them: so must FAISS
+            root, ids = self.store.remove_root(absolute(path))
+        except RootError:
+            self._index_behind = False  # not a folder of this library: nothing removed
             raise
+        self.index.remove(ids)
+        self._index_behind = False
         self.save()
         return root.path, len(ids)
 
@@ -179,6 +193,9 @@ class Writer:
     # ------------------------------------------------------------ the index file
     def save(self) -> None:
         """Write the vector index for the store's current generation (atomically)."""
+        if self._index_behind:
+            self._catch_up()  # rebuilt from the store, and saved
+            return
         self.generation = self.store.generation()
         self.index.save(self.settings.index_path, self.generation)
 
@@ -186,8 +203,8 @@ class Writer:
         """Reopen the index when something else changed the library (a repair, an old client)."""
         if self.store.generation() == self.generation:
             return False
-        self.index = self._open_index()
-        self.generation = self.index.generation
+        self._index_behind = True  # whoever changed it, the store is the truth
+        self._catch_up()
         return True
 
     def _open_index(self):  # noqa: ANN202 - VectorIndex

@@ -129,6 +129,31 @@ def test_the_first_batch_is_small_so_the_first_photos_are_searchable_soon(
     assert seen[1] == FIRST_BATCH + settings.batch_size and seen[-1] == 16
 
 
+def _fail_second_add(monkeypatch, failure: type[BaseException]) -> tuple[list[int], object]:  # noqa: ANN001
+    """Make FAISS's second ``add`` (after the second batch's commit) raise ``failure``;
+    returns the sizes of the adds tried and the real ``add``, to put back."""
+    from searchapp.vectors import VectorIndex
+
+    real_add, calls = VectorIndex.add, []
+
+    def add_then_fail(self, ids, vectors):  # noqa: ANN001, ANN202
+        calls.append(len(ids))
+        if len(calls) == 2:
+            raise failure("stopped after the second commit")
+        return real_add(self, ids, vectors)
+
+    monkeypatch.setattr(VectorIndex, "add", add_then_fail)
+    return calls, real_add
+
+
+def _assert_index_file_holds_every_committed_photo(settings, embedder) -> None:  # noqa: ANN001
+    store = Store(settings.db_path)
+    ids, _ = store.load_vectors(embedder.model_id)
+    index = open_index(settings.index_path, store, embedder.model_id, embedder.dim)
+    assert sorted(index.ids().tolist()) == sorted(ids.tolist())
+    store.close()
+
+
 @pytest.mark.parametrize("failure", [KeyboardInterrupt, RuntimeError])
 def test_a_run_stopped_between_commit_and_faiss_loses_no_committed_photo(
     settings, embedder, photos, monkeypatch, failure
@@ -138,25 +163,44 @@ def test_a_run_stopped_between_commit_and_faiss_loses_no_committed_photo(
     searchable (the first batch's save used to hide the second batch for good)."""
     from searchapp.vectors import VectorIndex, read_index_info
 
-    real_add = VectorIndex.add
-    calls = []
-
-    def add_then_fail(self, ids, vectors):  # noqa: ANN001, ANN202
-        calls.append(len(ids))
-        if len(calls) == 2:
-            raise failure("stopped after the second commit")
-        return real_add(self, ids, vectors)
-
-    monkeypatch.setattr(VectorIndex, "add", add_then_fail)
+    calls, real_add = _fail_second_add(monkeypatch, failure)
     with pytest.raises(failure):
         index_once(settings, embedder, photos)
     monkeypatch.setattr(VectorIndex, "add", real_add)
-
     store = Store(settings.db_path)
-    ids, _ = store.load_vectors(embedder.model_id)
-    assert len(ids) == sum(calls) > calls[0]  # the second batch was committed
+    assert len(store.load_vectors(embedder.model_id)[0]) == sum(calls) > calls[0]
     if failure is RuntimeError:  # the writer lived on: it rebuilt (and saved) at once
         assert read_index_info(settings.index_path).generation == store.generation()
-    index = open_index(settings.index_path, store, embedder.model_id, embedder.dim)
-    assert sorted(index.ids().tolist()) == sorted(ids.tolist())
     store.close()
+    _assert_index_file_holds_every_committed_photo(settings, embedder)
+
+
+def test_a_watcher_that_could_not_rebuild_saves_no_index_behind_the_store(
+    settings, embedder, photos, monkeypatch
+):
+    """The run fails between commit and FAISS and the rebuild after it fails too (a full
+    disk): the writer lives on (the watcher), and its later save (at close) rebuilds first
+    instead of writing the index that lacks the batch."""
+    import searchapp.indexer.writer as writer_module
+    from searchapp.indexer.lock import WriterLock
+    from searchapp.indexer.writer import Writer
+    from searchapp.vectors import VectorIndex
+
+    real_open = writer_module.open_index
+
+    def open_fails(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OSError(28, "No space left on device")
+
+    lock = WriterLock(settings, "watch")
+    lock.acquire()
+    with Writer(settings, lock, embedder) as writer:
+        writer.add_roots([str(photos.resolve())])
+        _, real_add = _fail_second_add(monkeypatch, RuntimeError)
+        monkeypatch.setattr(writer_module, "open_index", open_fails)
+        with pytest.raises(RuntimeError):
+            writer.index_photos()
+        monkeypatch.setattr(VectorIndex, "add", real_add)
+        monkeypatch.setattr(writer_module, "open_index", real_open)
+        writer.save()  # what the watcher does when it stops
+    lock.release()
+    _assert_index_file_holds_every_committed_photo(settings, embedder)
