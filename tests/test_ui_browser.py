@@ -122,6 +122,13 @@ def _loaded(page, selector: str) -> None:  # noqa: ANN001
     wait_for(lambda: page.locator(selector).evaluate_all(script), f"{selector} decoded", 60)
 
 
+def _idle(page) -> None:  # noqa: ANN001
+    """Wait until no script run is in flight: keys pressed during one can reach an input
+    that the run's end replaces (a CI run lost the whole typed query once)."""
+    app = page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')
+    _expect()(app).to_have_count(1)
+
+
 def _results_shown(page) -> None:  # noqa: ANN001
     """The grid holds results: the caption says so, and the timeline's months are gone."""
     expect = _expect()
@@ -253,8 +260,12 @@ def test_keyboard_alone_searches_opens_and_closes_a_photo(page, served) -> None:
     expect = _expect()
     page.goto(served.url)
     expect(page.locator(".tile")).to_have_count(PHOTOS)
+    _idle(page)
+    box = page.get_by_role("textbox", name="Search your photos")
     page.keyboard.press("/")  # jumps to the search box
+    expect(box).to_be_focused()
     page.keyboard.type("rocket")
+    expect(box).to_have_value("rocket")
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(r"[?&]q=rocket"))
     _results_shown(page)
