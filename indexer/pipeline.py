@@ -173,8 +173,9 @@ class IndexRun:
         self.finish = finish
         self.remote = remote  # decode+embed there; the embedder then only names the model
         self.model_id = embedder.model_id
-        # True between a batch's commit and FAISS taking it: an index saved then would be
-        # labelled with a generation whose photos it lacks (the Writer rebuilds instead)
+        # True from just before a batch's commit until FAISS has taken it: an index saved
+        # then would be labelled with a generation whose photos it lacks (the Writer
+        # rebuilds instead)
         self.index_behind = False
 
     def run(

@@ -174,7 +174,7 @@ class Writer:
     def remove_root(self, path: str) -> tuple[str, int]:
         """Forget a folder and its photos; returns the folder and how many photos left."""
         self._catch_up()
-        self._index_behind = True  # from the commit until FAISS has forgotten them too
+        self._index_behind = True  # from just before the commit until FAISS forgets them
         try:
             root, ids = self.store.remove_root(absolute(path))
         except RootError:
