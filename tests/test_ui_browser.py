@@ -123,8 +123,9 @@ def _loaded(page, selector: str) -> None:  # noqa: ANN001
 
 
 def _idle(page) -> None:  # noqa: ANN001
-    """Wait until no script run is in flight: keys pressed during one can reach an input
-    that the run's end replaces (a CI run lost the whole typed query once)."""
+    """Wait until no script run is in flight before pressing keys. A CI run once lost a
+    whole typed query; the cause is not known (25 fresh tabs under full CPU load here
+    all found the run already over once the tiles showed, and kept the keys)."""
     app = page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')
     _expect()(app).to_have_count(1)
 
