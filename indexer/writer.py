@@ -124,7 +124,7 @@ class Writer:
         try:
             stats = run.run(plan, progress, self.lock.kind)
         except BaseException as err:
-            self._index_behind = self._index_behind or run.index_behind
+            self._index_behind = run.index_behind  # it was caught up before the run
             self._keep_committed(stopping=not isinstance(err, Exception))
             if isinstance(err, OSError) and err.errno == errno.ENOSPC:
                 raise DiskFullError(
@@ -142,10 +142,8 @@ class Writer:
         store); one that lives on (the watcher) rebuilds it now, or at its next save.
         """
         with suppress(Exception):
-            if not self._index_behind:
-                self.save()  # searchable at once, without a rebuild
-            elif not stopping:
-                self._catch_up()
+            if not (stopping and self._index_behind):
+                self.save()  # rebuilds first where the index is behind
 
     def _catch_up(self) -> None:
         """Rebuild FAISS from the store (and save it) if a failure left it out of step."""

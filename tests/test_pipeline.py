@@ -129,9 +129,9 @@ def test_the_first_batch_is_small_so_the_first_photos_are_searchable_soon(
     assert seen[1] == FIRST_BATCH + settings.batch_size and seen[-1] == 16
 
 
-def _fail_second_add(monkeypatch, failure: type[BaseException]) -> tuple[list[int], object]:  # noqa: ANN001
+def _fail_second_add(monkeypatch, failure: type[BaseException]) -> list[int]:  # noqa: ANN001
     """Make FAISS's second ``add`` (after the second batch's commit) raise ``failure``;
-    returns the sizes of the adds tried and the real ``add``, to put back."""
+    returns the sizes of the adds tried (``monkeypatch.undo()`` puts the real one back)."""
     from searchapp.vectors import VectorIndex
 
     real_add, calls = VectorIndex.add, []
@@ -143,7 +143,7 @@ def _fail_second_add(monkeypatch, failure: type[BaseException]) -> tuple[list[in
         return real_add(self, ids, vectors)
 
     monkeypatch.setattr(VectorIndex, "add", add_then_fail)
-    return calls, real_add
+    return calls
 
 
 def _assert_index_file_holds_every_committed_photo(settings, embedder) -> None:  # noqa: ANN001
@@ -161,12 +161,12 @@ def test_a_run_stopped_between_commit_and_faiss_loses_no_committed_photo(
     """Ctrl-C (or a FAISS error) after a batch's commit but before FAISS took it: the index
     file is never labelled with that commit's generation, so every committed photo stays
     searchable (the first batch's save used to hide the second batch for good)."""
-    from searchapp.vectors import VectorIndex, read_index_info
+    from searchapp.vectors import read_index_info
 
-    calls, real_add = _fail_second_add(monkeypatch, failure)
+    calls = _fail_second_add(monkeypatch, failure)
     with pytest.raises(failure):
         index_once(settings, embedder, photos)
-    monkeypatch.setattr(VectorIndex, "add", real_add)
+    monkeypatch.undo()
     store = Store(settings.db_path)
     assert len(store.load_vectors(embedder.model_id)[0]) == sum(calls) > calls[0]
     if failure is RuntimeError:  # the writer lived on: it rebuilt (and saved) at once
@@ -184,9 +184,6 @@ def test_a_watcher_that_could_not_rebuild_saves_no_index_behind_the_store(
     import searchapp.indexer.writer as writer_module
     from searchapp.indexer.lock import WriterLock
     from searchapp.indexer.writer import Writer
-    from searchapp.vectors import VectorIndex
-
-    real_open = writer_module.open_index
 
     def open_fails(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise OSError(28, "No space left on device")
@@ -195,12 +192,11 @@ def test_a_watcher_that_could_not_rebuild_saves_no_index_behind_the_store(
     lock.acquire()
     with Writer(settings, lock, embedder) as writer:
         writer.add_roots([str(photos.resolve())])
-        _, real_add = _fail_second_add(monkeypatch, RuntimeError)
+        _fail_second_add(monkeypatch, RuntimeError)
         monkeypatch.setattr(writer_module, "open_index", open_fails)
         with pytest.raises(RuntimeError):
             writer.index_photos()
-        monkeypatch.setattr(VectorIndex, "add", real_add)
-        monkeypatch.setattr(writer_module, "open_index", real_open)
+        monkeypatch.undo()  # FAISS and the disk work again
         writer.save()  # what the watcher does when it stops
     lock.release()
     _assert_index_file_holds_every_committed_photo(settings, embedder)

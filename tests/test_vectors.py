@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -197,8 +198,6 @@ def test_live_index_serves_the_old_index_until_the_new_file_is_loaded(tmp_path: 
 def test_live_index_sees_a_new_file_of_the_same_size_and_time(tmp_path: Path) -> None:
     """Two saves within one clock tick, the second of the same size (a photo replaced by
     another): only the inode tells the files apart, and the reader must load the new one."""
-    import os
-
     store = _store_with(tmp_path, 600)
     path = tmp_path / "v.faiss"
     writer = VectorIndex.build_from_store(store, MODEL, DIM, threshold=500)
