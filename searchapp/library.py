@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from searchapp import browse, recent
+from searchapp import browse
 from searchapp.access import PREVIEW_SIDE, guarded_original, preview_jpeg
 from searchapp.activity import WriterInfo
 from searchapp.browse import FolderOption, PhotoInfo, Tile, TimelinePage
 from searchapp.config import Settings
-from searchapp.errors import PhotoNotFoundError, QueryError, SearchAppError
+from searchapp.errors import PhotoNotFoundError, QueryError
+from searchapp.library_browse import BrowseReads
 from searchapp.library_status import StatusReads
 from searchapp.live_index import LiveIndex
 from searchapp.plan import PendingFiles
@@ -32,7 +33,7 @@ from searchapp.relevance import CUTOFF_POOL, relevant_count, sort_by_date
 from searchapp.results import SORTS, Facets, SearchPage, SearchResult
 from searchapp.status import StatusReport
 from searchapp.store import PhotoFilter, PhotoRecord, RootRecord, RunRecord, Store
-from searchapp.thumbnails import thumbnail_path, thumbnails_missing
+from searchapp.thumbnails import thumbnail_path
 from searchapp.vectors import VectorIndex
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 RELOAD_MIN_S = 1.0
 
 
-class Library(StatusReads):
+class Library(StatusReads, BrowseReads):
     """One library, read-only; thread-safe for concurrent searches."""
 
     def __init__(
@@ -372,77 +373,6 @@ class Library(StatusReads):
     def preview_jpeg(self, path: str | Path, max_side: int = PREVIEW_SIDE) -> bytes:
         """A JPEG of an indexed photo (through :meth:`photo_file`), long side <= max_side."""
         return preview_jpeg(self.photo_file(path), max_side)
-
-    # ------------------------------------------------------------ the photo app's grid
-    def timeline(
-        self, flt: PhotoFilter | None = None, offset: int = 0, limit: int = 200
-    ) -> TimelinePage:
-        """Every photo newest first by date taken (undated last), each content once."""
-        if not self.exists:
-            return TimelinePage([], 0, offset)
-        return browse.timeline(self.store, flt, offset, limit, self._distinct(flt))
-
-    def distinct_images(self) -> int:
-        """How many different images the library holds: byte-identical copies count once
-        (the timeline's size; the photo count counts every file)."""
-        return self._distinct(None) if self.exists else 0
-
-    def _distinct(self, flt: PhotoFilter | None) -> int:
-        key = (self.generation(), flt)
-        total = self._totals.get(key)
-        if total is None:  # a count over every row: once per library state
-            total = self.store.timeline_total(flt)
-            # one whole assignment: a page's other session may be reading the dict now
-            self._totals = dict(list({key: total, **self._totals}.items())[:16])
-        return total
-
-    def tiles(self, results: list[SearchResult]) -> list[Tile]:
-        """Search results as grid tiles: files with the same content folded into the first."""
-        records = self.store.get_photos([r.photo_id for r in results])
-        ranked = [(records[r.photo_id], r.score) for r in results if r.photo_id in records]
-        return browse.fold_copies(self.store, ranked)
-
-    def fold_similar(self, tiles: list[Tile]) -> list[Tile]:
-        """Near-identical photos (resized, re-encoded, bursts) folded into one tile each."""
-        return browse.fold_similar(self.store, self.model_id, tiles)
-
-    def name_tiles(self, text: str, flt: PhotoFilter | None = None, limit: int = 200) -> list[Tile]:
-        """Photos whose path below its root holds ``text`` if it looks like a name."""
-        fragment = browse.name_fragment(text)
-        return [] if fragment is None else browse.name_tiles(self.store, fragment, flt, limit)
-
-    def folder_options(self) -> list[FolderOption]:
-        """Folders (parents included) with photo counts, labelled below their root."""
-        return browse.folder_options(self.store) if self.exists else []
-
-    def photo_info(self, photo_id: int) -> PhotoInfo | None:
-        """The viewer's details of one photo: relative path, copies, GPS when present."""
-        record = self.photo(photo_id)
-        if record is None:
-            return None
-        try:
-            original: Path | None = self.photo_file(record.path)
-        except SearchAppError:  # gone or offline: the details still show, without GPS
-            original = None
-        return browse.photo_info(self.store, record, original)
-
-    def missing_thumbnails(self) -> list[str]:
-        """Content hashes of indexed photos whose cached thumbnail is not on disk."""
-        if not self.exists:
-            return []
-        return thumbnails_missing(self.settings.thumbs_dir, self.store.indexed_hashes())
-
-    def rebuild_thumbnails(self, hashes: list[str]) -> tuple[int, int]:
-        """Rewrite these contents' thumbnails (the cache only): (rebuilt, unreadable)."""
-        return browse.rebuild_thumbnails(self.store, self.settings.thumbs_dir, hashes)
-
-    def recent_searches(self) -> list[dict[str, str]]:
-        """The last searches made on this library, newest first (see :mod:`recent`)."""
-        return recent.read_recent(self.settings.data_dir)
-
-    def remember_search(self, search: dict[str, str]) -> list[dict[str, str]]:
-        """Keep ``search`` (the page's URL state) first among the recent searches."""
-        return recent.remember(self.settings.data_dir, search)
 
 
 __all__ = [

@@ -22,7 +22,6 @@ import math
 import os
 import struct
 import threading
-import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 from searchapp.atomic import atomic_writer, remove_stale_temps
 from searchapp.errors import IndexFileError
 from searchapp.faults import fault_point
+from searchapp.ivf import build_ivf
 from searchapp.store import Store
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,6 @@ MAGIC = b"SAPPIDX1"
 KIND_FLAT = "flat"
 KIND_IVF = "ivf-sq8"
 DEFAULT_APPROX_THRESHOLD = 200_000
-TARGET_RECALL = 0.97  # calibrated on held-out queries; leaves room above the 0.95 promise
 FILTER_EXACT_MAX = 2_000  # approximate index: filters this small are scored exactly
 SEARCH_THREADS = 1  # one query: a single thread beats OpenMP barriers on busy cores
 RETRAIN_GROWTH = 4  # retrain the coarse quantizer once the index grew this many times
@@ -306,58 +305,9 @@ class VectorIndex:
         return True
 
     def _fill_ivf(self, ids: np.ndarray, vecs: np.ndarray) -> None:
-        n, dim = vecs.shape
-        nlist = int(min(8192, max(64, 2 ** round(math.log2(max(1.0, math.sqrt(n)))))))
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFScalarQuantizer(
-            quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-        )
-        rng = np.random.default_rng(0)
-        # train on a sample: 64 points a list is plenty for k-means, and bounds build time
-        sample = vecs[rng.choice(n, size=min(n, 64 * nlist), replace=False)]
-        started = time.monotonic()
-        index.train(sample)
-        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct/remove by photo id
-        index.add_with_ids(vecs, ids)
-        self.index, self.kind, self.trained_on = index, KIND_IVF, n
+        self.index, self.nprobe = build_ivf(ids, vecs)
+        self.kind, self.trained_on = KIND_IVF, len(ids)
         self._ids_cache = None
-        self.nprobe = self._calibrate_nprobe(ids, vecs, rng)
-        log.info(
-            "built IVF index: %d vectors, %d lists, nprobe %d (%.1f s)",
-            n,
-            nlist,
-            self.nprobe,
-            time.monotonic() - started,
-        )
-
-    def _calibrate_nprobe(self, ids: np.ndarray, vecs: np.ndarray, rng: np.random.Generator) -> int:
-        """Smallest nprobe whose recall@10 against exact search reaches TARGET_RECALL.
-
-        Queries are stored vectors moved off their point (so a query is not its own
-        answer), scored exactly against every vector.
-        """
-        n = len(vecs)
-        picks = rng.choice(n, size=min(n, 200), replace=False)
-        noise = rng.normal(0, 1, size=(len(picks), vecs.shape[1])).astype(np.float32)
-        noise *= 0.75 / np.sqrt(vecs.shape[1])
-        queries = vecs[picks] + noise
-        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-        k = min(10, n)
-        exact = np.empty((len(queries), k), dtype=np.int64)
-        for i in range(0, len(queries), 50):
-            sims = queries[i : i + 50] @ vecs.T
-            exact[i : i + 50] = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        truth = [set(ids[row].tolist()) for row in exact]
-        nprobe = 1
-        while True:
-            params = faiss.SearchParametersIVF(nprobe=nprobe)
-            _, found = self.index.search(queries, k, params=params)
-            recall = np.mean(
-                [len(t & set(f.tolist())) / k for t, f in zip(truth, found, strict=True)]
-            )
-            if recall >= TARGET_RECALL or nprobe >= self.index.nlist:
-                return nprobe
-            nprobe = min(self.index.nlist, nprobe * 2)
 
 
 def open_index(
