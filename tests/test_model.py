@@ -26,7 +26,7 @@ from searchapp.model import (
     resolve_spec,
 )
 from tests.conftest import DATA
-from tests.helpers import index_once, service
+from tests.helpers import index_once, run_cli, service
 
 REPO = Path(__file__).resolve().parent.parent
 NAMES = sorted(p.name for p in DATA.iterdir() if p.suffix in (".jpg", ".png"))
@@ -197,6 +197,21 @@ def test_unknown_model_is_one_line_from_every_entry(tmp_path: Path) -> None:
     assert len(messages) == 1
     (message,) = messages
     assert "\n" not in message and "'MobileCLIP-XXL'" in message and "MobileCLIP-S2" in message
+
+
+def test_missing_default_weights_are_one_line_with_the_fix(tmp_path: Path, monkeypatch) -> None:
+    """The default weights, offline and not in the hub cache (an empty one here): the CLI
+    says how to get them (``--weights``) in one line, exit 1. In this worker's process,
+    where open_clip is loaded already (a new interpreter spent ~8 s of CPU importing it)."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    (tmp_path / "p").mkdir()
+    default = {"SEARCHAPP_ENCODER": "", "SEARCHAPP_WEIGHTS": "", "HF_HUB_OFFLINE": "1"}
+    out = run_cli(tmp_path / "lib", "index", str(tmp_path / "p"), env=default)
+    assert out.returncode == 1, out.stderr
+    assert "--weights" in out.stderr and "not in the Hugging Face cache" in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
 def _python(code: str, data: Path) -> list[str]:
