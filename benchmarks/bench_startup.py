@@ -4,9 +4,11 @@ today's code and ours alternated (``--today`` is another checkout's python).
 Stages: interpreter + the CLI's own imports, numpy/FAISS/SQLAlchemy, torch, the model
 (whatever ``load_embedder`` does: today, importing open_clip with torchvision and
 ``torch._dynamo``, resolving the spec, building the network and loading the checkpoint;
-ours, the traced towers from the model cache when it holds them), and the first text
-encoding. Each side has its own library folder and model cache, warmed by one run that
-is not counted, as a user's would be after their first search.
+ours, the traced towers from the model cache when it holds them), the first text
+encoding, then the first two photos embedded (as ``search --image`` or the first batches
+of an ``index`` run do in a process that loads the cached towers). Each side has its own
+library folder and model cache, warmed by one run that is not counted, as a user's would
+be after their first search.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_startup.py \\
         --today /work/today/.venv/bin/python --weights CHECKPOINT --runs 3
@@ -23,7 +25,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-STAGES = ("cli imports", "numpy faiss sqlalchemy", "torch", "model", "first text")
+STAGES = (
+    "cli imports", "numpy faiss sqlalchemy", "torch", "model", "first text", "first image",
+    "second image",
+)  # fmt: skip
 
 PROBE = r"""
 import json, sys, time
@@ -39,6 +44,10 @@ from searchapp.model import load_embedder
 e = load_embedder(load_settings(data_dir=sys.argv[1], weights=sys.argv[2]))
 lap("model")
 e.encode_texts(["a red kayak"]); lap("first text")
+from PIL import Image
+photo = Image.effect_noise((1024, 768), 64).convert("RGB")
+e.encode_images([photo]); lap("first image")
+e.encode_images([photo]); lap("second image")
 print(json.dumps({"laps": out, "open_clip": "open_clip" in sys.modules}))
 keep = getattr(e, "keep_traced", None)  # as a cold search does after printing (not timed)
 if keep: keep()
