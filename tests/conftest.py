@@ -93,22 +93,23 @@ def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def clip_embedder() -> ClipEmbedder:
+def clip_embedder(tmp_path_factory: pytest.TempPathFactory) -> ClipEmbedder:
     """Random-init MobileCLIP-S2 in fp32, loaded once per session (~7 s of CPU with imports)."""
     # model_cache off: this one is always built by open_clip (the traced copy is tested
-    # against it in test_traced.py)
+    # against it in test_traced.py). Its own data folder: the spec is remembered there.
     settings = load_settings(
-        encoder=ENCODER_CLIP, weights="random", precision="fp32", data_dir="/tmp",
-        model_cache=False,
+        encoder=ENCODER_CLIP, weights="random", precision="fp32",
+        data_dir=tmp_path_factory.mktemp("clip-model"), model_cache=False,
     )  # fmt: skip
     return load_embedder(settings)
 
 
 @pytest.fixture(scope="session")
-def pixel_embedder() -> PixelEncoder:
+def pixel_embedder(tmp_path_factory: pytest.TempPathFactory) -> PixelEncoder:
     """The deterministic test encoder (``SEARCHAPP_ENCODER=pixels``): no torch, no weights;
     identical and resized copies match, different photos differ, the numbers mean nothing."""
-    return load_embedder(load_settings(encoder=ENCODER_PIXELS, data_dir="/tmp"))
+    folder = tmp_path_factory.mktemp("pixel-model")
+    return load_embedder(load_settings(encoder=ENCODER_PIXELS, data_dir=folder))
 
 
 @pytest.fixture(scope="session")

@@ -35,8 +35,9 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference() -> ReferenceEncoder:
-    return ReferenceEncoder(load_settings(data_dir="/tmp", weights="random", precision="fp32"))
+def reference(tmp_path_factory: pytest.TempPathFactory) -> ReferenceEncoder:
+    folder = tmp_path_factory.mktemp("reference")
+    return ReferenceEncoder(load_settings(data_dir=folder, weights="random", precision="fp32"))
 
 
 def fast_and_reference(
