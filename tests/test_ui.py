@@ -375,6 +375,30 @@ def test_status_lists_failed_files_and_retries_them(
     assert not at.dataframe
 
 
+def test_retry_with_more_failures_than_listed_reads_every_failed_file(
+    monkeypatch, settings, embedder, tmp_path
+) -> None:  # noqa: ANN001
+    """Status lists the first FAILURES_SHOWN failed files; "retry" then retries every
+    failed file, not only those listed: the one fixed beyond the list is indexed."""
+    from searchapp.ui.status_view import FAILURES_SHOWN
+
+    photos = tmp_path / "many"
+    photos.mkdir()
+    for i in range(FAILURES_SHOWN + 1):
+        (photos / f"bad{i:03d}.jpg").write_bytes(b"not a jpeg at all")
+    index_once(settings, embedder, photos)
+    at = _app(monkeypatch, settings.data_dir)
+    at.session_state["tab"] = "Status"
+    _status_checked(at)
+    listed = set(at.dataframe[0].value["file"])
+    assert len(listed) == FAILURES_SHOWN
+    (beyond,) = [p for p in photos.iterdir() if str(p) not in listed]
+    shutil.copy(DATA / "rocket.jpg", beyond)
+    at.button(key="retry").click().run()
+    assert not at.exception
+    assert "Indexing finished: added 1" in _texts(at), _texts(at)
+
+
 def _status_checked(at) -> None:  # noqa: ANN001
     """Run the status tab until its background folder check has reported (the tab shows
     "…" for pending files until then; in the browser a fragment reruns it)."""
