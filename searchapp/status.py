@@ -12,10 +12,16 @@ from searchapp.activity import WriterInfo, read_writer
 from searchapp.config import Settings
 from searchapp.plan import PendingFiles, count_pending
 from searchapp.store import RootRecord, RunRecord, Store
-from searchapp.vectors import IndexFileError, read_index_info
+from searchapp.vectors import KIND_FLAT, IndexFileError, read_index_info
 
 NO_INDEX = "none yet"
 REBUILD_NOTE = "rebuilt from the stored vectors on the next search or index run"
+# readers never rebuild an approximate index (27-85 s at a million vectors): they search
+# the file as it is, and the writer saves a current one
+APPROXIMATE_STALE_NOTE = (
+    "searches use it as it is, without the photos indexed since, until a writer saves it "
+    "again (a running index or watch within a minute; else the next `searchapp index`)"
+)
 EMPTY_COUNTS = {"photos": 0, "failed": 0}
 SNAPSHOT_TRIES = 5
 
@@ -30,11 +36,15 @@ class IndexInfo:
     path: str
     problem: str | None = None  # why the file does not match the library; None when it does
     generation: int = 0  # the library generation the file was saved for (0: no file)
+    approximate: bool = False  # an IVF file: a stale one is searched as it is
 
     @property
     def note(self) -> str | None:
         """One line for people when the file does not match the library, else None."""
-        return None if self.problem is None else f"file {self.problem}; {REBUILD_NOTE}"
+        if self.problem is None:
+            return None
+        stale = self.approximate and self.problem.startswith("stale")
+        return f"file {self.problem}; {APPROXIMATE_STALE_NOTE if stale else REBUILD_NOTE}"
 
 
 @dataclass(frozen=True)
@@ -216,7 +226,10 @@ def describe_index_file(
             f"stale ({info.count} vectors from generation {info.generation}, "
             f"library at generation {generation})"
         )
-    return IndexInfo(info.describe(), info.count, info.size_bytes, path, problem, info.generation)
+    return IndexInfo(
+        info.describe(), info.count, info.size_bytes, path, problem, info.generation,
+        approximate=info.kind != KIND_FLAT,
+    )  # fmt: skip
 
 
 __all__ = [

@@ -52,6 +52,30 @@ def test_status_never_says_0_vectors_while_photos_are_indexed(settings, embedder
     assert "index:   17 vectors (exact" in _status(settings)
 
 
+def test_a_stale_approximate_index_says_searches_use_it_as_it_is(settings) -> None:  # noqa: ANN001
+    """Readers rebuild a stale exact file, never an approximate one (the writer does):
+    its note must not promise a rebuild on the next search."""
+    import numpy as np
+
+    from searchapp.status import REBUILD_NOTE, describe_index_file
+    from searchapp.vectors import KIND_IVF, VectorIndex
+
+    vecs = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    ids = np.arange(1, 301)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    approximate = VectorIndex.build(ids, vecs, "m", 8, generation=5, threshold=100)
+    assert approximate.kind == KIND_IVF
+    approximate.save(settings.index_path, 5)
+    assert describe_index_file(settings, "m", 5, 300).note is None
+    stale = describe_index_file(settings, "m", 7, 300)
+    assert stale.approximate and stale.problem.startswith("stale (300 vectors")
+    assert "searches use it as it is" in stale.note and REBUILD_NOTE not in stale.note
+    VectorIndex.build(ids[:10], vecs[:10], "m", 8, generation=5).save(settings.index_path, 5)
+    exact = describe_index_file(settings, "m", 7, 10)
+    assert not exact.approximate and exact.note.endswith(REBUILD_NOTE)
+
+
 def _write_failures(settings, root) -> None:  # noqa: ANN001
     store = Store(settings.db_path)
     try:
