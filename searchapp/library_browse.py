@@ -18,8 +18,8 @@ from searchapp.thumbnails import thumbnails_missing
 
 class BrowseReads:
     """Browsing reads of a library; mixed into ``Library``, which provides ``settings``,
-    ``exists``, ``store``, ``model_id``, ``generation``, ``photo``, ``photo_file`` and the
-    ``_totals`` dict of timeline sizes."""
+    ``exists``, ``store``, ``model_id``, ``photo``, ``photo_file`` and the ``_totals``
+    dict of timeline sizes (``generation`` comes from ``StatusReads``)."""
 
     def timeline(
         self, flt: PhotoFilter | None = None, offset: int = 0, limit: int = 200

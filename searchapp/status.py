@@ -36,15 +36,15 @@ class IndexInfo:
     path: str
     problem: str | None = None  # why the file does not match the library; None when it does
     generation: int = 0  # the library generation the file was saved for (0: no file)
-    approximate: bool = False  # an IVF file: a stale one is searched as it is
+    searched_as_is: bool = False  # an approximate file behind the library (see the note)
 
     @property
     def note(self) -> str | None:
         """One line for people when the file does not match the library, else None."""
         if self.problem is None:
             return None
-        stale = self.approximate and self.problem.startswith("stale")
-        return f"file {self.problem}; {APPROXIMATE_STALE_NOTE if stale else REBUILD_NOTE}"
+        then = APPROXIMATE_STALE_NOTE if self.searched_as_is else REBUILD_NOTE
+        return f"file {self.problem}; {then}"
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,8 @@ def _counts_and_index(
 def describe_index_file(
     settings: Settings, model_id: str, generation: int, photos: int
 ) -> IndexInfo:
-    """The index file against the library: current, or why it is not (and will be rebuilt)."""
+    """The index file against the library: current, or why it is not (and what happens
+    until a writer saves a current one)."""
     path = str(settings.index_path)
     try:
         info = read_index_info(settings.index_path)
@@ -226,10 +227,10 @@ def describe_index_file(
             f"stale ({info.count} vectors from generation {info.generation}, "
             f"library at generation {generation})"
         )
+    as_is = problem is not None and info.kind != KIND_FLAT and info.generation < generation
     return IndexInfo(
-        info.describe(), info.count, info.size_bytes, path, problem, info.generation,
-        approximate=info.kind != KIND_FLAT,
-    )  # fmt: skip
+        info.describe(), info.count, info.size_bytes, path, problem, info.generation, as_is
+    )
 
 
 __all__ = [

@@ -69,11 +69,11 @@ def test_a_stale_approximate_index_says_searches_use_it_as_it_is(settings) -> No
     approximate.save(settings.index_path, 5)
     assert describe_index_file(settings, "m", 5, 300).note is None
     stale = describe_index_file(settings, "m", 7, 300)
-    assert stale.approximate and stale.problem.startswith("stale (300 vectors")
+    assert stale.searched_as_is and stale.problem.startswith("stale (300 vectors")
     assert "searches use it as it is" in stale.note and REBUILD_NOTE not in stale.note
     VectorIndex.build(ids[:10], vecs[:10], "m", 8, generation=5).save(settings.index_path, 5)
     exact = describe_index_file(settings, "m", 7, 10)
-    assert not exact.approximate and exact.note.endswith(REBUILD_NOTE)
+    assert not exact.searched_as_is and exact.note.endswith(REBUILD_NOTE)
 
 
 def _write_failures(settings, root) -> None:  # noqa: ANN001

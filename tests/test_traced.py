@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -66,21 +67,26 @@ def traced(tmp_path_factory, clip_embedder, model_cache_dir):  # noqa: ANN001, A
     session = settings.with_overrides(model_cache_dir=model_cache_dir)
     written = cache_folder(session, spec, "cpu", "fp32")
     model, tokenizer = clip_embedder.model, clip_embedder.tokenizer
-    if (written / META_FILE).is_file():  # written last: the towers are whole
+    try:  # the record is written last: with it there, the towers are whole
         link_files(written, folder)
-    else:
+    except OSError:  # not written (yet), or removed meanwhile: trace them here
+        shutil.rmtree(folder, ignore_errors=True)
         written = folder
         assert save_towers(model, tokenizer, settings, spec, "cpu", "fp32")
+    assert load_cached(settings, spec, "cpu", "fp32") is not None
     assert not save_towers(model, tokenizer, settings, spec, "cpu", "fp32")
     return settings, folder, written
 
 
 def link_files(source: Path, target: Path) -> None:
-    """``target`` as a folder of hard links to ``source``'s files (tests replace files,
-    never edit them)."""
+    """``target`` as a folder of hard links to ``source``'s cached model (tests replace
+    files, never edit them): the record first, so its absence fails before any link."""
+    record = (source / META_FILE).read_bytes()
     target.mkdir(parents=True, mode=0o700)
-    for file in source.iterdir():
-        os.link(file, target / file.name)
+    for name in (IMAGE_FILE, TEXT_FILE, META_FILE):
+        os.link(source / name, target / name)
+    if (target / META_FILE).read_bytes() != record:
+        raise FileNotFoundError(f"{source} changed while it was linked")
 
 
 @pytest.fixture()
@@ -158,3 +164,20 @@ def test_the_cache_key_follows_everything_that_changes_the_numbers(tmp_path):
     pixels = resolve_spec(base.with_overrides(encoder="pixels"))
     assert cache_folder(base, pixels, "cpu", "fp32") is None
     assert cache_folder(base, spec, "cuda", "fp16") is None  # GPU passes are not traced
+
+
+def test_cached_towers_run_as_traced_in_the_calling_thread_only(tmp_path):  # noqa: ANN001
+    """Each tower call runs without TorchScript's profiling executor (its first two calls
+    cost ~1 s each), and the setting is back as it was after the call."""
+    import torch
+
+    from searchapp.model.traced import TracedNetwork
+
+    seen = []
+    network = TracedNetwork(tmp_path)
+    network._loaded = dict.fromkeys(
+        (IMAGE_FILE, TEXT_FILE), lambda _x: seen.append(torch._C._get_graph_executor_optimize())
+    )
+    network.encode_image(None)
+    network.encode_text(None)
+    assert seen == [False, False] and torch._C._get_graph_executor_optimize()

@@ -289,29 +289,30 @@ def test_zip_entry_names_unpack_safely_everywhere() -> None:
 def test_a_photo_copied_over_with_its_old_time_gets_a_new_preview(server, pixel_embedder) -> None:  # noqa: ANN001
     """``cp -p`` or ``rsync -t`` over a photo keeps its modification time: the viewer's
     preview must still be the new picture (the cache is keyed by the indexed content)."""
-    from PIL import Image
-
     photo = server.photos / "edited" / "photo.png"
     photo.parent.mkdir()
-    shutil.copy(DATA / "coffee.png", photo)  # 600x400
-    index_once(server.settings, pixel_embedder, server.photos)
-
-    def preview_size() -> tuple[int, tuple[int, int]]:
-        with sqlite3.connect(server.settings.db_path) as db:
-            (pid,) = db.execute("SELECT id FROM photos WHERE path = ?", (str(photo),)).fetchone()
-        status, _, body = _call(server, "GET", f"/photo/preview/{pid}")
-        assert status == 200, body
-        return pid, Image.open(io.BytesIO(body)).size
-
-    first_id, first = preview_size()
-    kept = photo.stat()
-    shutil.copy(DATA / "coins.png", photo)  # 384x303
-    os.utime(photo, ns=(kept.st_atime_ns, kept.st_mtime_ns))
     try:
+        shutil.copy(DATA / "coffee.png", photo)  # 600x400
         index_once(server.settings, pixel_embedder, server.photos)
-        again_id, again = preview_size()
+        first_id, first = _preview_size(server, photo)
+        kept = photo.stat()
+        shutil.copy(DATA / "coins.png", photo)  # 384x303
+        os.utime(photo, ns=(kept.st_atime_ns, kept.st_mtime_ns))
+        index_once(server.settings, pixel_embedder, server.photos)
+        again_id, again = _preview_size(server, photo)
         assert again_id == first_id, "the same file, updated in place"
         assert first == (600, 400) and again == (384, 303)
-    finally:
+    finally:  # the module's library as the other tests know it
         shutil.rmtree(photo.parent)
         index_once(server.settings, pixel_embedder, server.photos)
+
+
+def _preview_size(server, photo: Path) -> tuple[int, tuple[int, int]]:  # noqa: ANN001
+    """(photo id, size of the viewer's preview) of an indexed photo."""
+    from PIL import Image
+
+    with sqlite3.connect(server.settings.db_path) as db:
+        (pid,) = db.execute("SELECT id FROM photos WHERE path = ?", (str(photo),)).fetchone()
+    status, _, body = _call(server, "GET", f"/photo/preview/{pid}")
+    assert status == 200, body
+    return pid, Image.open(io.BytesIO(body)).size
