@@ -199,9 +199,9 @@ def test_unknown_model_is_one_line_from_every_entry(tmp_path: Path) -> None:
     assert "\n" not in message and "'MobileCLIP-XXL'" in message and "MobileCLIP-S2" in message
 
 
-def test_missing_default_weights_are_one_line_with_the_fix(tmp_path: Path, monkeypatch) -> None:
+def test_missing_default_weights_say_how_to_get_them(tmp_path: Path, monkeypatch) -> None:
     """The default weights, offline and not in the hub cache (an empty one here): the CLI
-    says how to get them (``--weights``) in one line, exit 1. In this worker's process,
+    says how to get them (``--weights``), no traceback, exit 1. In this worker's process,
     where open_clip is loaded already (a new interpreter spent ~8 s of CPU importing it)."""
     import huggingface_hub.constants
 
