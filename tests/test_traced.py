@@ -168,16 +168,27 @@ def test_the_cache_key_follows_everything_that_changes_the_numbers(tmp_path):
 
 def test_cached_towers_run_as_traced_in_the_calling_thread_only(tmp_path):  # noqa: ANN001
     """Each tower call runs without TorchScript's profiling executor (its first two calls
-    cost ~1 s each), and the setting is back as it was after the call."""
+    cost ~1 s each); other threads keep their setting, and it is back after the call."""
+    import threading
+
     import torch
 
     from searchapp.model.traced import TracedNetwork
 
+    def optimizing() -> bool:
+        return torch._C._get_graph_executor_optimize()
+
     seen = []
+
+    def tower(_x: object) -> None:
+        elsewhere = []
+        other = threading.Thread(target=lambda: elsewhere.append(optimizing()))
+        other.start()
+        other.join()
+        seen.append((optimizing(), *elsewhere))
+
     network = TracedNetwork(tmp_path)
-    network._loaded = dict.fromkeys(
-        (IMAGE_FILE, TEXT_FILE), lambda _x: seen.append(torch._C._get_graph_executor_optimize())
-    )
+    network._loaded = dict.fromkeys((IMAGE_FILE, TEXT_FILE), tower)
     network.encode_image(None)
     network.encode_text(None)
-    assert seen == [False, False] and torch._C._get_graph_executor_optimize()
+    assert seen == [(False, True), (False, True)] and optimizing()
