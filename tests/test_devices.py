@@ -10,7 +10,10 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -120,6 +123,7 @@ def test_auto_reads_torch_and_gives_its_notice_once(monkeypatch, caplog) -> None
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Tesla K80")
     monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: list(ARCHS))
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(device_module, "no_gpu_reachable", lambda: False)  # a GPU node here
     assert read_device_facts() == K80
     caplog.set_level(logging.WARNING, logger="searchapp.model.device")
     device_module._auto_device.cache_clear()
@@ -130,7 +134,45 @@ def test_auto_reads_torch_and_gives_its_notice_once(monkeypatch, caplog) -> None
     assert len(caplog.records) == 1
 
 
+def test_no_gpu_device_node_means_the_cpu_without_asking_torch(tmp_path, monkeypatch) -> None:
+    node = tmp_path / "nvidiactl"
+    monkeypatch.setattr(device_module, "GPU_NODES", (str(node),))
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert device_module.no_gpu_reachable()
+    node.touch()  # a driver's node: torch decides, as before
+    assert not device_module.no_gpu_reachable()
+    node.unlink()
+    monkeypatch.setattr(sys, "platform", "darwin")  # MPS is torch's to tell
+    assert not device_module.no_gpu_reachable()
+
+
+def test_status_and_a_run_with_nothing_to_do_import_no_torch(tmp_path) -> None:
+    """``searchapp status`` and an ``index`` run that finds nothing new took 3.3-3.5 s,
+    2.5 s of it importing torch to say "on cpu"; where no GPU can be reached they now
+    import none (``--precision fp32``: an ``auto`` on a bf16 CPU asks torch's build)."""
+    if not device_module.no_gpu_reachable():
+        pytest.skip("a GPU device node is present: auto asks torch here")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEARCHAPP_")}
+    base = [sys.executable, "-X", "importtime", "-m", "searchapp.cli", "--data-dir",
+            str(tmp_path / "lib"), "--weights", "random", "--precision", "fp32"]  # fmt: skip
+    for command in (["index", str(photos)], ["status", "--json"]):
+        done = subprocess.run([*base, *command], capture_output=True, text=True, env=env,
+                              timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+        assert "torch" not in imported, command
+    assert json.loads(done.stdout)["device"] == "cpu"
+
+
 # ------------------------------------------------------------ which precision
+def test_auto_precision_on_a_cpu_without_native_bf16_asks_no_torch(monkeypatch) -> None:
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setitem(sys.modules, "torch", None)  # an import of torch would fail here
+    assert pick_precision("auto", "cpu") == "fp32"
+
+
 def test_a_precision_the_device_does_not_run_is_refused() -> None:
     for requested, device in [("bf16", "cuda"), ("bf16", "mps"), ("fp16", "cpu")]:
         with pytest.raises(ConfigError, match=f"--precision {requested} does not run on"):

@@ -250,7 +250,10 @@ def test_spec_is_remembered_so_the_next_process_imports_no_open_clip(tmp_path: P
 def test_a_ray_driver_picks_no_device_and_imports_no_torch(tmp_path: Path) -> None:
     """A ``--ray`` run's driver embeds nothing (its workers choose their own device and
     precision), so its stand-in encoder skips that choice and torch's import; a local
-    one checks the device at once, which imports torch."""
+    one checks the device at once, which asks torch unless no GPU can be reached and the
+    CPU has no native bf16 (``model/device.py``)."""
+    from searchapp.model.device import cpu_has_native_bf16, device_and_precision, no_gpu_reachable
+
     data = tmp_path / "lib"
     data.mkdir()
     resolve_spec(load_settings(data_dir=data, weights="random"))  # remembered: no open_clip
@@ -261,7 +264,10 @@ def test_a_ray_driver_picks_no_device_and_imports_no_torch(tmp_path: Path) -> No
         " precision='auto')\n"
         "e = LazyEmbedder(s, embeds_here=False)\n"
         "print(e.device, e.precision, 'torch' in sys.modules)\n"
-        "LazyEmbedder(s)\n"
-        "print('torch' in sys.modules)\n"
+        "local = LazyEmbedder(s)\n"
+        "print(local.device, local.precision, 'torch' in sys.modules)\n"
     )
-    assert _python(code, data) == ["cpu", "fp32", "False", "True"]
+    asks_torch = not no_gpu_reachable() or cpu_has_native_bf16()
+    out = _python(code, data)
+    assert out[:3] == ["cpu", "fp32", "False"] and out[5] == str(asks_torch)
+    assert out[3:5] == list(device_and_precision(load_settings(data_dir=data, weights="random")))

@@ -3,11 +3,17 @@
 A device that cannot run the model is refused with one line before anything loads: MPS
 where it is not available, a CUDA index beyond the GPUs present, a GPU this torch build
 has no kernels for. ``auto`` passes over such a GPU to the CPU, with one notice.
+
+Deciding ``auto`` asks torch (a 2-3 s import), except where no GPU can be reached at all:
+on Linux without the device nodes CUDA, ROCm and WSL2's GPU need, ``auto`` is the CPU
+and, on a CPU without native bf16, ``auto`` precision is fp32, so ``searchapp status`` and
+an ``index`` run that finds nothing new import no torch.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -22,6 +28,9 @@ log = logging.getLogger(__name__)
 GPU_PRECISIONS = ("fp16", "fp32")
 CPU_PRECISIONS = ("bf16", "fp32")
 _ARCH = re.compile(r"(sm|compute)_(\d+)(\d)([a-z]?)")
+# what a process needs to reach a GPU on Linux: CUDA's control node, ROCm's kernel driver
+# (torch.cuda on AMD), WSL2's GPU paravirtualization
+GPU_NODES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
 
 
 @dataclass(frozen=True)
@@ -112,7 +121,15 @@ def pick_device(requested: str, facts: DeviceFacts | None = None) -> str:
 @cache
 def _auto_device() -> str:
     # once per process: the notice about a passed-over GPU is given once
+    if no_gpu_reachable():
+        return "cpu"
     return _choose_auto(read_device_facts())
+
+
+def no_gpu_reachable() -> bool:
+    """True where torch could see no GPU, decided without importing it: Linux with none
+    of ``GPU_NODES`` (elsewhere, e.g. MPS on macOS, torch is asked)."""
+    return sys.platform.startswith("linux") and not any(map(os.path.exists, GPU_NODES))
 
 
 def _choose_auto(facts: DeviceFacts) -> str:
@@ -175,10 +192,12 @@ def pick_precision(requested: str, device: str) -> str:
         return requested
     if gpu:
         return "fp16"
+    if not cpu_has_native_bf16():  # read from /proc: torch need not be imported
+        return "fp32"
     import torch
 
     try:
-        if torch.ops.mkldnn._is_mkldnn_bf16_supported() and cpu_has_native_bf16():
+        if torch.ops.mkldnn._is_mkldnn_bf16_supported():
             return "bf16"
     except (AttributeError, RuntimeError):
         pass
