@@ -219,15 +219,15 @@ def describe_index_file(
     except IndexFileError as err:
         problem = None if str(err) == "missing" and not photos else str(err)
         return IndexInfo(NO_INDEX, 0, 0, path, problem)
-    problem = None
-    if info.model_id != model_id:
+    problem, as_is = None, False
+    if info.model_id != model_id:  # readers rebuild it, whatever its kind
         problem = f"built for another model ({info.model_id})"
     elif info.generation != generation:
         problem = (
             f"stale ({info.count} vectors from generation {info.generation}, "
             f"library at generation {generation})"
         )
-    as_is = problem is not None and info.kind != KIND_FLAT and info.generation < generation
+        as_is = info.kind != KIND_FLAT and info.generation < generation
     return IndexInfo(
         info.describe(), info.count, info.size_bytes, path, problem, info.generation, as_is
     )

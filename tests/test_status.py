@@ -71,6 +71,8 @@ def test_a_stale_approximate_index_says_searches_use_it_as_it_is(settings) -> No
     stale = describe_index_file(settings, "m", 7, 300)
     assert stale.searched_as_is and stale.problem.startswith("stale (300 vectors")
     assert "searches use it as it is" in stale.note and REBUILD_NOTE not in stale.note
+    other = describe_index_file(settings, "another model", 7, 300)  # readers rebuild this
+    assert other.problem.startswith("built for another model") and not other.searched_as_is
     VectorIndex.build(ids[:10], vecs[:10], "m", 8, generation=5).save(settings.index_path, 5)
     exact = describe_index_file(settings, "m", 7, 10)
     assert not exact.searched_as_is and exact.note.endswith(REBUILD_NOTE)
