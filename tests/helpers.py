@@ -59,6 +59,15 @@ def run_cli(
     return subprocess.CompletedProcess(argv, code, _text_of(out), _text_of(err))
 
 
+def imported(stderr: str) -> set[str]:
+    """Module names from a process's ``-X importtime`` lines."""
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+
+
 def _call_main(argv: list[str], out: io.TextIOWrapper, err: io.TextIOWrapper) -> int:
     with redirect_stdout(out), redirect_stderr(err):
         try:

@@ -11,7 +11,7 @@ import sys
 
 from PIL import Image
 
-from tests.helpers import PIXELS_ENV, run_cli
+from tests.helpers import PIXELS_ENV, imported, run_cli
 
 
 def run(data_dir, *args, check=True, real=False, env=None):  # noqa: ANN001, ANN002
@@ -48,8 +48,8 @@ def test_cli_smoke_on_the_real_model(tmp_path, photos, model_cache_dir):
     timed = {"PYTHONPROFILEIMPORTTIME": "1"}
     text = run(lib, "search", "a cat", "-k", "3", "--json", real=True, env=timed)
     assert len(json.loads(text.stdout)) == 3
-    imported = {line.rsplit("|", 1)[-1].strip() for line in text.stderr.splitlines()}
-    assert "torch" in imported and not imported & {"open_clip", "torchvision", "timm"}
+    modules = imported(text.stderr)
+    assert "torch" in modules and not modules & {"open_clip", "torchvision", "timm"}
 
 
 def test_cli_index_search_status_roots(tmp_path, photos):
@@ -117,5 +117,5 @@ def test_a_missing_weights_file_is_said_before_open_clip_loads(tmp_path):
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 1 and f"weights file {missing} not found" in proc.stderr
-    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
-    assert "open_clip" not in imported and "torch" not in imported
+    modules = imported(proc.stderr)
+    assert "open_clip" not in modules and "torch" not in modules

@@ -39,7 +39,7 @@ from searchapp.model import (
 from searchapp.model.device import gpu_runs_build
 from searchapp.store import Store
 from tests.conftest import DATA
-from tests.helpers import index_once
+from tests.helpers import imported, index_once
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -161,8 +161,7 @@ def test_status_and_a_run_with_nothing_to_do_import_no_torch(tmp_path) -> None:
         done = subprocess.run([*base, *command], capture_output=True, text=True, env=env,
                               timeout=120)  # fmt: skip
         assert done.returncode == 0, done.stderr
-        imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
-        assert "torch" not in imported, command
+        assert "torch" not in imported(done.stderr), command
     assert json.loads(done.stdout)["device"] == "cpu"
 
 

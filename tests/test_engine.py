@@ -20,7 +20,7 @@ import pytest
 
 from searchapp.engine_client import SOCKET_NAME, _UnixConnection
 from tests import helpers
-from tests.helpers import run_cli, write_jpegs
+from tests.helpers import imported, run_cli, write_jpegs
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -40,15 +40,6 @@ def cli(lib: Path, *args: str, timing: bool = False) -> subprocess.CompletedProc
     flags = ["-X", "importtime"] if timing else []
     cmd = [sys.executable, *flags, "-m", "searchapp.cli", "--data-dir", str(lib), *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120)
-
-
-def imported(stderr: str) -> set[str]:
-    """Module names from ``-X importtime`` lines."""
-    return {
-        line.rsplit("|", 1)[1].strip()
-        for line in stderr.splitlines()
-        if line.startswith("import time:") and "|" in line
-    }
 
 
 class Watcher:
