@@ -55,6 +55,13 @@ LONGEST_FIRST = (
     "test_watcher.py",
     "test_concurrency.py",
     "test_watcher_daemon.py",
+    "test_ui_lifetime.py",
+    "test_untrusted_files.py",
+    "test_ui.py",
+    "test_engine.py",
+    "test_packaging.py",
+    "test_ui_guard_browser.py",
+    "test_folder_access.py",
 )
 
 
