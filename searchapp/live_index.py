@@ -19,8 +19,10 @@ class LiveIndex:
     Checks the store generation at most every ``check_every`` seconds. An exact index is
     small and reloads at once (results stay current); a large approximate one is loaded
     in a background thread while searches keep using the index already held, and is
-    swapped in whole when ready. A stale approximate file is not rebuilt by readers: the
-    writer saves a fresh one (every minute while indexing, and at the end).
+    swapped in whole when ready. A file behind the library is brought up to date on load
+    (an approximate one with the photos changed since, not retrained); a loaded index is
+    not caught up again until the writer saves a newer file (every minute while indexing,
+    and at the end).
     """
 
     def __init__(
@@ -83,9 +85,7 @@ class LiveIndex:
 
     def _open(self) -> VectorIndex:
         sig = self._signature()
-        index = open_index(
-            self.path, self.store, self.model_id, self.dim, save=False, rebuild_large=False
-        )
+        index = open_index(self.path, self.store, self.model_id, self.dim, save=False)
         self._file_sig = sig
         return index
 

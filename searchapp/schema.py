@@ -119,6 +119,8 @@ class PhotoRow(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     failure_reason: Mapped[str | None] = mapped_column(Text)
     indexed_at: Mapped[float | None] = mapped_column(Float)
+    # the generation whose commit last gave it a vector (migration 0003)
+    indexed_gen: Mapped[int | None] = mapped_column(Integer, index=True)
 
 
 class EmbeddingRow(Base):
@@ -156,7 +158,7 @@ Index("ix_photos_hash_status", PhotoRow.content_hash, PhotoRow.status)
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest migration: a library already at it opens without importing Alembic (0.4 s of
 # every CLI, page and watcher start). tests/test_schema.py keeps it equal to Alembic's head.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 
 
 def _alembic_config(connection: object):  # noqa: ANN202 - alembic types are optional here

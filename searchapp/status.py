@@ -16,11 +16,11 @@ from searchapp.vectors import KIND_FLAT, IndexFileError, read_index_info
 
 NO_INDEX = "none yet"
 REBUILD_NOTE = "rebuilt from the stored vectors on the next search or index run"
-# readers never rebuild an approximate index (27-85 s at a million vectors): they search
-# the file as it is, and the writer saves a current one
-APPROXIMATE_STALE_NOTE = (
-    "searches use it as it is, without the photos indexed since, until a writer saves it "
-    "again (a running index or watch within a minute; else the next `searchapp index`)"
+# an approximate index is not retrained for this (27-85 s at a million vectors): the
+# photos changed since its generation are applied to the loaded copy (vectors.open_index)
+CATCH_UP_NOTE = (
+    "the photos indexed or removed since are applied to it from the stored vectors on the "
+    "next search or index run, without a rebuild"
 )
 EMPTY_COUNTS = {"photos": 0, "failed": 0}
 SNAPSHOT_TRIES = 5
@@ -36,14 +36,14 @@ class IndexInfo:
     path: str
     problem: str | None = None  # why the file does not match the library; None when it does
     generation: int = 0  # the library generation the file was saved for (0: no file)
-    searched_as_is: bool = False  # an approximate file behind the library (see the note)
+    caught_up: bool = False  # an approximate file behind the library (see the note)
 
     @property
     def note(self) -> str | None:
         """One line for people when the file does not match the library, else None."""
         if self.problem is None:
             return None
-        then = APPROXIMATE_STALE_NOTE if self.searched_as_is else REBUILD_NOTE
+        then = CATCH_UP_NOTE if self.caught_up else REBUILD_NOTE
         return f"file {self.problem}; {then}"
 
 
@@ -211,15 +211,15 @@ def _counts_and_index(
 def describe_index_file(
     settings: Settings, model_id: str, generation: int, photos: int
 ) -> IndexInfo:
-    """The index file against the library: current, or why it is not (and what happens
-    until a writer saves a current one)."""
+    """The index file against the library: current, or why it is not (and what the next
+    search or index run does about it)."""
     path = str(settings.index_path)
     try:
         info = read_index_info(settings.index_path)
     except IndexFileError as err:
         problem = None if str(err) == "missing" and not photos else str(err)
         return IndexInfo(NO_INDEX, 0, 0, path, problem)
-    problem, as_is = None, False
+    problem, catches_up = None, False
     if info.model_id != model_id:  # readers rebuild it, whatever its kind
         problem = f"built for another model ({info.model_id})"
     elif info.generation != generation:
@@ -227,9 +227,9 @@ def describe_index_file(
             f"stale ({info.count} vectors from generation {info.generation}, "
             f"library at generation {generation})"
         )
-        as_is = info.kind != KIND_FLAT and info.generation < generation
+        catches_up = info.kind != KIND_FLAT
     return IndexInfo(
-        info.describe(), info.count, info.size_bytes, path, problem, info.generation, as_is
+        info.describe(), info.count, info.size_bytes, path, problem, info.generation, catches_up
     )
 
 

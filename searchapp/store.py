@@ -123,7 +123,7 @@ def _file_values(root_id: int, path: str, size: int, mtime_ns: int, now: float) 
 
 
 # What only an indexed file sets: every row of one INSERT names the same columns.
-_FILE_DEFAULTS = dict.fromkeys(("width", "height", "format", "taken_at", "camera"))
+_FILE_DEFAULTS = dict.fromkeys(("width", "height", "format", "taken_at", "camera", "indexed_gen"))
 
 
 class Store(RunsTable, RootsTable, FacetQueries, EmbeddingQueries, BrowseQueries):
@@ -290,14 +290,14 @@ class Store(RunsTable, RootsTable, FacetQueries, EmbeddingQueries, BrowseQueries
                 s.execute(
                     update(PhotoRow).where(PhotoRow.id == pid).values(size=size, mtime_ns=mtime_ns)
                 )
-            upserted = self._write_files(s, batch, now, removed)
-            generation = self._bump_generation(s)
+            generation = self._bump_generation(s)  # the rows below carry it
+            upserted = self._write_files(s, batch, now, removed, generation)
             s.flush()
             fault_point("commit")  # test hook: die with the transaction written, not committed
         return BatchResult(upserted=upserted, removed=removed, generation=generation)
 
     def _write_files(
-        self, s: Session, batch: BatchWrite, now: float, removed: list[int]
+        self, s: Session, batch: BatchWrite, now: float, removed: list[int], generation: int
     ) -> dict[int, str]:
         """Rows for the batch's indexed and failed files: the known ones updated, the new
         ones in one INSERT ... RETURNING (an ORM object and a flush each was 3-4x slower).
@@ -308,7 +308,7 @@ class Store(RunsTable, RootsTable, FacetQueries, EmbeddingQueries, BrowseQueries
             values[pw.path] = _file_values(pw.root_id, pw.path, pw.size, pw.mtime_ns, now) | {
                 "content_hash": pw.content_hash, "width": pw.width, "height": pw.height,
                 "format": pw.format, "taken_at": pw.taken_at, "camera": pw.camera,
-                "status": STATUS_INDEXED,
+                "status": STATUS_INDEXED, "indexed_gen": generation,
             }  # fmt: skip
         for fw in batch.failed:
             values[fw.path] = _file_values(fw.root_id, fw.path, fw.size, fw.mtime_ns, now) | {

@@ -1,5 +1,6 @@
 """The embeddings table: vectors by (content hash, model id), read for reuse, for one
-photo or for a whole index rebuild, and pruned once no photo references them.
+photo, for a whole index rebuild or for the photos changed since a generation, and pruned
+once no photo references them.
 
 A mixin of :class:`searchapp.store.Store`; like the store, the only code that runs SQL.
 """
@@ -10,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, or_, select
 from sqlalchemy.orm import Session
 
 from searchapp.records import STATUS_INDEXED
@@ -64,26 +65,42 @@ class EmbeddingQueries:
 
     def load_vectors(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
         """(ids int64[n], vectors float32[n, d]) of every indexed photo, for this model."""
-        q = (
-            select(PhotoRow.id, EmbeddingRow.vector)
-            .join(
-                EmbeddingRow,
-                (EmbeddingRow.content_hash == PhotoRow.content_hash)
-                & (EmbeddingRow.model_id == model_id),
-            )
-            .where(PhotoRow.status == STATUS_INDEXED)
-            .order_by(PhotoRow.id)
-        )
+        return self._indexed_vectors(model_id, None)
+
+    def vectors_since(self, model_id: str, generation: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`load_vectors` of the photos given a vector after ``generation`` (new, or
+        changed in place), and of any without a recorded generation."""
+        return self._indexed_vectors(model_id, generation)
+
+    def indexed_ids(self, model_id: str) -> np.ndarray:
+        """The ids (int64, sorted) of every indexed photo with a vector for this model."""
+        q = self._with_vector(select(PhotoRow.id), model_id).order_by(PhotoRow.id)
+        with self._session() as s:
+            return np.fromiter(s.scalars(q), dtype=np.int64)
+
+    def _indexed_vectors(self, model_id: str, since: int | None) -> tuple[np.ndarray, np.ndarray]:
+        q = self._with_vector(select(PhotoRow.id, EmbeddingRow.vector), model_id)
+        if since is not None:
+            q = q.where(or_(PhotoRow.indexed_gen > since, PhotoRow.indexed_gen.is_(None)))
         ids: list[int] = []
         blobs: list[bytes] = []
         with self._session() as s:
-            for pid, blob in s.execute(q):
+            for pid, blob in s.execute(q.order_by(PhotoRow.id)):
                 ids.append(pid)
                 blobs.append(blob)
         if not ids:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
         vecs = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), -1)
         return np.asarray(ids, dtype=np.int64), vecs.copy()
+
+    @staticmethod
+    def _with_vector(q: Select, model_id: str) -> Select:
+        """``q`` over indexed photos that have a vector for ``model_id``."""
+        return q.join(
+            EmbeddingRow,
+            (EmbeddingRow.content_hash == PhotoRow.content_hash)
+            & (EmbeddingRow.model_id == model_id),
+        ).where(PhotoRow.status == STATUS_INDEXED)
 
     def delete_orphan_embeddings(self) -> int:
         """Drop vectors no photo references any more (after deletes), keeping the file small."""

@@ -291,6 +291,21 @@ class VectorIndex:
         return self.ntotal < threshold // 2 or self.ntotal > RETRAIN_GROWTH * self.trained_on
 
     @_locked
+    def catch_up(self, store: Store) -> int:
+        """Bring an index from an older generation up to the store's without retraining:
+        the photos given a vector since are (re)added, the ones no longer indexed removed.
+        Returns how many photos changed."""
+        # generation first: a commit between the reads labels the index older than its rows
+        # (it is caught up again later), never newer (it would keep missing those photos)
+        generation = store.generation()
+        ids, vecs = store.vectors_since(self.model_id, self.generation)
+        gone = np.setdiff1d(self.ids(), store.indexed_ids(self.model_id), assume_unique=True)
+        self.remove(gone)
+        self.add(ids, vecs)  # replaces the vectors of photos changed in place
+        self.generation = generation
+        return len(ids) + len(gone)
+
+    @_locked
     def refit(self, store: Store, threshold: int | None = None) -> bool:
         """Rebuild in place from the store when the size calls for the other kind.
 
@@ -311,28 +326,28 @@ class VectorIndex:
 
 
 def open_index(
-    path: Path,
-    store: Store,
-    model_id: str,
-    dim: int,
-    *,
-    save: bool = True,
-    rebuild_large: bool = True,
+    path: Path, store: Store, model_id: str, dim: int, *, save: bool = True
 ) -> VectorIndex:
-    """The index matching the store's current generation: loaded if fresh, else rebuilt.
+    """The index matching the store's current generation: loaded if fresh, else made so.
 
-    A missing, damaged, stale or other-model file is rebuilt from stored embeddings and,
-    when ``save`` is set, written back. With ``rebuild_large`` off (readers), a stale but
-    sound approximate file is returned as it is rather than rebuilt: the writer owns that.
+    A stale approximate file is caught up with the photos changed since its generation
+    (retraining it costs 27-85 s at a million vectors); a stale exact one, or a missing,
+    damaged or other-model file, is rebuilt from the stored embeddings. Either is written
+    back when ``save`` is set.
     """
     generation = store.generation()
     try:
         index = VectorIndex.load(path, model_id)
         if index.generation == generation:
             return index
-        if not rebuild_large and index.kind != KIND_FLAT:
-            return index
         reason = f"stale (generation {index.generation}, library {generation})"
+        if index.kind != KIND_FLAT:
+            changed = index.catch_up(store)
+            log.info("vector index %s was %s; caught up (%d photos changed)", path, reason,
+                     changed)  # fmt: skip
+            if save:
+                index.save(path, index.generation)
+            return index
     except IndexFileError as err:
         reason = str(err)
     # behind the library is routine (a writer commits between its saves), not damage

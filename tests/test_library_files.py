@@ -180,7 +180,7 @@ def test_schema_upgrade_on_a_full_disk_leaves_no_backup(tmp_path):
         backups = list(data.glob("library.sqlite3.backup-0001-*"))
         assert len(backups) == 1 and revision(backups[0]) == "0001"
         assert stat.S_IMODE(backups[0].stat().st_mode) == 0o600
-        assert revision(data / "library.sqlite3") == "0002"
+        assert revision(data / "library.sqlite3") == "0003"
 
 
 def mode(path: Path) -> int:

@@ -59,7 +59,7 @@ def test_old_schema_is_backed_up_then_upgraded(tmp_path):
     make_v1_library(db)
     assert revision(db) == "0001"
     store = Store(db)
-    assert revision(db) == "0002"
+    assert revision(db) == "0003"
     backups = list(tmp_path.glob("library.sqlite3.backup-0001-*"))
     assert len(backups) == 1 and revision(backups[0]) == "0001"
     photo = store.get_photos([7])[7]
@@ -67,6 +67,11 @@ def test_old_schema_is_backed_up_then_upgraded(tmp_path):
     assert store.list_roots()[0].path == OLD_NAME
     assert store.find_photo_by_path(f"{OLD_NAME}/a.jpg").id == 7
     assert store.generation() == 3 and store.integrity_check() == "ok"
+    # 0003: indexed rows carry the generation they are current at (an index file of an
+    # older one re-adds them once, see vectors.open_index)
+    assert store.vectors_since("m", 2)[0].tolist() == [7] and not len(
+        store.vectors_since("m", 3)[0]
+    )
     store.close()
     Store(db).close()  # at head now: no second backup
     assert len(list(tmp_path.glob("library.sqlite3.backup-*"))) == 1

@@ -52,12 +52,12 @@ def test_status_never_says_0_vectors_while_photos_are_indexed(settings, embedder
     assert "index:   17 vectors (exact" in _status(settings)
 
 
-def test_a_stale_approximate_index_says_searches_use_it_as_it_is(settings) -> None:  # noqa: ANN001
-    """Readers rebuild a stale exact file, never an approximate one (the writer does):
-    its note must not promise a rebuild on the next search."""
+def test_a_stale_approximate_index_says_it_is_caught_up_not_rebuilt(settings) -> None:  # noqa: ANN001
+    """A stale exact file is rebuilt on the next search; a stale approximate one is caught
+    up (vectors.open_index): its note must not promise a rebuild."""
     import numpy as np
 
-    from searchapp.status import REBUILD_NOTE, describe_index_file
+    from searchapp.status import CATCH_UP_NOTE, REBUILD_NOTE, describe_index_file
     from searchapp.vectors import KIND_IVF, VectorIndex
 
     vecs = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
@@ -69,13 +69,13 @@ def test_a_stale_approximate_index_says_searches_use_it_as_it_is(settings) -> No
     approximate.save(settings.index_path, 5)
     assert describe_index_file(settings, "m", 5, 300).note is None
     stale = describe_index_file(settings, "m", 7, 300)
-    assert stale.searched_as_is and stale.problem.startswith("stale (300 vectors")
-    assert "searches use it as it is" in stale.note and REBUILD_NOTE not in stale.note
-    other = describe_index_file(settings, "another model", 7, 300)  # readers rebuild this
-    assert other.problem.startswith("built for another model") and not other.searched_as_is
+    assert stale.caught_up and stale.problem.startswith("stale (300 vectors")
+    assert stale.note.endswith(CATCH_UP_NOTE) and REBUILD_NOTE not in stale.note
+    other = describe_index_file(settings, "another model", 7, 300)  # rebuilt, whatever kind
+    assert other.problem.startswith("built for another model") and not other.caught_up
     VectorIndex.build(ids[:10], vecs[:10], "m", 8, generation=5).save(settings.index_path, 5)
     exact = describe_index_file(settings, "m", 7, 10)
-    assert not exact.searched_as_is and exact.note.endswith(REBUILD_NOTE)
+    assert not exact.caught_up and exact.note.endswith(REBUILD_NOTE)
 
 
 def _write_failures(settings, root) -> None:  # noqa: ANN001

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from searchapp.live_index import LiveIndex
-from searchapp.store import BatchWrite, PhotoWrite, Store
-from searchapp.vectors import KIND_FLAT, KIND_IVF, VectorIndex, open_index
+from searchapp.store import BatchWrite, FailureWrite, PhotoWrite, Store
+from searchapp.vectors import KIND_FLAT, KIND_IVF, VectorIndex, open_index, read_index_info
 
 DIM = 512
 MODEL = "test-model"
@@ -156,6 +156,46 @@ def test_a_commit_during_a_readers_rebuild_is_followed(tmp_path: Path, monkeypat
     assert live.get().ntotal == 55  # the rebuild the commit raced
     assert live.get().ntotal == 58  # and the next look sees it
     store.close()
+
+
+def test_a_stale_approximate_file_is_caught_up_not_rebuilt(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """A writer stopped after commits its file never took (kill -9 past the approximate
+    threshold): the next reader and the next writer apply the photos changed since the
+    file's generation (new, changed in place, removed, failed) to it, and train nothing."""
+    store = _store_with(tmp_path, 600)
+    path = tmp_path / "v.faiss"
+    VectorIndex.build_from_store(store, MODEL, DIM, threshold=500).save(path, store.generation())
+    by_path = {r.path: r.id for r in store.get_photos(store.indexed_ids(MODEL).tolist()).values()}
+    changed_id, removed_id, failed_id = by_path[str(tmp_path / "7.jpg")], 1, 2
+    old_vector, new_vector = store.photo_vector(changed_id, MODEL), clustered(1, seed=11)[0]
+    batch = BatchWrite(model_id=MODEL, removed_ids=[removed_id])
+    batch.indexed.append(PhotoWrite(1, str(tmp_path / "7.jpg"), 2, 2, "c" * 32, 4, 3, "JPEG"))
+    batch.vectors["c" * 32] = new_vector
+    failed = store.get_photos([failed_id])[failed_id]
+    batch.failed.append(FailureWrite(1, failed.path, 3, 3, "cannot identify image file"))
+    store.write_batch(batch)
+    _write_photos(store, tmp_path, 5, seed=4)
+    monkeypatch.setattr("searchapp.vectors.build_ivf", _no_training)
+    stale = VectorIndex.load(path, MODEL)
+    assert stale.catch_up(store) == 1 + 2 + 5  # read: the changed, the gone, the new
+    monkeypatch.setattr(VectorIndex, "build_from_store", _no_training)
+
+    for reader in (open_index(path, store, MODEL, DIM, save=False),
+                   LiveIndex(path, store, MODEL, DIM).get()):  # fmt: skip
+        assert reader.kind == KIND_IVF and reader.generation == store.generation()
+        assert np.array_equal(np.sort(reader.ids()), store.indexed_ids(MODEL))
+        assert removed_id not in reader.ids() and failed_id not in reader.ids()
+        now = reader.reconstruct(changed_id)  # 8-bit codes: near its new vector, not the old
+        assert float(now @ new_vector) > 0.9 and float(now @ old_vector) < 0.5
+    assert read_index_info(path).generation < store.generation()  # readers save nothing
+    writer = open_index(path, store, MODEL, DIM)
+    assert read_index_info(path).generation == writer.generation == store.generation()
+    assert writer.ntotal == 600 - 2 + 5
+    store.close()
+
+
+def _no_training(*_args: object, **_kwargs: object) -> None:
+    raise AssertionError("a stale approximate index was rebuilt instead of caught up")
 
 
 def test_refit_switches_kind_both_ways(tmp_path: Path) -> None:
