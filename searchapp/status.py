@@ -227,7 +227,7 @@ def describe_index_file(
             f"stale ({info.count} vectors from generation {info.generation}, "
             f"library at generation {generation})"
         )
-        catches_up = info.kind != KIND_FLAT
+        catches_up = info.kind != KIND_FLAT and info.generation < generation
     return IndexInfo(
         info.describe(), info.count, info.size_bytes, path, problem, info.generation, catches_up
     )

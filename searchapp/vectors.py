@@ -330,18 +330,21 @@ def open_index(
 ) -> VectorIndex:
     """The index matching the store's current generation: loaded if fresh, else made so.
 
-    A stale approximate file is caught up with the photos changed since its generation
-    (retraining it costs 27-85 s at a million vectors); a stale exact one, or a missing,
-    damaged or other-model file, is rebuilt from the stored embeddings. Either is written
-    back when ``save`` is set.
+    An approximate file behind the store is caught up with the photos changed since its
+    generation (retraining it costs 27-85 s at a million vectors); any other stale file
+    (exact, or ahead of a store put back from a backup), or a missing, damaged or
+    other-model one, is rebuilt from the stored embeddings. Either is written back when
+    ``save`` is set.
     """
     generation = store.generation()
     try:
         index = VectorIndex.load(path, model_id)
+        if index.generation > generation:  # saved after the store was read (files follow
+            generation = store.generation()  # their commits); still ahead: a restored store
         if index.generation == generation:
             return index
         reason = f"stale (generation {index.generation}, library {generation})"
-        if index.kind != KIND_FLAT:
+        if index.kind != KIND_FLAT and index.generation < generation:
             changed = index.catch_up(store)
             log.info("vector index %s was %s; caught up (%d photos changed)", path, reason,
                      changed)  # fmt: skip

@@ -191,6 +191,9 @@ def test_a_stale_approximate_file_is_caught_up_not_rebuilt(tmp_path: Path, monke
     writer = open_index(path, store, MODEL, DIM)
     assert read_index_info(path).generation == writer.generation == store.generation()
     assert writer.ntotal == 600 - 2 + 5
+    writer.save(path, store.generation() + 5)  # ahead: a store put back from a backup
+    with pytest.raises(AssertionError, match="rebuilt"):  # its rows may be older: rebuilt
+        open_index(path, store, MODEL, DIM, save=False)
     store.close()
 
 
