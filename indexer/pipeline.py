@@ -175,7 +175,7 @@ class IndexRun:
         self.model_id = embedder.model_id
         # True from just before a batch's commit until FAISS has taken it: an index saved
         # then would be labelled with a generation whose photos it lacks (the Writer
-        # rebuilds instead)
+        # reopens its file instead, which vectors.open_index brings up to date)
         self.index_behind = False
 
     def run(

@@ -138,15 +138,16 @@ class Writer:
         """After a failed run, keep what was committed searchable.
 
         An index that lacks a committed batch is never saved under the store's generation:
-        a process that is stopping leaves the file stale (its next open rebuilds it from the
-        store); one that lives on (the watcher) rebuilds it now, or at its next save.
+        a process that is stopping leaves the file stale (the next open brings it up to date
+        from the store); one that lives on (the watcher) does that now, or at its next save.
         """
         with suppress(Exception):
             if not (stopping and self._index_behind):
                 self.save()  # rebuilds first where the index is behind
 
     def _catch_up(self) -> None:
-        """Rebuild FAISS from the store (and save it) if a failure left it out of step."""
+        """Reopen FAISS from its file, brought up to date from the store (and saved), if a
+        failure left it out of step."""
         if self._index_behind:
             self.index = self._open_index()
             self.generation = self.index.generation

@@ -11,6 +11,9 @@ from searchapp.store import Store
 from searchapp.vectors import DEFAULT_APPROX_THRESHOLD, KIND_FLAT, VectorIndex, open_index
 
 log = logging.getLogger(__name__)
+# A running writer saves its index every minute while it indexes (indexer/pipeline.py
+# SAVE_EVERY_S): a file behind the library for twice that is one it will not save.
+CATCH_UP_AFTER_S = 120.0
 
 
 class LiveIndex:
@@ -20,9 +23,10 @@ class LiveIndex:
     small and reloads at once (results stay current); a large approximate one is loaded
     in a background thread while searches keep using the index already held, and is
     swapped in whole when ready. A file behind the library is brought up to date on load
-    (an approximate one with the photos changed since, not retrained); a loaded index is
-    not caught up again until the writer saves a newer file (every minute while indexing,
-    and at the end).
+    (an approximate one with the photos changed since, not retrained). A held approximate
+    index is reloaded when the writer saves a newer file (every minute while indexing, and
+    at the end), or, when the file has stayed behind the library for ``catch_up_after``
+    seconds (a writer killed before its save), reloaded and caught up from the store.
     """
 
     def __init__(
@@ -33,10 +37,13 @@ class LiveIndex:
         dim: int,
         check_every: float = 1.0,
         threshold: int = DEFAULT_APPROX_THRESHOLD,
+        catch_up_after: float = CATCH_UP_AFTER_S,
     ) -> None:
         self.path, self.store, self.model_id, self.dim = path, store, model_id, dim
         self.check_every = check_every
         self.threshold = threshold
+        self.catch_up_after = catch_up_after
+        self._behind_since: float | None = None  # when the held index fell behind the store
         self._current: VectorIndex | None = None
         self._checked = 0.0
         self._file_sig: tuple[int, int, int] | None = None
@@ -64,18 +71,28 @@ class LiveIndex:
     def _maybe_refresh(self) -> None:
         current = self._current
         if current is None or current.generation == self.store.generation():
+            self._behind_since = None
             return
         if current.kind == KIND_FLAT and current.ntotal < self.threshold:
             self._swap(self._open())
             return
-        if self._signature() == self._file_sig:
+        if self._signature() == self._file_sig and not self._writer_overdue():
             return  # the writer has not saved a newer file yet; keep the one we have
+        self._behind_since = None  # at most one catch-up of our own per catch_up_after
         with self._lock:
             if self._loading is None or not self._loading.is_alive():
                 self._loading = threading.Thread(
                     target=self._load_in_background, name="index-reload", daemon=True
                 )
                 self._loading.start()
+
+    def _writer_overdue(self) -> bool:
+        """Whether the file has stayed behind the library longer than a running writer
+        lets it (a killed one never saves again)."""
+        now = time.monotonic()
+        if self._behind_since is None:
+            self._behind_since = now
+        return now - self._behind_since >= self.catch_up_after
 
     def _load_in_background(self) -> None:
         try:

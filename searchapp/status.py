@@ -17,10 +17,11 @@ from searchapp.vectors import KIND_FLAT, IndexFileError, read_index_info
 NO_INDEX = "none yet"
 REBUILD_NOTE = "rebuilt from the stored vectors on the next search or index run"
 # an approximate index is not retrained for this (27-85 s at a million vectors): the
-# photos changed since its generation are applied to the loaded copy (vectors.open_index)
+# photos changed since its generation are applied to a loaded copy (vectors.open_index;
+# a copy already held by a page or watcher after live_index.CATCH_UP_AFTER_S)
 CATCH_UP_NOTE = (
-    "the photos indexed or removed since are applied to it from the stored vectors on the "
-    "next search or index run, without a rebuild"
+    "searches apply the photos indexed or removed since from the stored vectors, without "
+    "a rebuild (within 2 minutes where it was already loaded); the next index run saves it"
 )
 EMPTY_COUNTS = {"photos": 0, "failed": 0}
 SNAPSHOT_TRIES = 5

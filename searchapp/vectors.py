@@ -44,6 +44,7 @@ DEFAULT_APPROX_THRESHOLD = 200_000
 FILTER_EXACT_MAX = 2_000  # approximate index: filters this small are scored exactly
 SEARCH_THREADS = 1  # one query: a single thread beats OpenMP barriers on busy cores
 RETRAIN_GROWTH = 4  # retrain the coarse quantizer once the index grew this many times
+CATCH_UP_TRIES = 3  # a stale index's reads, repeated while a writer commits between them
 
 
 def kind_for(count: int, threshold: int | None = None) -> str:
@@ -295,15 +296,20 @@ class VectorIndex:
         """Bring an index from an older generation up to the store's without retraining:
         the photos given a vector since are (re)added, the ones no longer indexed removed.
         Returns how many photos changed."""
-        # generation first: a commit between the reads labels the index older than its rows
-        # (it is caught up again later), never newer (it would keep missing those photos)
-        generation = store.generation()
-        ids, vecs = store.vectors_since(self.model_id, self.generation)
-        gone = np.setdiff1d(self.ids(), store.indexed_ids(self.model_id), assume_unique=True)
+        for _ in range(CATCH_UP_TRIES):
+            # generation first: a commit between the reads labels the index older than its
+            # rows (caught up again from there), never newer (it would miss those photos)
+            generation = store.generation()
+            ids, vecs = store.vectors_since(self.model_id, self.generation)
+            indexed = store.indexed_ids(self.model_id)
+            if store.generation() == generation:
+                break  # no commit between the reads: one moment
+        keep = np.isin(ids, indexed)  # a photo removed between the two reads stays out
+        gone = np.setdiff1d(self.ids(), indexed, assume_unique=True)
         self.remove(gone)
-        self.add(ids, vecs)  # replaces the vectors of photos changed in place
+        self.add(ids[keep], vecs[keep])  # replaces the vectors of photos changed in place
         self.generation = generation
-        return len(ids) + len(gone)
+        return int(keep.sum()) + len(gone)
 
     @_locked
     def refit(self, store: Store, threshold: int | None = None) -> bool:

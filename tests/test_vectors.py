@@ -197,6 +197,68 @@ def test_a_stale_approximate_file_is_caught_up_not_rebuilt(tmp_path: Path, monke
     store.close()
 
 
+@pytest.mark.parametrize("tries", [1, 3])
+def test_a_photo_removed_during_a_catch_up_stays_out(tmp_path: Path, monkeypatch, tries) -> None:  # noqa: ANN001
+    """A writer commits between a catch-up's reads: a photo read as new and then removed
+    must not be added. Repeated reads see one moment (3 tries); with one, the index keeps
+    only photos still indexed at the last read and takes the older generation."""
+    store = _store_with(tmp_path, 600)
+    path = tmp_path / "v.faiss"
+    VectorIndex.build_from_store(store, MODEL, DIM, threshold=500).save(path, store.generation())
+    _write_photos(store, tmp_path, 3, seed=5)  # new since the file
+    victim = int(store.vectors_since(MODEL, store.generation() - 1)[0][0])
+    before = store.generation()
+    indexed_ids = store.indexed_ids
+
+    def removed_first(model_id: str) -> np.ndarray:
+        store.write_batch(BatchWrite(model_id=MODEL, removed_ids=[victim]))
+        monkeypatch.setattr(store, "indexed_ids", indexed_ids)
+        return indexed_ids(model_id)
+
+    monkeypatch.setattr(store, "indexed_ids", removed_first)
+    monkeypatch.setattr("searchapp.vectors.CATCH_UP_TRIES", tries)
+    index = VectorIndex.load(path, MODEL)
+    index.catch_up(store)
+    assert victim not in index.ids()
+    assert np.array_equal(np.sort(index.ids()), store.indexed_ids(MODEL))
+    assert index.generation == (before if tries == 1 else store.generation())
+    store.close()
+
+
+def test_a_file_saved_after_the_store_was_read_is_current(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """The writer commits and saves between a reader's look at the store and its load of
+    the file: the file is ahead of what was read, and current; nothing is redone."""
+    store = _store_with(tmp_path, 600)
+    path = tmp_path / "v.faiss"
+    current = store.generation()
+    VectorIndex.build_from_store(store, MODEL, DIM, threshold=500).save(path, current)
+    reads = [current - 1]  # what the store said just before the writer's commit
+    real = store.generation
+    monkeypatch.setattr(store, "generation", lambda: reads.pop() if reads else real())
+    monkeypatch.setattr(VectorIndex, "build_from_store", _no_training)
+    monkeypatch.setattr(VectorIndex, "catch_up", _no_training)
+    assert open_index(path, store, MODEL, DIM, save=False).generation == current
+    store.close()
+
+
+def test_live_index_catches_up_a_file_no_writer_saves(tmp_path: Path) -> None:
+    """The writer commits, then is killed before its next save: a reader holding the
+    approximate index waits ``catch_up_after`` for a new file, then catches up itself."""
+    store = _store_with(tmp_path, 600)
+    path = tmp_path / "v.faiss"
+    VectorIndex.build_from_store(store, MODEL, DIM, threshold=500).save(path, store.generation())
+    waiting = LiveIndex(path, store, MODEL, DIM, check_every=0.0)  # the default: 2 minutes
+    overdue = LiveIndex(path, store, MODEL, DIM, check_every=0.0, catch_up_after=0.0)
+    held = waiting.get()
+    assert overdue.get().ntotal == 600
+    _write_photos(store, tmp_path, 5, seed=6)
+    assert waiting.get() is held  # a running writer would save within the minute
+    overdue.get()  # starts the reload and catch-up in the background
+    overdue.wait(30)
+    assert overdue.get().ntotal == 605 and overdue.get().generation == store.generation()
+    store.close()
+
+
 def _no_training(*_args: object, **_kwargs: object) -> None:
     raise AssertionError("a stale approximate index was rebuilt instead of caught up")
 
