@@ -69,9 +69,8 @@ def test_old_schema_is_backed_up_then_upgraded(tmp_path):
     assert store.generation() == 3 and store.integrity_check() == "ok"
     # 0003: indexed rows carry the generation they are current at (an index file of an
     # older one re-adds them once, see vectors.open_index)
-    assert store.vectors_since("m", 2)[0].tolist() == [7] and not len(
-        store.vectors_since("m", 3)[0]
-    )
+    assert store.vectors_since("m", 2)[0].tolist() == [7]
+    assert not len(store.vectors_since("m", 3)[0])
     store.close()
     Store(db).close()  # at head now: no second backup
     assert len(list(tmp_path.glob("library.sqlite3.backup-*"))) == 1

@@ -127,6 +127,15 @@ def _store_with(tmp_path: Path, count: int) -> Store:
     return store
 
 
+def _approximate_library(tmp_path: Path) -> tuple[Store, Path, VectorIndex]:
+    """600 photos and their approximate index, saved for the store's generation."""
+    store = _store_with(tmp_path, 600)
+    path = tmp_path / "v.faiss"
+    index = VectorIndex.build_from_store(store, MODEL, DIM, threshold=500)
+    index.save(path, store.generation())
+    return store, path, index
+
+
 def _write_photos(store: Store, tmp_path: Path, count: int, seed: int) -> None:
     batch = BatchWrite(model_id=MODEL)
     for i, v in enumerate(clustered(count, seed=seed)):
@@ -162,9 +171,7 @@ def test_a_stale_approximate_file_is_caught_up_not_rebuilt(tmp_path: Path, monke
     """A writer stopped after commits its file never took (kill -9 past the approximate
     threshold): the next reader and the next writer apply the photos changed since the
     file's generation (new, changed in place, removed, failed) to it, and train nothing."""
-    store = _store_with(tmp_path, 600)
-    path = tmp_path / "v.faiss"
-    VectorIndex.build_from_store(store, MODEL, DIM, threshold=500).save(path, store.generation())
+    store, path, _ = _approximate_library(tmp_path)
     by_path = {r.path: r.id for r in store.get_photos(store.indexed_ids(MODEL).tolist()).values()}
     changed_id, removed_id, failed_id = by_path[str(tmp_path / "7.jpg")], 1, 2
     old_vector, new_vector = store.photo_vector(changed_id, MODEL), clustered(1, seed=11)[0]
@@ -202,9 +209,7 @@ def test_a_photo_removed_during_a_catch_up_stays_out(tmp_path: Path, monkeypatch
     """A writer commits between a catch-up's reads: a photo read as new and then removed
     must not be added. Repeated reads see one moment (3 tries); with one, the index keeps
     only photos still indexed at the last read and takes the older generation."""
-    store = _store_with(tmp_path, 600)
-    path = tmp_path / "v.faiss"
-    VectorIndex.build_from_store(store, MODEL, DIM, threshold=500).save(path, store.generation())
+    store, path, _ = _approximate_library(tmp_path)
     _write_photos(store, tmp_path, 3, seed=5)  # new since the file
     victim = int(store.vectors_since(MODEL, store.generation() - 1)[0][0])
     before = store.generation()
@@ -228,10 +233,8 @@ def test_a_photo_removed_during_a_catch_up_stays_out(tmp_path: Path, monkeypatch
 def test_a_file_saved_after_the_store_was_read_is_current(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     """The writer commits and saves between a reader's look at the store and its load of
     the file: the file is ahead of what was read, and current; nothing is redone."""
-    store = _store_with(tmp_path, 600)
-    path = tmp_path / "v.faiss"
+    store, path, _ = _approximate_library(tmp_path)
     current = store.generation()
-    VectorIndex.build_from_store(store, MODEL, DIM, threshold=500).save(path, current)
     reads = [current - 1]  # what the store said just before the writer's commit
     real = store.generation
     monkeypatch.setattr(store, "generation", lambda: reads.pop() if reads else real())
@@ -244,9 +247,7 @@ def test_a_file_saved_after_the_store_was_read_is_current(tmp_path: Path, monkey
 def test_live_index_catches_up_a_file_no_writer_saves(tmp_path: Path) -> None:
     """The writer commits, then is killed before its next save: a reader holding the
     approximate index waits ``catch_up_after`` for a new file, then catches up itself."""
-    store = _store_with(tmp_path, 600)
-    path = tmp_path / "v.faiss"
-    VectorIndex.build_from_store(store, MODEL, DIM, threshold=500).save(path, store.generation())
+    store, path, _ = _approximate_library(tmp_path)
     waiting = LiveIndex(path, store, MODEL, DIM, check_every=0.0)  # the default: 2 minutes
     overdue = LiveIndex(path, store, MODEL, DIM, check_every=0.0, catch_up_after=0.0)
     held = waiting.get()
@@ -275,10 +276,7 @@ def test_refit_switches_kind_both_ways(tmp_path: Path) -> None:
 
 
 def test_live_index_serves_the_old_index_until_the_new_file_is_loaded(tmp_path: Path) -> None:
-    store = _store_with(tmp_path, 600)
-    path = tmp_path / "v.faiss"
-    writer = VectorIndex.build_from_store(store, MODEL, DIM, threshold=500)
-    writer.save(path, store.generation())
+    store, path, writer = _approximate_library(tmp_path)
     live = LiveIndex(path, store, MODEL, DIM, check_every=0.0)
     first = live.get()
     assert first.kind == KIND_IVF and first.ntotal == 600
@@ -303,10 +301,7 @@ def test_live_index_serves_the_old_index_until_the_new_file_is_loaded(tmp_path: 
 def test_live_index_sees_a_new_file_of_the_same_size_and_time(tmp_path: Path) -> None:
     """Two saves within one clock tick, the second of the same size (a photo replaced by
     another): only the inode tells the files apart, and the reader must load the new one."""
-    store = _store_with(tmp_path, 600)
-    path = tmp_path / "v.faiss"
-    writer = VectorIndex.build_from_store(store, MODEL, DIM, threshold=500)
-    writer.save(path, store.generation())
+    store, path, writer = _approximate_library(tmp_path)
     before = path.stat()
     live = LiveIndex(path, store, MODEL, DIM, check_every=0.0)
     assert live.get().ntotal == 600
