@@ -37,14 +37,14 @@ class IndexInfo:
     path: str
     problem: str | None = None  # why the file does not match the library; None when it does
     generation: int = 0  # the library generation the file was saved for (0: no file)
-    caught_up: bool = False  # an approximate file behind the library (see the note)
+    catches_up: bool = False  # an approximate file behind the library (see the note)
 
     @property
     def note(self) -> str | None:
         """One line for people when the file does not match the library, else None."""
         if self.problem is None:
             return None
-        then = CATCH_UP_NOTE if self.caught_up else REBUILD_NOTE
+        then = CATCH_UP_NOTE if self.catches_up else REBUILD_NOTE
         return f"file {self.problem}; {then}"
 
 

@@ -69,13 +69,13 @@ def test_a_stale_approximate_index_says_it_is_caught_up_not_rebuilt(settings) ->
     approximate.save(settings.index_path, 5)
     assert describe_index_file(settings, "m", 5, 300).note is None
     stale = describe_index_file(settings, "m", 7, 300)
-    assert stale.caught_up and stale.problem.startswith("stale (300 vectors")
+    assert stale.catches_up and stale.problem.startswith("stale (300 vectors")
     assert stale.note.endswith(CATCH_UP_NOTE) and REBUILD_NOTE not in stale.note
     other = describe_index_file(settings, "another model", 7, 300)  # rebuilt, whatever kind
-    assert other.problem.startswith("built for another model") and not other.caught_up
+    assert other.problem.startswith("built for another model") and not other.catches_up
     VectorIndex.build(ids[:10], vecs[:10], "m", 8, generation=5).save(settings.index_path, 5)
     exact = describe_index_file(settings, "m", 7, 10)
-    assert not exact.caught_up and exact.note.endswith(REBUILD_NOTE)
+    assert not exact.catches_up and exact.note.endswith(REBUILD_NOTE)
 
 
 def _write_failures(settings, root) -> None:  # noqa: ANN001
