@@ -1,3 +1,4 @@
 from searchapp.cli.main import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # spawned model processes must not run the CLI again
+    raise SystemExit(main())

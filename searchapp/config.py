@@ -67,7 +67,7 @@ class Settings:
     ray_address: str = ""
     # LOCAL=REMOTE pairs: where the workers see a folder of this machine (they read it there)
     ray_shared_roots: tuple[str, ...] = ()
-    ray_node_ip: str = ""  # this machine's Ray node address ("": Ray's choice; see SCALING.md)
+    ray_node_ip: str = ""  # this machine's Ray node address ("": Ray's choice; README, Ray section)
 
     @property
     def db_path(self) -> Path:

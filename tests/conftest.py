@@ -7,8 +7,9 @@ Two encoders (tests/README.md says which tests use which, and why):
   concurrency, search plumbing, UI logic). Deterministic, no torch, identical and resized
   copies still match. Subprocesses get it through ``helpers.PIXELS_ENV``.
 - ``clip_embedder`` / ``clip_settings``: the real MobileCLIP-S2 architecture with random
-  weights (``--weights random``), for the model, fidelity, one CLI smoke test and the
-  browser test. Weights cannot be downloaded on the build machines; HF_HUB_OFFLINE=1.
+  weights (``--weights random``), for the model, fidelity, one CLI smoke test, the traced
+  towers, weight shipping and one Ray run. Weights cannot be downloaded on the build
+  machines; HF_HUB_OFFLINE=1.
 """
 
 from __future__ import annotations

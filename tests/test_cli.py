@@ -119,3 +119,34 @@ def test_a_missing_weights_file_is_said_before_open_clip_loads(tmp_path):
     assert proc.returncode == 1 and f"weights file {missing} not found" in proc.stderr
     modules = imported(proc.stderr)
     assert "open_clip" not in modules and "torch" not in modules
+
+
+def test_the_readme_names_every_option_and_environment_variable() -> None:
+    """The README's command-line section and settings table keep up with the code: every
+    long option of every command, and every ``SEARCHAPP_*`` variable a setting reads."""
+    import argparse
+    import re
+    from pathlib import Path
+
+    from searchapp.cli.main import build_parser
+    from searchapp.config import _ENV
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    parser = build_parser()
+    parsers = [parser] + [
+        sub
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for sub in action.choices.values()
+    ]
+    options = {
+        flag
+        for p in parsers
+        for action in p._actions
+        for flag in action.option_strings
+        if flag.startswith("--") and flag != "--help"
+    }
+    assert len(options) > 15
+    named = {o for o in options if re.search(re.escape(o) + r"(?![\w-])", readme)}
+    assert sorted(options - named) == []
+    assert sorted(v for v in _ENV.values() if v not in readme and v != "SEARCHAPP_ENCODER") == []
