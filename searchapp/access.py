@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from searchapp.decoder import load_photo
+from searchapp.decoder import decode_photo, load_photo
 from searchapp.errors import AccessDeniedError, PhotoNotFoundError
 from searchapp.paths import is_under
 from searchapp.store import Store
@@ -42,11 +42,20 @@ def guarded_original(store: Store, path: str | Path) -> Path:
 
 def preview_jpeg(real: Path, max_side: int = PREVIEW_SIDE) -> bytes:
     """A JPEG of an already guarded file, EXIF-oriented, long side <= ``max_side``."""
-    image = load_photo(real, max_side).image
+    return _jpeg(load_photo(real, max_side).image, max_side)
+
+
+def upload_preview(data: bytes, max_side: int) -> bytes:
+    """A small JPEG of an uploaded image, decoded with the bounds every file gets; bytes
+    that are no image raise ``ImageDecodeError`` with the indexer's one-line reason."""
+    return _jpeg(decode_photo(data, max_side).image, max_side)
+
+
+def _jpeg(image: Image.Image, max_side: int) -> bytes:
     image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     out = io.BytesIO()
     image.save(out, "JPEG", quality=PREVIEW_QUALITY)
     return out.getvalue()
 
 
-__all__ = ["PREVIEW_SIDE", "guarded_original", "preview_jpeg"]
+__all__ = ["PREVIEW_SIDE", "guarded_original", "preview_jpeg", "upload_preview"]

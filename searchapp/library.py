@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from searchapp import browse
-from searchapp.access import PREVIEW_SIDE, guarded_original, preview_jpeg
+from searchapp.access import PREVIEW_SIDE, guarded_original, preview_jpeg, upload_preview
 from searchapp.activity import WriterInfo
 from searchapp.browse import FolderOption, PhotoInfo, Tile, TimelinePage
 from searchapp.config import Settings
@@ -373,6 +373,11 @@ class Library(StatusReads, BrowseReads):
     def preview_jpeg(self, path: str | Path, max_side: int = PREVIEW_SIDE) -> bytes:
         """A JPEG of an indexed photo (through :meth:`photo_file`), long side <= max_side."""
         return preview_jpeg(self.photo_file(path), max_side)
+
+    def upload_preview(self, data: bytes, max_side: int = 144) -> bytes:
+        """A small JPEG of an uploaded image, decoded as a search by it would be: an
+        upload that is no image raises ``ImageDecodeError`` before any search."""
+        return upload_preview(data, max_side)
 
 
 __all__ = [

@@ -234,6 +234,13 @@ def test_image_upload_searches_by_image(monkeypatch, shared_library) -> None:  #
         assert any(m.value == f"**Like {name}**" for m in at.markdown)
         assert _result_names(at)[0] == "coffee.png", fmt
 
+    # a file that is no image: one line saying why, the timeline as without it, no traceback
+    at.file_uploader[0].set_value(("not_really.png", b"plain text", "image/png")).run()
+    assert not at.exception
+    [error] = [e.value for e in at.error]
+    assert error.startswith("Cannot search by not\\_really.png: not an image"), error
+    assert not any(m.value.startswith("**Like") for m in at.markdown)
+
 
 def test_an_image_search_survives_a_visit_to_status(monkeypatch, shared_library) -> None:  # noqa: ANN001
     """Streamlit drops the uploader's file while Status is open: the page keeps the image

@@ -252,13 +252,14 @@ def _search_bar(
     parts += [QueryPart("text", w.strip(), -1.0) for w in negative.split(",") if w.strip()]
     upload_key = None
     kept = _kept_upload(upload)
-    if kept is not None:
+    if kept is not None and _upload_preview(library, kept) is not None:
         upload_key = hashlib.sha256(kept["data"]).hexdigest()
         # one weight per uploaded image: a new image starts at "like this", and the slider
         # always shows the weight the query uses
         key = f"upload_weight-{upload_key[:16]}"
         st.session_state.setdefault(key, kept.get("weight", 1.0))
-        weight = _weight_card(key, f"Like {kept['name']}", kept["data"], on_clear=clear_upload)
+        title = f"Like {kept['name']}"
+        weight = _weight_card(key, title, kept["preview"], on_clear=clear_upload)
         kept["weight"] = weight
         parts.append(QueryPart("image", kept["data"], weight))
     names = _like_parts(library, parts)
@@ -280,6 +281,23 @@ def _kept_upload(upload: UploadedFile | None) -> dict | None:
     elif kept is not None:
         kept["in_widget"] = False  # shown by its card alone, which can clear it
     return ss.get(KEPT_UPLOAD)
+
+
+def _upload_preview(library: Library, kept: dict) -> bytes | None:
+    """The upload's small preview, decoded once; None (and why, in one line) when it is no
+    image the search could read."""
+    if "preview" not in kept:
+        try:
+            kept["preview"] = library.upload_preview(kept["data"])
+        except SearchAppError as err:
+            kept["preview"], kept["problem"] = None, str(err)
+    if kept["preview"] is None:
+        st.error(
+            md_escape(f"Cannot search by {kept['name']}: {kept['problem']}. Choose a JPEG, "
+                      "PNG, WebP, HEIC or AVIF photo."),
+            icon=":material/broken_image:",
+        )  # fmt: skip
+    return kept["preview"]
 
 
 def clear_upload() -> None:
