@@ -97,6 +97,7 @@ def test_empty_library_offers_to_add_a_folder_and_index_it(
     assert not at.exception
     assert any("No photos found in" in w.value for w in at.warning), _texts(at)
     assert not (settings.data_dir / "library.sqlite3").exists(), "nothing was added"
+    assert at.checkbox(key="add-anyway")  # the box the warning names, in the same run
 
     at.text_input(key="add-path").input(str(photos))
     with WriterLock(settings, "index"):  # another writer: one line, no waiting
@@ -109,6 +110,17 @@ def test_empty_library_offers_to_add_a_folder_and_index_it(
     assert "Indexing finished: added 16" in _texts(at), _texts(at)
     assert len(at.tabs) == 2 and "searchapp index PATH" not in _texts(at)
     assert len(_tiles(at)) == 16  # the landing page is the library's timeline
+
+    # a folder inside a photo folder: said to be covered (the CLI's words), nothing added
+    (photos / "sub").mkdir()
+    shutil.copy(photos / "coffee.png", photos / "sub" / "coffee2.png")
+    at.session_state["tab"] = "Status"
+    at.run()
+    at.text_input(key="status-add-path").input(str(photos / "sub"))
+    at.button(key="status-add-index").click().run()
+    assert not at.exception
+    covered = f"{photos / 'sub'} is inside the photo folder {photos}, which covers it already."
+    assert any(covered in m.value.replace("\\", "") for m in at.success), _texts(at)
 
 
 def test_landing_timeline_then_search_then_back(monkeypatch, shared_library) -> None:  # noqa: ANN001

@@ -12,6 +12,7 @@ from searchapp.errors import SearchAppError
 from searchapp.indexer.commands import Index, absolute
 from searchapp.indexer.pipeline import Progress
 from searchapp.indexer.writer import submit
+from searchapp.paths import is_under
 from searchapp.scanner import holds_photos
 from searchapp.ui.markdown import md_escape
 from searchapp.ui.resources import get_embedder
@@ -69,7 +70,13 @@ def run_indexing(
     stats = outcome.stats
     assert stats is not None  # an Index command always reports its run
     bar.progress(1.0, text="Done")
-    st.session_state[FLASH] = f"Indexing finished: {stats.summary()} ({stats.seconds:.1f} s)."
+    covered = "".join(
+        f"{asked} is inside the photo folder {root}, which covers it already. "
+        for asked, root in zip(command.add_roots, outcome.roots, strict=False)
+        if root != asked and is_under(asked, root)
+    )
+    finished = f"Indexing finished: {stats.summary()} ({stats.seconds:.1f} s)."
+    st.session_state[FLASH] = md_escape(covered) + finished
     return True
 
 
@@ -89,23 +96,26 @@ def add_folder_form(settings: Settings, *, key: str = "add") -> None:
         placeholder=str(Path.home() / "Pictures"),
         help="A folder on this computer; every photo below it is indexed.",
     )
-    anyway = st.session_state.get(f"{key}-anyway", False)
     if st.button("Add and index", key=f"{key}-index", type="primary"):
-        path = folder.strip()
-        if not path:
-            st.error("Type the path of a photo folder first.")
-            return
-        if not Path(path).expanduser().is_dir():
-            st.error(f"{md_escape(path)} is not a folder on this computer; check the path.")
-            return
-        if not anyway and holds_photos(str(Path(path).expanduser())) is False:
-            st.warning(
-                f"No photos found in {md_escape(path)}, so it was not added. Pick the folder "
-                "that holds your photos, or tick 'Add it anyway' to keep it for photos to come."
-            )
-            st.session_state[f"{key}-empty"] = path
-            return
-        if run_indexing(settings, add_roots=[path]):
-            st.rerun()
+        _add_folder(settings, folder.strip(), key)
     if st.session_state.get(f"{key}-empty"):
         st.checkbox("Add it anyway (photos added later are indexed)", key=f"{key}-anyway")
+
+
+def _add_folder(settings: Settings, path: str, key: str) -> None:
+    if not path:
+        st.error("Type the path of a photo folder first.")
+        return
+    if not Path(path).expanduser().is_dir():
+        st.error(f"{md_escape(path)} is not a folder on this computer; check the path.")
+        return
+    anyway = st.session_state.get(f"{key}-anyway", False)
+    if not anyway and holds_photos(str(Path(path).expanduser())) is False:
+        st.warning(
+            f"No photos found in {md_escape(path)}, so it was not added. Pick the folder "
+            "that holds your photos, or tick 'Add it anyway' to keep it for photos to come."
+        )
+        st.session_state[f"{key}-empty"] = path  # the box below, drawn in this same run
+        return
+    if run_indexing(settings, add_roots=[path]):
+        st.rerun()
