@@ -101,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
         "when needed (default 600, 0 keeps it; env SEARCHAPP_IDLE_UNLOAD)",
     )  # fmt: skip
 
-    ui = sub.add_parser("ui", help="open the search page in a browser (Streamlit)")
-    ui.add_argument("--port", type=int, default=8501, help="port to listen on (default 8501)")
+    ui = sub.add_parser("ui", help="serve the search page (Streamlit); --open opens a browser")
+    ui.add_argument("--port", type=_port, default=8501, help="port to listen on (default 8501)")
     ui.add_argument(
         "--host", default="127.0.0.1",
         help="address to bind (default 127.0.0.1); beyond loopback the page asks for an "
@@ -113,6 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="open the page in your browser once it answers (honours $BROWSER)",
     )  # fmt: skip
     return p
+
+
+def _port(text: str) -> int:
+    """A TCP port for ``ui --port``: out of range is a usage error, not a traceback."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port; give a number from 1 to 65535")
+    return port
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -100,6 +100,10 @@ def test_cli_errors_are_one_line(tmp_path):
         proc = run(tmp_path / "lib", *usage, check=False)
         assert proc.returncode == 2 and proc.stderr.startswith("searchapp: "), usage
     assert run(tmp_path / "lib", "bogus", check=False).returncode == 2
+    for port in ("99999", "-1", "abc"):  # bind() raised OverflowError for the first two
+        proc = run(tmp_path / "lib", "ui", "--port", port, check=False)
+        assert proc.returncode == 2 and "give a number from 1 to 65535" in proc.stderr, port
+        assert "Traceback" not in proc.stderr
 
 
 def test_a_missing_weights_file_is_said_before_open_clip_loads(tmp_path):
