@@ -21,7 +21,7 @@ from searchapp import browse
 from searchapp.access import PREVIEW_SIDE, guarded_original, preview_jpeg, upload_preview
 from searchapp.activity import WriterInfo
 from searchapp.browse import FolderOption, PhotoInfo, Tile, TimelinePage
-from searchapp.config import Settings
+from searchapp.config import Settings, default_data_dir
 from searchapp.errors import PhotoNotFoundError, QueryError
 from searchapp.library_browse import BrowseReads
 from searchapp.library_status import StatusReads
@@ -285,10 +285,15 @@ class Library(StatusReads, BrowseReads):
         """Photos embedded by another model only: say so (it was "no results")."""
         others = [m for m in self.store.embedding_models() if m != self.model_id]
         if others:
-            model = self.settings.model
-            raise QueryError(f"this library's photos were embedded by {others[0]}, not "
-                             f"{self.model_id}; search with that model, or embed them with "
-                             f"this one: searchapp --model {model} index")  # fmt: skip
+            from searchapp.model import model_flags
+
+            data_dir = self.settings.data_dir
+            where = "" if data_dir == default_data_dir() else f" --data-dir {data_dir}"
+            raise QueryError(
+                f"this library's photos were embedded by {others[0]}, not {self.model_id}; "
+                f"search with that model ({model_flags(others[0])}), or embed them again with "
+                f"this one: searchapp{where} {model_flags(self.model_id)} index"
+            )
 
     def guard_parts(self, parts: list[QueryPart]) -> list[QueryPart]:
         """Parts safe to run for the page: image paths must be indexed photos under a root.

@@ -359,8 +359,10 @@ def open_index(
             return index
     except IndexFileError as err:
         reason = str(err)
-    # behind the library is routine (a writer commits between its saves), not damage
-    level = logging.INFO if reason.startswith("stale") else logging.WARNING
+    # behind the library is routine (a writer commits between its saves), and another
+    # model's file follows a switch of --model/--weights (whose searches say so): not damage
+    routine = reason.startswith(("stale", "built for another model"))
+    level = logging.INFO if routine else logging.WARNING
     if reason != "missing" or store.counts()["photos"]:
         log.log(level, "vector index %s is %s; rebuilding it from the stored embeddings", path,
                 reason)  # fmt: skip

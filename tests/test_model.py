@@ -213,6 +213,18 @@ def test_missing_default_weights_say_how_to_get_them(tmp_path: Path, monkeypatch
     assert "--weights" in out.stderr and "not in the Hugging Face cache" in out.stderr
     assert "Traceback" not in out.stderr
 
+    # an hf-hub: model likewise, at once (the hub client retried for ~30 s, warning as it
+    # went, and its message was cut off mid-sentence)
+    hub = run_cli(tmp_path / "lib", "--weights", "hf-hub:someone/nothing", "index",
+                  str(tmp_path / "p"), env=default)  # fmt: skip
+    assert hub.returncode == 1, hub.stderr
+    assert hub.stderr.strip() == (
+        "searchapp: the model hf-hub:someone/nothing is not in the Hugging Face cache and the "
+        "hub cannot be reached. Connect to the internet once (it downloads to the hub cache and "
+        "works offline after), or pass --weights local-dir:FOLDER to a downloaded copy, or "
+        "--weights random to try the app without meaningful results."
+    )
+
 
 def _python(code: str, data: Path) -> list[str]:
     """The words ``code`` prints in a fresh interpreter (the real model's settings)."""

@@ -236,8 +236,14 @@ def test_a_library_embedded_by_another_model_says_so(lib) -> None:  # noqa: ANN0
     settings = lib[0].settings.with_overrides(encoder="clip", model="MobileCLIP-S1")
     library = Library(settings)
     try:
-        with pytest.raises(QueryError, match="embedded by .* --model MobileCLIP-S1 index"):
+        with pytest.raises(QueryError) as said:
             library.search_text("a cat")
+        assert str(said.value) == (
+            "this library's photos were embedded by pixels-test-v1, not "
+            "MobileCLIP-S1/random-seed0; search with that model (SEARCHAPP_ENCODER=pixels), or "
+            f"embed them again with this one: searchapp --data-dir {settings.data_dir} "
+            "--model MobileCLIP-S1 --weights random index"
+        )
     finally:
         library.close()
 

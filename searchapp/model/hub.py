@@ -58,14 +58,35 @@ def fetch_checkpoint(model: str, tag: str) -> str:
     )
 
 
+def require_hub_model(schema: str) -> None:
+    """An ``hf-hub:`` model that is neither cached nor reachable fails at once, in one
+    line, instead of after the hub client's half minute of retries and warnings."""
+    if not schema.startswith("hf-hub:"):
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    repo = schema.removeprefix("hf-hub:")
+    if isinstance(try_to_load_from_cache(repo, CONFIG_FILE), str) or hub_reachable():
+        return
+    raise WeightsUnavailableError(
+        f"the model {schema} is not in the Hugging Face cache and the hub cannot be reached."
+        " Connect to the internet once (it downloads to the hub cache and works offline"
+        " after), or pass --weights local-dir:FOLDER to a downloaded copy, or --weights"
+        " random to try the app without meaningful results."
+    )
+
+
 def check_weights(settings: Settings, spec: ModelSpec, device: str, precision: str) -> None:
-    """Missing tag weights fail now, with their one-line fix, not after a long scan; a
-    model whose traced towers are cached needs none."""
-    if spec.weights_kind != "tag":
+    """Missing tag or hub weights fail now, with their one-line fix, not after a long
+    scan; a model whose traced towers are cached needs none."""
+    if spec.weights_kind not in ("tag", "schema"):
         return
     if is_cached(settings, spec, device, precision):
         return
-    fetch_checkpoint(spec.model, spec.weights)
+    if spec.weights_kind == "schema":
+        require_hub_model(spec.weights)
+    else:
+        fetch_checkpoint(spec.model, spec.weights)
 
 
 def hub_reachable(timeout: float = 4.0) -> bool:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from searchapp.errors import WeightsUnavailableError
-from searchapp.model.hub import fetch_checkpoint
+from searchapp.model.hub import fetch_checkpoint, require_hub_model
 from searchapp.model.spec import RANDOM_SEED, ModelSpec, announce_random_weights
 
 # open_clip logs on the root logger; its records are moved here, at DEBUG
@@ -49,6 +49,7 @@ def create_network(spec: ModelSpec, *, announce: bool = True):  # noqa: ANN201 -
     elif spec.weights_kind == "file":
         pretrained = spec.weights
     else:  # schema: the hf-hub:/local-dir: name carries its own weights
+        require_hub_model(spec.weights)
         pretrained = None
     return _create_checked(spec, pretrained, kwargs).eval()
 
@@ -62,7 +63,10 @@ def _create_checked(spec: ModelSpec, pretrained: str | None, kwargs: dict):  # n
     except Exception as err:  # open_clip and the hub raise many types; all mean "no weights"
         # torch colours parts of its messages; a one-line error must stay plain text
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()
-        line = text.splitlines()[0][:200] if text else ""
+        if "Weights only load failed" in text:  # torch's advice to turn the safety off
+            text = "not a .safetensors file, nor a PyTorch checkpoint of plain tensors"
+        line = text.splitlines()[0] if text else ""
+        line = line if len(line) <= 200 else line[:199] + "…"
         # a bare "101" (an unpickler's byte) says nothing without its kind
         reason = f"{type(err).__name__}: {line}" if len(line) < 20 else line
         if spec.weights_kind == "file":

@@ -52,6 +52,19 @@ SPEC_CACHE = "model-spec.json"
 _SPEC_CACHE_MAX = 64 * 1024
 
 
+def model_flags(model_id: str) -> str:
+    """The command-line settings that select the model behind ``model_id`` (for messages
+    that say how to search a library embedded by another model)."""
+    if model_id == PIXELS_MODEL_ID:
+        return "SEARCHAPP_ENCODER=pixels"
+    model, _, weights = model_id.partition("/")
+    if weights.startswith("random-seed"):
+        weights = "random"
+    elif weights.startswith("file-"):
+        weights = "CHECKPOINT (the file it was indexed with)"
+    return f"--model {model} --weights {weights}"
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Everything known about a model without loading it."""
