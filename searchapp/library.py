@@ -70,7 +70,7 @@ class Library(StatusReads, BrowseReads):
         self._count: tuple[int, int] = (-1, 0)  # (generation, indexed photos)
         self._encoder = QueryEncoder(
             lambda: self.embedder,
-            lambda pid: self.store.photo_vector(pid, self.model_id),
+            self._photo_vector,
             settings.max_upload_mb,
             remote=self._engine_vector if engine is not None else None,
         )
@@ -310,6 +310,21 @@ class Library(StatusReads, BrowseReads):
                 part = QueryPart("photo", self.resolve_photo(int(part.value)), part.weight)
             out.append(part)
         return out
+
+    def _photo_vector(self, pid: int) -> np.ndarray:
+        """A photo's stored vector; one that has none says why (no such photo, failed)."""
+        vec = self.store.photo_vector(pid, self.model_id)
+        if vec is not None:
+            return vec
+        record = self.store.get_photos([pid]).get(pid)
+        if record is None:
+            raise PhotoNotFoundError(f"no photo with id {pid}; see searchapp search --json.")
+        if record.failure_reason:
+            raise PhotoNotFoundError(
+                f"{record.path} could not be indexed ({record.failure_reason}), so it has "
+                "nothing to search by."
+            )
+        raise PhotoNotFoundError(f"photo {pid} has no vector yet; index it first.")
 
     def resolve_photo(self, photo: int | str) -> int:
         """A photo id, or the path of an indexed photo, to its id."""

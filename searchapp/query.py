@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from searchapp.errors import QueryError
 
 _TERM = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*:)?\s*(.+?)\s*$")
+MAX_WEIGHT = 100.0  # far beyond any useful mix; 1e20 overflowed float32 into NaN scores
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ def parse_query(text: str) -> list[QueryPart]:
             continue
         m = _TERM.match(tok)
         weight = float(m.group(1)) if m.group(1) else 1.0
+        if weight > MAX_WEIGHT:
+            raise QueryError(f"'{tok.strip()}': a weight goes up to {MAX_WEIGHT:g}, e.g. 2:sunset.")
         parts.append(_term_part(m.group(2), sign * weight))
     if not parts:
         raise QueryError("the query is empty; type what to look for, e.g. 'dog on a beach'.")

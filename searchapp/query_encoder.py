@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from searchapp.decoder import decode_photo, hash_bytes, load_photo
-from searchapp.errors import ImageDecodeError, PhotoNotFoundError, QueryError
+from searchapp.errors import ImageDecodeError, QueryError
 from searchapp.query import QueryPart
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ class QueryEncoder:
     def __init__(
         self,
         embedder: Callable[[], ClipEmbedder],
-        photo_vector: Callable[[int], np.ndarray | None],
+        photo_vector: Callable[[int], np.ndarray],
         max_upload_mb: int,
         remote: Callable[[QueryPart], np.ndarray | None] | None = None,
     ) -> None:
@@ -85,10 +85,7 @@ class QueryEncoder:
         if part.kind == "text":
             return self._embedder().encode_texts([str(part.value)])[0]
         if part.kind == "photo":
-            vec = self._photo_vector(int(part.value))
-            if vec is None:
-                raise PhotoNotFoundError(f"photo {part.value} has no vector; index it first.")
-            return vec
+            return self._photo_vector(int(part.value))  # raises when it has none, saying why
         if part.kind == "image":
             return self._image_vector(part.value)
         raise QueryError(f"unknown query part {part.kind!r}")

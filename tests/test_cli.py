@@ -74,6 +74,18 @@ def test_cli_index_search_status_roots(tmp_path, photos):
 
     like = json.loads(run(lib, "search", "--like", str(results[0]["photo_id"]), "--json").stdout)
     assert results[0]["photo_id"] not in [r["photo_id"] for r in like]
+    failed = run(lib, "search", "--like", str(bad), check=False)  # said "index it first"
+    assert failed.returncode == 1 and failed.stderr.strip() == (
+        f"searchapp: {bad} could not be indexed (not an image, or a format Pillow cannot read), "
+        "so it has nothing to search by."
+    )
+    for query, said in (
+        ("photo:999", "no photo with id 999"),  # said "photo 999 has no vector"
+        ("a + 99999999999999999999:b", "a weight goes up to 100"),  # NaN scores, a warning
+    ):
+        proc = run(lib, "search", query, check=False)
+        assert proc.returncode == 1 and said in proc.stderr, proc.stderr
+        assert proc.stderr.count("\n") == 1, proc.stderr
 
     status = json.loads(run(lib, "status", "--json").stdout)
     assert status["photos"] == 16 and status["failed"] == 1
