@@ -39,6 +39,12 @@ def check_data_dir(data_dir: Path) -> None:
     (``--data-dir ~/Pictures`` by mistake): a library there would mix in with them."""
     if data_dir.exists() and not data_dir.is_dir():
         raise ConfigError(f"the data folder {data_dir} is a file; give --data-dir a folder.")
+    blocker = next((p for p in data_dir.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None and not data_dir.exists():
+        raise ConfigError(
+            f"the data folder {data_dir} cannot be made: {blocker} is a file; give --data-dir "
+            "a folder."
+        )
     if not data_dir.is_dir() or (data_dir / DATABASE_NAME).exists():
         return
     try:

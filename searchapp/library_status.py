@@ -7,6 +7,7 @@ run, who writes, and the generation the page watches for changes.
 from __future__ import annotations
 
 from searchapp.activity import WriterInfo, read_writer
+from searchapp.datadir import check_data_dir
 from searchapp.plan import PendingFiles, count_pending
 from searchapp.status import StatusReport, build_status, settle_run
 from searchapp.store import RunRecord
@@ -22,6 +23,7 @@ class StatusReads:
         ``failures`` bounds the failed files listed (None: all); ``pending`` counts new and
         gone files by stat (skip it where it is shown apart, see :meth:`pending`).
         """
+        check_data_dir(self.settings.data_dir)  # a file, or a folder of other files: say so
         store = self.store if self.exists else None
         device, precision = self._device_and_precision()
         return build_status(

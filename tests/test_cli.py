@@ -112,6 +112,11 @@ def test_cli_errors_are_one_line(tmp_path):
         proc = run(tmp_path / "lib", *usage, check=False)
         assert proc.returncode == 2 and proc.stderr.startswith("searchapp: "), usage
     assert run(tmp_path / "lib", "bogus", check=False).returncode == 2
+    a_file = tmp_path / "a file"
+    a_file.write_text("not a folder")
+    for data_dir, said in ((a_file, "is a file"), (a_file / "lib", f"cannot be made: {a_file}")):
+        proc = run(data_dir, "status", check=False)  # printed a report, exit 0
+        assert proc.returncode == 1 and said in proc.stderr and proc.stdout == "", proc.stderr
     for port in ("99999", "-1", "abc"):  # bind() raised OverflowError for the first two
         proc = run(tmp_path / "lib", "ui", "--port", port, check=False)
         assert proc.returncode == 2 and "give a number from 1 to 65535" in proc.stderr, port
