@@ -139,9 +139,11 @@ def test_landing_timeline_then_search_then_back(monkeypatch, shared_library) -> 
     everything = _result_names(at)
     assert len(everything) == 16 > len(relevant) and everything[: len(relevant)] == relevant
     assert all(t["score"] is not None for t in _tiles(at))
-    at.text_input(key="query").input("").run()  # clearing the box: the timeline again
-    assert _grid(at)["groups"] and len(_tiles(at)) == 16
+    at.text_input(key="negative").input("people").run()
+    at.text_input(key="query").input("").run()  # clearing the box: the timeline again,
+    assert _grid(at)["groups"] and len(_tiles(at)) == 16  # also with "less of" filled in
     assert "q" not in at.query_params
+    assert any("type what to find" in c.value for c in at.caption)
 
 
 def test_more_like_this_from_the_url_and_clear(monkeypatch, shared_library) -> None:  # noqa: ANN001

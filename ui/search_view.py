@@ -140,7 +140,9 @@ def show_photos(library: Library) -> None:
         state = current_state()
     st.session_state["_signature"] = signature
     write_url(state)
-    if not parts:
+    if not any(p.weight > 0 for p in parts):  # "less of" alone is no search: the library
+        if parts:
+            st.caption("'Less of' and 'less like this' shape a search: type what to find.")
         _recent_searches(library)
         _timeline(library, flt, state)
         return
