@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from searchapp.config import Settings, load_settings
+from searchapp.config import Settings, default_data_dir, load_settings
 from searchapp.errors import SearchAppError
 from searchapp.ui.indexing import add_folder_form, show_flash
 from searchapp.ui.markdown import md_escape
@@ -21,8 +21,9 @@ from searchapp.ui.search_view import show_photos
 from searchapp.ui.status_view import show_status
 
 RANDOM_BANNER = (
-    "Random model weights (chosen by SEARCHAPP_WEIGHTS=random or --weights random): searches "
-    "by words or images mean nothing. Fix: unset SEARCHAPP_WEIGHTS and run `searchapp ui`."
+    "Random model weights (chosen by `--weights random` or `SEARCHAPP_WEIGHTS=random`): "
+    "searches by words or images mean nothing. Fix: stop this page, then start it without "
+    "either: `searchapp ui`."
 )
 # A denser page: less padding around the grid, the title small. On a phone Streamlit stacks
 # the search bar's four columns; the two popover buttons then share a row and the search
@@ -81,10 +82,17 @@ def main() -> None:
             show_status(library, settings)
 
 
+def index_command(settings: Settings) -> str:
+    """``searchapp index PATH`` for this page's library (its data folder, where that is
+    not the default one, so the photos land where the page looks)."""
+    where = "" if settings.data_dir == default_data_dir() else f" --data-dir {settings.data_dir}"
+    return f"searchapp{where} index PATH"
+
+
 def _empty_state(settings: Settings) -> None:
     st.info(
         "No photos are indexed yet. Add a photo folder below and index it here, or from a "
-        "terminal run:\n\n`searchapp index PATH`\n\n"
+        f"terminal run:\n\n`{index_command(settings)}`\n\n"
         f"(library: `{settings.data_dir}`)"
     )
     add_folder_form(settings, key="add")

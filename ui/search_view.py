@@ -190,9 +190,11 @@ def _results(
     tiles = library.fold_similar(tiles) if state.fold else tiles
     _summary(page.total, page.hidden, len(by_name), state.all, filtered=flt is not None)
     if not tiles:
-        st.info("No results. Try other words" + (", or show every result." if not state.all
-                else "."))  # fmt: skip
-        explain_empty(library, flt)
+        if flt is not None and not library.timeline(flt, 0, 1).total:
+            explain_empty(library, flt)  # no photo passes the filters: name the one to clear
+        else:
+            st.info("No results. Try other words" + (", or show every result." if not state.all
+                    else "."))  # fmt: skip
         return
     grid_id = repr((state.without_paging(), upload_key))
     show_gallery(tiles, key=GRID, grid_id=grid_id, groups=False, has_more=page.has_more,

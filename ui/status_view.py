@@ -125,7 +125,7 @@ def _show_counts(status: StatusReport, pending: PendingFiles | None) -> None:
         help="New or changed photos in your folders that are not indexed yet (found by "
         "size and date; nothing is read). The next indexing run or the watcher picks them up.",
     )
-    cols[3].metric("Roots", len(status.roots))
+    cols[3].metric("Photo folders", len(status.roots))
 
 
 def _show_library(status: StatusReport) -> None:

@@ -236,7 +236,8 @@ function dateText(ts, long) {
 }
 
 function sizeText(n) {
-  return n >= 1048576 ? `${(n / 1048576).toFixed(1)} MB` : `${Math.round(n / 1024)} KB`;
+  if (n >= 1048576) return `${(n / 1048576).toFixed(1)} MB`;
+  return n >= 1024 ? `${Math.round(n / 1024)} KB` : `${n} bytes`;
 }
 
 function escapeHtml(text) {
