@@ -126,13 +126,18 @@ def _port(text: str) -> int:
     return port
 
 
+QUIET_LOGGERS = ("alembic", "faiss", "uvicorn", "uvicorn.error", "uvicorn.access")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if hasattr(sys.stdout, "reconfigure"):  # print undecodable file names as their bytes
         sys.stdout.reconfigure(errors="surrogateescape")
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"
     )
+    for name in QUIET_LOGGERS:  # -v is about searchapp, not its libraries' start-up chatter
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         settings = load_settings(
             data_dir=args.data_dir,
@@ -360,7 +365,7 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
 def _log_like_a_daemon(verbose: bool) -> None:
     """Timestamped lines; one INFO line per batch, every event with --verbose."""
     for handler in logging.getLogger().handlers:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s: %(message)s"))
     for name in ("searchapp.indexer", "searchapp.engine", "searchapp.model"):
         logging.getLogger(name).setLevel(logging.INFO)  # runs, the socket, model unloads
     logging.getLogger("searchapp.indexer.watches").setLevel(  # one DEBUG line per event

@@ -240,7 +240,7 @@ def test_an_open_data_folder_is_tightened_once_with_a_notice(library, tmp_path):
     assert first.returncode == 0, first.stderr
     notices = [x for x in first.stderr.splitlines() if "made it private" in x]
     assert notices == [
-        f"WARNING the data folder {data} was readable by other users; made it private "
+        f"WARNING: the data folder {data} was readable by other users; made it private "
         f"(folders 0700, files 0600; {len(loose)} changed)"
     ]
     assert all(mode(p) == (0o700 if p.is_dir() else 0o600) for p in [data, *data.rglob("*")])

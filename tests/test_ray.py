@@ -193,7 +193,7 @@ def test_cannot_start_is_one_line_and_changes_nothing(cluster, library, tmp_path
     for case_env, address, says in cases:
         started = time.monotonic()
         _, err = finish(index(data, root, case_env, "--ray", *address.split()), rc=1)
-        lines = [x for x in err.strip().splitlines() if not x.startswith("WARNING test encoder")]
+        lines = [x for x in err.strip().splitlines() if not x.startswith("WARNING: test encoder")]
         assert len(lines) == 1 and lines[0].startswith("searchapp: ") and says in lines[0], err
         assert time.monotonic() - started < 120
         assert (data / "library.sqlite3").read_bytes() == before
@@ -301,7 +301,7 @@ def test_cluster_stopped_mid_run_is_one_line_and_keeps_what_was_committed(
     _, err = finish(proc, rc=1)
     lines = err.strip().splitlines()
     assert lines[-1].startswith("searchapp: ") and "Ray" in lines[-1], err
-    assert [line for line in lines if not line.startswith("WARNING test encoder")] == lines[-1:]
+    assert [line for line in lines if not line.startswith("WARNING: test encoder")] == lines[-1:]
     committed = committed_hashes(data / "library.sqlite3")
     assert committed
     indexed = [p for p, r in rows(data / "library.sqlite3").items() if r[0] == "indexed"]

@@ -156,7 +156,7 @@ def test_daemon_single_writer_handoff_status_and_sigterm(tmp_path, photos, daemo
     broken = root / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
     wait_for(lambda: "cannot index" in daemon.output(), "the per-file warning")
-    assert "WARNING watch: cannot index " + str(broken.resolve()) in daemon.output()
+    assert "WARNING: watch: cannot index " + str(broken.resolve()) in daemon.output()
     out = searchapp(lib, "index", "--retry-failed")
     assert out.returncode == 0, out.stderr
     assert f"[done by the watcher, pid {daemon.proc.pid}]" in out.stdout
