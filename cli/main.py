@@ -327,7 +327,8 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
         command = RemoveRoot(absolute(path))
         outcome = submit(settings, command, wait_s=3600, on_wait=_say_waiting)
         removed = outcome.removed_photos
-        print(f"removed {printable(outcome.roots[0])} and its {removed} photos from the index")
+        files = "1 file" if removed == 1 else f"{removed} files"  # failed ones too
+        print(f"removed {printable(outcome.roots[0])} and its {files} from the library")
     return 0
 
 

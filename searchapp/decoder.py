@@ -200,7 +200,10 @@ def decode_photo(data: bytes, min_side: int, content_hash: str | None = None) ->
     except (OSError, SyntaxError, ValueError, TypeError, IndexError, KeyError, EOFError) as err:
         text = str(err).strip() or type(err).__name__
         if "truncated" in text.lower() or isinstance(err, EOFError):
-            raise ImageDecodeError(_reason(f"truncated or damaged image data ({text})")) from None
+            # Pillow's "image file is truncated (0 bytes not processed)" adds nothing a
+            # person can use, and nested brackets
+            detail = "" if text.startswith("image file is truncated") else f" ({text})"
+            raise ImageDecodeError(_reason(f"truncated or damaged image data{detail}")) from None
         raise ImageDecodeError(_reason(f"damaged image ({text})")) from None
     except Exception as err:  # noqa: BLE001 - any decoder's surprise fails this file only
         text = str(err).strip()

@@ -171,7 +171,7 @@ def test_daemon_single_writer_handoff_status_and_sigterm(tmp_path, photos, daemo
     wait_for(lambda: photo_count(lib) == 3, "the added root indexed")
     removed = searchapp(lib, "roots", "remove", str(other))
     assert removed.returncode == 0, removed.stderr
-    assert "and its 1 photos" in removed.stdout
+    assert "and its 1 file from the library" in removed.stdout
     assert photo_count(lib) == 2
 
     # SIGTERM: exit 0 with the index saved; status no longer shows a daemon
