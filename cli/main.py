@@ -303,6 +303,10 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
     from searchapp.paths import is_under
 
     if args.action == "list":
+        if args.paths:
+            print("searchapp: roots list takes no PATH (to add one: roots add PATH)",
+                  file=sys.stderr)  # fmt: skip
+            return 2
         with Library(settings) as library:
             for r in library.roots():
                 print(printable(r.path) + ("" if r.online else "  (offline)"))

@@ -112,6 +112,8 @@ def test_cli_errors_are_one_line(tmp_path):
         proc = run(tmp_path / "lib", *usage, check=False)
         assert proc.returncode == 2 and proc.stderr.startswith("searchapp: "), usage
     assert run(tmp_path / "lib", "bogus", check=False).returncode == 2
+    extra = run(tmp_path / "lib", "roots", "list", "photos", check=False)  # was ignored
+    assert extra.returncode == 2 and "roots list takes no PATH" in extra.stderr
     a_file = tmp_path / "a file"
     a_file.write_text("not a folder")
     for data_dir, said in ((a_file, "is a file"), (a_file / "lib", f"cannot be made: {a_file}")):

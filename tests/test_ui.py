@@ -159,6 +159,8 @@ def test_more_like_this_from_the_url_and_clear(monkeypatch, shared_library) -> N
     assert ids and target["photo_id"] not in ids, "the photo itself is left out"
     at.button(key="clear-like").click().run()
     assert _grid(at)["groups"] and "like" not in at.query_params
+    [recent] = [e for e in at.get("button_group") if e.key == "recent"]
+    assert f"more like {name}" in recent.proto.options[0].content.replace("\\", "")
 
 
 def test_a_hand_made_link_shows_what_it_asks_and_never_breaks(monkeypatch, shared_library) -> None:  # noqa: ANN001
@@ -419,6 +421,8 @@ def test_retry_with_more_failures_than_listed_reads_every_failed_file(
     at.button(key="retry").click().run()
     assert not at.exception
     assert "Indexing finished: added 1" in _texts(at), _texts(at)
+    # the 200 still failed, counted "unchanged" by the run: the library's number is said
+    assert f"{FAILURES_SHOWN} file(s) in the library could not be read" in _texts(at)
 
 
 def _status_checked(at) -> None:  # noqa: ANN001

@@ -15,7 +15,7 @@ from searchapp.indexer.writer import submit
 from searchapp.paths import is_under
 from searchapp.scanner import holds_photos
 from searchapp.ui.markdown import md_escape
-from searchapp.ui.resources import get_embedder
+from searchapp.ui.resources import get_embedder, get_library
 
 FLASH = "flash"
 WATCHER_WAIT_S = 600.0
@@ -76,6 +76,11 @@ def run_indexing(
         if root != asked and is_under(asked, root)
     )
     finished = f"Indexing finished: {stats.summary()} ({stats.seconds:.1f} s)."
+    # "failed" is this run's; files that failed before and did not change count as
+    # unchanged, so the library's own number is said too (as the CLI does)
+    failed = get_library(settings).failed_count()
+    if failed:
+        finished += f" {failed:,} file(s) in the library could not be read: see Status."
     st.session_state[FLASH] = md_escape(covered) + finished
     return True
 

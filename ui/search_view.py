@@ -351,14 +351,18 @@ def _recent_searches(library: Library) -> None:
     recent = library.recent_searches()
     if not recent:
         return
-    labels = [_recent_label(p) for p in recent]
+    labels = [_recent_label(library, p) for p in recent]
     st.pills("Recent searches", range(len(recent)), format_func=labels.__getitem__,
              key="recent", on_change=_pick_recent, args=(recent,))  # fmt: skip
 
 
-def _recent_label(params: dict[str, str]) -> str:
+def _recent_label(library: Library, params: dict[str, str]) -> str:
     state = from_params(params)
-    text = state.q or (f"like {len(state.like)} photo(s)" if state.like else "search")
+    text = state.q or "search"
+    if state.like and not state.q:
+        first = library.photo(state.like[0]) if len(state.like) == 1 else None
+        text = f"more like {Path(first.path).name}" if first else (
+            f"more like {len(state.like)} photos")  # fmt: skip
     if state.neg:
         text += f" − {state.neg}"
     return md_escape(text if len(text) <= 40 else text[:39] + "…")
