@@ -235,7 +235,7 @@ def test_the_url_restores_a_search_after_reload_and_back(page, served) -> None: 
     expect(page.locator(".tile")).to_have_count(len(first))
     # Status and back keeps it
     page.get_by_role("tab", name="Status").click()
-    expect(page.get_by_text("Photo folders")).to_be_visible()
+    expect(page.get_by_text("Photo folders").first).to_be_visible()
     page.get_by_role("tab", name="Photos").click()
     expect(page.get_by_role("textbox", name="Search your photos")).to_have_value("coffee")
     expect(page.locator(".tile")).to_have_count(len(first))
