@@ -33,6 +33,7 @@ STYLE = """
 <style>
 .block-container { padding-top: 2.2rem; padding-left: 1.2rem; padding-right: 1.2rem; }
 h1 { font-size: 1.4rem !important; padding: 0 !important; }
+[data-testid="stAlert"] code { white-space: nowrap; } /* a flag never breaks as "--" */
 @media (max-width: 640px) {
   .st-key-searchbar [data-testid="stHorizontalBlock"] { flex-flow: row wrap; }
   .st-key-searchbar [data-testid="stColumn"]:nth-child(n+3) {
