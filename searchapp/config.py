@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -36,6 +37,12 @@ def default_model_cache_dir() -> Path:
 def default_data_dir() -> Path:
     """The per-user data directory (``~/.local/share/searchapp`` on Linux)."""
     return Path(platformdirs.user_data_dir("searchapp", appauthor=False))
+
+
+def data_dir_flag(data_dir: Path) -> str:
+    """`` --data-dir DIR`` (quoted for the shell) where the library is not the default one,
+    so a command a message suggests works on that library; else nothing."""
+    return "" if data_dir == default_data_dir() else f" --data-dir {shlex.quote(str(data_dir))}"
 
 
 @dataclass(frozen=True)

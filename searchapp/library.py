@@ -10,6 +10,7 @@ paging and "show all"; :mod:`searchapp.browse` the timeline and the grid's tiles
 
 from __future__ import annotations
 
+import shlex
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,7 @@ from searchapp import browse
 from searchapp.access import PREVIEW_SIDE, guarded_original, preview_jpeg, upload_preview
 from searchapp.activity import WriterInfo
 from searchapp.browse import FolderOption, PhotoInfo, Tile, TimelinePage
-from searchapp.config import Settings, default_data_dir
+from searchapp.config import Settings, data_dir_flag
 from searchapp.errors import PhotoNotFoundError, QueryError
 from searchapp.library_browse import BrowseReads
 from searchapp.library_status import StatusReads
@@ -287,13 +288,24 @@ class Library(StatusReads, BrowseReads):
         if others:
             from searchapp.model import model_flags
 
-            data_dir = self.settings.data_dir
-            where = "" if data_dir == default_data_dir() else f" --data-dir {data_dir}"
             raise QueryError(
                 f"this library's photos were embedded by {others[0]}, not {self.model_id}; "
                 f"search with that model ({model_flags(others[0])}), or embed them again with "
-                f"this one: searchapp{where} {model_flags(self.model_id)} index"
+                f"this one: {self._index_command()}"
             )
+
+    def _index_command(self) -> str:
+        """The command that embeds this library with this library's model."""
+        from searchapp.model import PIXELS_MODEL_ID, model_flags
+
+        where = data_dir_flag(self.settings.data_dir)
+        if self.model_id == PIXELS_MODEL_ID:
+            return f"SEARCHAPP_ENCODER=pixels searchapp{where} index"
+        flags = model_flags(self.model_id)
+        if "/file-" in self.model_id:  # this process knows its checkpoint's path
+            checkpoint = str(Path(self.settings.weights).expanduser().resolve())
+            flags = f"--model {self.settings.model} --weights {shlex.quote(checkpoint)}"
+        return f"searchapp{where} {flags} index"
 
     def guard_parts(self, parts: list[QueryPart]) -> list[QueryPart]:
         """Parts safe to run for the page: image paths must be indexed photos under a root.

@@ -224,6 +224,10 @@ def test_missing_default_weights_say_how_to_get_them(tmp_path: Path, monkeypatch
         "works offline after), or pass --weights local-dir:FOLDER to a downloaded copy, or "
         "--weights random to try the app without meaningful results."
     )
+    bad = run_cli(tmp_path / "lib", "--weights", "hf-hub:someone/a/b", "index",
+                  str(tmp_path / "p"), env=default)  # fmt: skip
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr
+    assert "does not name a Hugging Face repository" in bad.stderr
 
 
 def _python(code: str, data: Path) -> list[str]:

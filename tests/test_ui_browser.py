@@ -144,7 +144,9 @@ def test_landing_shows_the_timeline_with_copies_as_one_tile(page, served) -> Non
     expect(page.get_by_text("Random model weights (chosen by")).to_be_visible()
     expect(page.locator(".tile")).to_have_count(PHOTOS)
     expect(page.get_by_text(f"{PHOTOS} photos, newest first")).to_be_visible()
-    expect(page.get_by_role("button", name="Load more")).to_be_hidden()  # every photo shown
+    more = page.get_by_role("button", name="Load more", include_hidden=True)
+    expect(more).to_have_count(1)
+    expect(more).to_be_hidden()  # every photo is shown
     expect(page.locator(".month")).to_have_text(["No date"])
     # the tab's icon is drawn in the page: not fetched, from this server or another host
     icon = page.locator("link[rel~='icon']").first

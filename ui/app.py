@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from searchapp.config import Settings, default_data_dir, load_settings
+from searchapp.config import Settings, data_dir_flag, load_settings
 from searchapp.errors import SearchAppError
 from searchapp.ui.indexing import add_folder_form, show_flash
 from searchapp.ui.markdown import md_escape
@@ -20,11 +20,6 @@ from searchapp.ui.search_view import SHOWN as PHOTOS_SHOWN
 from searchapp.ui.search_view import show_photos
 from searchapp.ui.status_view import show_status
 
-RANDOM_BANNER = (
-    "Random model weights (chosen by `--weights random` or `SEARCHAPP_WEIGHTS=random`): "
-    "searches by words or images mean nothing. Fix: stop this page, then start it without "
-    "either: `searchapp ui`."
-)
 # A denser page: less padding around the grid, the title small. On a phone Streamlit stacks
 # the search bar's four columns; the two popover buttons then share a row and the search
 # box shows its placeholder without its label (still its accessible name), so photos start
@@ -33,7 +28,7 @@ STYLE = """
 <style>
 .block-container { padding-top: 2.2rem; padding-left: 1.2rem; padding-right: 1.2rem; }
 h1 { font-size: 1.4rem !important; padding: 0 !important; }
-[data-testid="stAlert"] code { white-space: nowrap; } /* a flag never breaks as "--" */
+.st-key-banner code { white-space: nowrap; } /* a flag never breaks as "--" on a phone */
 @media (max-width: 640px) {
   .st-key-searchbar [data-testid="stHorizontalBlock"] { flex-flow: row wrap; }
   .st-key-searchbar [data-testid="stColumn"]:nth-child(n+3) {
@@ -54,7 +49,7 @@ def main() -> None:
         st.error(md_escape(str(err)))
         return
     if settings.random_weights:
-        st.warning(RANDOM_BANNER, icon=":material/warning:")
+        st.container(key="banner").warning(random_banner(settings), icon=":material/warning:")
     show_flash()
     library = get_library(settings)
     if not library.exists:
@@ -83,11 +78,17 @@ def main() -> None:
             show_status(library, settings)
 
 
+def random_banner(settings: Settings) -> str:
+    return (
+        "Random model weights (chosen by `--weights random` or `SEARCHAPP_WEIGHTS=random`): "
+        "searches by words or images mean nothing. Fix: stop this page, then start it without "
+        f"either: `searchapp{data_dir_flag(settings.data_dir)} ui`."
+    )
+
+
 def index_command(settings: Settings) -> str:
-    """``searchapp index PATH`` for this page's library (its data folder, where that is
-    not the default one, so the photos land where the page looks)."""
-    where = "" if settings.data_dir == default_data_dir() else f" --data-dir {settings.data_dir}"
-    return f"searchapp{where} index PATH"
+    """``searchapp index PATH`` for this page's library."""
+    return f"searchapp{data_dir_flag(settings.data_dir)} index PATH"
 
 
 def _empty_state(settings: Settings) -> None:

@@ -9,7 +9,7 @@ import streamlit as st
 from searchapp.activity import WriterInfo, read_writer
 from searchapp.config import Settings
 from searchapp.errors import SearchAppError
-from searchapp.indexer.commands import Index, absolute
+from searchapp.indexer.commands import Index, Outcome, absolute
 from searchapp.indexer.pipeline import Progress
 from searchapp.indexer.writer import submit
 from searchapp.paths import is_under
@@ -67,22 +67,28 @@ def run_indexing(
         bar.empty()
         st.error(md_escape(str(err)))
         return False
-    stats = outcome.stats
-    assert stats is not None  # an Index command always reports its run
     bar.progress(1.0, text="Done")
+    st.session_state[FLASH] = _summary(settings, command, outcome)
+    return True
+
+
+def _summary(settings: Settings, command: Index, outcome: Outcome) -> str:
+    """What a finished run did, for the flash: folders already covered, its counts, and
+    the library's failed files ("failed" is this run's; files that failed before and did
+    not change count as unchanged, so the library's own number is said too, as the CLI
+    does)."""
     covered = "".join(
         f"{asked} is inside the photo folder {root}, which covers it already. "
         for asked, root in zip(command.add_roots, outcome.roots, strict=False)
         if root != asked and is_under(asked, root)
     )
-    finished = f"Indexing finished: {stats.summary()} ({stats.seconds:.1f} s)."
-    # "failed" is this run's; files that failed before and did not change count as
-    # unchanged, so the library's own number is said too (as the CLI does)
+    stats = outcome.stats
+    assert stats is not None  # an Index command always reports its run
+    text = md_escape(covered) + f"Indexing finished: {stats.summary()} ({stats.seconds:.1f} s)."
     failed = get_library(settings).failed_count()
     if failed:
-        finished += f" {failed:,} file(s) in the library could not be read: see Status."
-    st.session_state[FLASH] = md_escape(covered) + finished
-    return True
+        text += f" {failed:,} file(s) in the library could not be read: see Status."
+    return text
 
 
 def show_flash() -> None:
@@ -108,6 +114,8 @@ def add_folder_form(settings: Settings, *, key: str = "add") -> None:
 
 
 def _add_folder(settings: Settings, path: str, key: str) -> None:
+    """Check the typed folder, then add and index it (a folder without photos only once
+    "add it anyway" is ticked)."""
     if not path:
         st.error("Type the path of a photo folder first.")
         return
@@ -123,4 +131,7 @@ def _add_folder(settings: Settings, path: str, key: str) -> None:
         st.session_state[f"{key}-empty"] = path  # the box below, drawn in this same run
         return
     if run_indexing(settings, add_roots=[path]):
+        # the box was for that folder: the next empty one is warned about again
+        st.session_state.pop(f"{key}-empty", None)
+        st.session_state.pop(f"{key}-anyway", None)
         st.rerun()

@@ -140,7 +140,9 @@ def show_photos(library: Library) -> None:
         state = current_state()
     st.session_state["_signature"] = signature
     write_url(state)
-    if not any(p.weight > 0 for p in parts):  # "less of" alone is no search: the library
+    # "less of" (or "less like this") alone is no search: the library, saying why; what is
+    # typed in the box runs as written (its own error where its parts cancel out)
+    if not parts or (not state.q.strip() and not any(p.weight > 0 for p in parts)):
         if parts:
             st.caption("'Less of' and 'less like this' shape a search: type what to find.")
         _recent_searches(library)
@@ -301,6 +303,7 @@ def _upload_preview(library: Library, kept: dict) -> bytes | None:
                       "PNG, WebP, HEIC or AVIF photo."),
             icon=":material/broken_image:",
         )  # fmt: skip
+        clear_upload()  # said once; kept, it had no card to clear it by after a visit to Status
     return kept["preview"]
 
 
@@ -361,8 +364,9 @@ def _recent_label(library: Library, params: dict[str, str]) -> str:
     text = state.q or "search"
     if state.like and not state.q:
         first = library.photo(state.like[0]) if len(state.like) == 1 else None
+        count = len(state.like)
         text = f"more like {Path(first.path).name}" if first else (
-            f"more like {len(state.like)} photos")  # fmt: skip
+            f"more like {count} photo" + ("s" if count > 1 else ""))  # fmt: skip
     if state.neg:
         text += f" − {state.neg}"
     return md_escape(text if len(text) <= 40 else text[:39] + "…")

@@ -66,7 +66,13 @@ def require_hub_model(schema: str) -> None:
     from huggingface_hub import try_to_load_from_cache
 
     repo = schema.removeprefix("hf-hub:")
-    if isinstance(try_to_load_from_cache(repo, CONFIG_FILE), str) or hub_reachable():
+    try:
+        cached = try_to_load_from_cache(repo, CONFIG_FILE)
+    except ValueError as err:  # the hub client's HFValidationError: no ORG/REPO id
+        raise WeightsUnavailableError(
+            f"{schema} does not name a Hugging Face repository ({err}); write hf-hub:ORG/REPO."
+        ) from None
+    if isinstance(cached, str) or hub_reachable():
         return
     raise WeightsUnavailableError(
         f"the model {schema} is not in the Hugging Face cache and the hub cannot be reached."
