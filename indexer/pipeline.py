@@ -76,6 +76,12 @@ class IndexStats:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def add_batch(self, batch: IndexStats) -> None:
+        """Count a committed batch's files (kept apart until its commit, so a run cut
+        short records what it wrote, not what it had decoded)."""
+        for name in ("added", "updated", "moved", "unchanged", "failed"):
+            setattr(self, name, getattr(self, name) + getattr(batch, name))
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -117,6 +123,7 @@ class _Chunk:
     embed: list[str] = field(default_factory=list)  # contents sent to the model, in order
     pixels: np.ndarray | None = None  # the model's input for ``embed``
     vectors: Future | None = None
+    counts: IndexStats = field(default_factory=IndexStats)  # its files, counted at commit
 
 
 @dataclass
@@ -225,7 +232,7 @@ class IndexRun:
             batches = self._decoded(resolved_batches, workers)
         try:
             for claim, resolved, ready in batches:
-                chunk = self._assemble(claim, resolver.settle(claim, resolved, ready), stats)
+                chunk = self._assemble(claim, resolver.settle(claim, resolved, ready))
                 in_flight.append(self._embed(chunk, model))
                 # one more than the lanes is queued, so no lane idles while a batch is written
                 if len(in_flight) > lanes:
@@ -283,26 +290,27 @@ class IndexRun:
         while pending:
             yield _collect(*pending.popleft())
 
-    def _assemble(self, claim: Claim, items: list[Ready], stats: IndexStats) -> _Chunk:
+    def _assemble(self, claim: Claim, items: list[Ready]) -> _Chunk:
         """Turn a decoded batch into one transaction's writes and the model's work."""
         chunk = _Chunk(claim, BatchWrite(model_id=self.model_id), len(items))
         pixels = []
+        counts = chunk.counts
         for item in items:
             f = item.work.file
             if isinstance(item, Failed):
                 chunk.batch.failed.append(
                     FailureWrite(item.work.root_id, f.path, f.size, f.mtime_ns, item.reason)
                 )
-                stats.failed += 1
+                counts.failed += 1
             elif isinstance(item, Touched):
                 chunk.batch.touched.append((item.photo_id, f.size, f.mtime_ns))
-                stats.unchanged += 1
+                counts.unchanged += 1
             elif isinstance(item, Moved):
                 move = MoveWrite(item.photo_id, item.work.root_id, f.path, f.size, f.mtime_ns)
                 chunk.batch.moved.append(move)
-                stats.moved += 1
+                counts.moved += 1
             else:
-                self._add_row(chunk, item, pixels, stats)
+                self._add_row(chunk, item, pixels)
         if self.remote is not None and pixels:
             chunk.vectors = Future()  # embedded remotely: the vectors are here already
             chunk.vectors.set_result(np.stack(pixels))
@@ -311,13 +319,13 @@ class IndexRun:
         return chunk
 
     @staticmethod
-    def _add_row(chunk: _Chunk, item: Decoded, pixels: list, stats: IndexStats) -> None:
+    def _add_row(chunk: _Chunk, item: Decoded, pixels: list) -> None:
         chunk.batch.indexed.append(item.photo)
         chunk.sources[item.photo.content_hash] = item.source
         if item.work.known is None:
-            stats.added += 1
+            chunk.counts.added += 1
         else:
-            stats.updated += 1
+            chunk.counts.updated += 1
         # the model's input, or (remote) its output: a batch holds one kind
         model_input = item.vector if item.vector is not None else item.pixels
         if model_input is not None:
@@ -345,6 +353,7 @@ class IndexRun:
         rows = {h: vector_of(source, h) for h, source in chunk.sources.items()}
         self._write(chunk.batch, rows)
         resolver.committed(chunk.claim)  # later batches read these vectors from the store
+        stats.add_batch(chunk.counts)
         pace()
         if self.remote is not None:  # a worker may have gone (a node lost) since the start
             stats.workers = self.remote.workers

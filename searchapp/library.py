@@ -162,7 +162,7 @@ class Library(StatusReads, BrowseReads):
         """Whose model encodes this library's queries, as one line for people."""
         engine = self.engine_status()
         if engine is not None:
-            return f"Queries are encoded by {engine.describe()}."
+            return f"Queries are encoded by the watcher's model: {engine.describe()}."
         loaded = "loaded" if self._embedder is not None else "loaded on the first query"
         return f"Queries are encoded by this process's own model ({loaded}); no watcher answers."
 

@@ -15,7 +15,7 @@ from searchapp.store import RootRecord, RunRecord, Store
 from searchapp.vectors import KIND_FLAT, IndexFileError, read_index_info
 
 NO_INDEX = "none yet"
-REBUILD_NOTE = "rebuilt from the stored vectors on the next search or index run"
+REBUILD_NOTE = "searches rebuild it from the stored vectors in memory; the next index run saves it"
 # an approximate index is not retrained for this (27-85 s at a million vectors): the
 # photos changed since its generation are applied to a loaded copy (vectors.open_index;
 # a copy already held by a page or watcher after live_index.CATCH_UP_AFTER_S)

@@ -129,6 +129,26 @@ def test_the_first_batch_is_small_so_the_first_photos_are_searchable_soon(
     assert seen[1] == FIRST_BATCH + settings.batch_size and seen[-1] == 16
 
 
+def test_a_run_cut_short_records_what_it_committed(settings, embedder, photos):
+    """Files were counted as their batch was decoded: a run stopped after its first commit
+    (a page reloaded under it) recorded 'added 6' with 4 stored. Now counted at commit."""
+    from searchapp.indexer.commands import Index
+    from searchapp.indexer.writer import submit
+
+    def stop_after_first_commit(_progress) -> None:  # noqa: ANN001
+        raise KeyboardInterrupt
+
+    command = Index(add_roots=(str(photos.resolve()),))
+    with pytest.raises(KeyboardInterrupt):
+        submit(settings, command, embedder=embedder, progress=stop_after_first_commit)
+    store = Store(settings.db_path)
+    [run] = store.recent_runs(1)
+    stored = store.counts()["photos"]
+    store.close()
+    assert run.state == "interrupted" and 0 < stored < 16
+    assert run.stats["added"] == stored == run.done
+
+
 def _fail_second_add(monkeypatch, failure: type[BaseException]) -> list[int]:  # noqa: ANN001
     """Make FAISS's second ``add`` (after the second batch's commit) raise ``failure``;
     returns the sizes of the adds tried (``monkeypatch.undo()`` puts the real one back)."""

@@ -31,7 +31,7 @@ def test_status_never_says_0_vectors_while_photos_are_indexed(settings, embedder
     settings.index_path.unlink()  # a writer died before its first save, or a user tidied up
     text = _status(settings)
     assert "0 vectors" not in text
-    assert "index:   file missing; rebuilt from the stored vectors" in text
+    assert "index:   file missing; searches rebuild it from the stored vectors" in text
     info = json.loads(_status(settings, "--json"))
     assert info["photos"] == 16
     assert info["index"]["vectors"] == 0 and info["index"]["problem"] == "missing"
@@ -47,7 +47,7 @@ def test_status_never_says_0_vectors_while_photos_are_indexed(settings, embedder
     index_once(settings, embedder)  # saves a current file: 17 vectors
     settings.index_path.write_bytes(fresh)  # and an older one comes back: stale
     text = _status(settings)
-    assert "index:   file stale (16 vectors from generation" in text and "rebuilt" in text
+    assert "index:   file stale (16 vectors from generation" in text and "rebuild" in text
     index_once(settings, embedder)  # a run starts by rebuilding a stale file and saving it
     assert "index:   17 vectors (exact" in _status(settings)
 

@@ -109,3 +109,27 @@ def test_status_read_during_a_run_never_pairs_counts_of_two_moments(
 
 def _wait_a_commit(*_args: object) -> None:
     time.sleep(0.005)
+
+
+def test_a_reload_during_a_run_from_the_page_lets_the_run_finish(
+    monkeypatch, settings, embedder, photos
+) -> None:  # noqa: ANN001
+    """Streamlit stops a script by raising from its next st.* call: a reload during a run
+    from the page raised it in the progress bar's update, and the run stopped half-way,
+    recorded as failed, unsaid. Now the run finishes, then the stop goes through."""
+    from streamlit.runtime.scriptrunner_utils.exceptions import StopException
+
+    import searchapp.ui.indexing as indexing
+
+    class ReloadedBar:  # the bar of a page that was reloaded: every update raises
+        def progress(self, *_: object, **__: object) -> None:
+            raise StopException()
+
+    monkeypatch.setattr(indexing.st, "progress", lambda *_, **__: ReloadedBar())
+    monkeypatch.setattr(indexing, "get_embedder", lambda _: embedder)
+    with pytest.raises(StopException):
+        indexing.run_indexing(settings, add_roots=[str(photos)])
+    store = Store(settings.db_path)
+    [run] = store.recent_runs(1)
+    assert run.state == "done" and store.counts()["photos"] == 16
+    store.close()

@@ -82,7 +82,7 @@ def random_banner(settings: Settings) -> str:
     return (
         "Random model weights (chosen by `--weights random` or `SEARCHAPP_WEIGHTS=random`): "
         "searches by words or images mean nothing. Fix: stop this page, then start it without "
-        f"either: `searchapp{data_dir_flag(settings.data_dir)} ui`."
+        f"either: `searchapp{data_dir_flag(settings.data_dir)} ui`"
     )
 
 

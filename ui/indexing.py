@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import streamlit as st
+
+# Streamlit stops or reruns a script by raising these from its next st.* call (a reload,
+# a click elsewhere); no public name exports them
+from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
 from searchapp.activity import WriterInfo, read_writer
 from searchapp.config import Settings
@@ -18,6 +23,9 @@ from searchapp.ui.markdown import md_escape
 from searchapp.ui.resources import get_embedder, get_library
 
 FLASH = "flash"
+# a summary outlives the reruns that follow at once (the Status tab's folder check reran
+# the page half a second after a run and took it away), then goes on the next one
+FLASH_KEEP_S = 20.0
 WATCHER_WAIT_S = 600.0
 
 
@@ -30,19 +38,27 @@ def run_indexing(
 ) -> bool:
     """Index under the writer lock with a live ``st.progress``; errors show as one line.
 
-    Returns True when the run finished; its summary is kept for the next rerun.
+    Returns True when the run finished; its summary is kept for the next rerun. A reload
+    or a click while it runs does not stop it: the bar stops, the run goes on to the end,
+    then the page does what was asked (a reload had stopped runs half-way, unsaid).
     """
     bar = st.progress(0.0, text="Looking for photos...")
+    asked: list[ScriptControlException] = []
+
+    def show(fraction: float, text: str) -> None:
+        if not asked:
+            try:
+                bar.progress(fraction, text=text)
+            except ScriptControlException as control:
+                asked.append(control)
 
     def on_progress(p: Progress) -> None:
         fraction = p.done / p.total if p.total else 1.0
-        bar.progress(
-            min(fraction, 1.0),
-            text=f"Indexed {p.done} of {p.total} files ({p.images_per_s:.1f} images/s)",
-        )
+        show(min(fraction, 1.0),
+             f"Indexed {p.done} of {p.total} files ({p.images_per_s:.1f} images/s)")  # fmt: skip
 
     def on_handoff(holder: WriterInfo) -> None:
-        bar.progress(0.0, text=f"searchapp watch (pid {holder.pid}) is indexing this; waiting...")
+        show(0.0, f"searchapp watch (pid {holder.pid}) is indexing this; waiting...")
 
     # A running watcher does the work for us (and we wait for it); any other writer
     # means "busy", said at once rather than freezing the page.
@@ -67,8 +83,10 @@ def run_indexing(
         bar.empty()
         st.error(md_escape(str(err)))
         return False
+    set_flash(_summary(settings, command, outcome))
+    if asked:
+        raise asked[0]  # the stop or rerun Streamlit asked for during the run
     bar.progress(1.0, text="Done")
-    st.session_state[FLASH] = _summary(settings, command, outcome)
     return True
 
 
@@ -91,11 +109,21 @@ def _summary(settings: Settings, command: Index, outcome: Outcome) -> str:
     return text
 
 
+def set_flash(text: str) -> None:
+    """A success line for the next reruns: what a button's run did."""
+    st.session_state[FLASH] = (text, time.monotonic())
+
+
 def show_flash() -> None:
-    """The summary of a run that finished before the last rerun."""
-    message = st.session_state.pop(FLASH, None)
-    if message:
-        st.success(message)
+    """The summary of a run that finished in the last ``FLASH_KEEP_S`` seconds."""
+    kept = st.session_state.get(FLASH)
+    if kept is None:
+        return
+    text, at = kept
+    if time.monotonic() - at > FLASH_KEEP_S:
+        del st.session_state[FLASH]
+        return
+    st.success(text)
 
 
 def add_folder_form(settings: Settings, *, key: str = "add") -> None:

@@ -369,4 +369,6 @@ def _recent_label(library: Library, params: dict[str, str]) -> str:
             f"more like {count} photo" + ("s" if count > 1 else ""))  # fmt: skip
     if state.neg:
         text += f" − {state.neg}"
+    if state.all:
+        text += " (all)"  # beside the same words with the relevance cutoff
     return md_escape(text if len(text) <= 40 else text[:39] + "…")

@@ -10,7 +10,7 @@ import streamlit as st
 
 from searchapp.config import Settings
 from searchapp.library import Library, PendingFiles, RunRecord, StatusReport, WriterInfo
-from searchapp.ui.indexing import add_folder_form, run_indexing
+from searchapp.ui.indexing import add_folder_form, run_indexing, set_flash
 
 LIVE_EVERY_S = 1.0
 PENDING_TTL_S = 15  # new files on disk show up in the count within this long
@@ -100,8 +100,8 @@ def _offer_thumbnails(library: Library, missing: list[str]) -> None:
             done, failed = library.rebuild_thumbnails(missing)
         _checks.clear()
         text = f"Rebuilt {done:,} thumbnails."
-        st.session_state["flash"] = text + (f" {failed:,} originals could not be read." if failed
-                                            else "")  # fmt: skip
+        originals = "1 original" if failed == 1 else f"{failed:,} originals"
+        set_flash(text + (f" {originals} could not be read." if failed else ""))
         st.rerun()
 
 
