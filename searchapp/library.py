@@ -10,6 +10,7 @@ paging and "show all"; :mod:`searchapp.browse` the timeline and the grid's tiles
 
 from __future__ import annotations
 
+import os
 import shlex
 import threading
 from collections.abc import Callable
@@ -69,6 +70,7 @@ class Library(StatusReads, BrowseReads):
         self._model_lock = threading.Lock()  # one load, even when a warm-up thread races
         self._totals: dict[tuple, int] = {}  # timeline sizes by (generation, filter)
         self._count: tuple[int, int] = (-1, 0)  # (generation, indexed photos)
+        self._file: tuple[int, int] | None = None  # (device, inode) of the file opened
         self._encoder = QueryEncoder(
             lambda: self.embedder,
             self._photo_vector,
@@ -131,7 +133,22 @@ class Library(StatusReads, BrowseReads):
         # under self._lock; read-only: a missing library raises StoreError ("index first")
         if self._store is None:
             self._store = Store(self.settings.db_path, readonly=True)
+            self._file = _file_identity(self.settings.db_path)
         return self._store
+
+    def reopen_if_replaced(self) -> bool:
+        """Let go of the library file if it was deleted or replaced since it was opened
+        (the next read opens what is there now, or finds no library): a long-lived reader,
+        the page, kept showing a deleted library while a new one was written. True when
+        it let go."""
+        with self._lock:
+            if self._store is None or _file_identity(self.settings.db_path) == self._file:
+                return False
+            self._store.close()
+            self._store, self._live, self._file = None, None, None
+            self._totals.clear()
+            self._count = (-1, 0)
+            return True
 
     def _dim(self) -> int:
         # used only to build an empty index; stored vectors carry their own length
@@ -410,6 +427,14 @@ class Library(StatusReads, BrowseReads):
         """A small JPEG of an uploaded image, decoded as a search by it would be: an
         upload that is no image raises ``ImageDecodeError`` before any search."""
         return upload_preview(data, max_side)
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 __all__ = [

@@ -623,3 +623,18 @@ def test_find_browser_never_picks_a_text_browser_in_the_terminal(monkeypatch) ->
     monkeypatch.setenv("BROWSER", "my-viewer")  # the user's own choice is always taken
     monkeypatch.setattr(webbrowser, "get", lambda: webbrowser.GenericBrowser("my-viewer"))
     assert find_browser().name == "my-viewer"
+
+
+def test_a_library_deleted_while_the_page_runs_is_said_and_let_go(
+    monkeypatch, settings, embedder, photos
+) -> None:  # noqa: ANN001
+    """The page held the deleted SQLite file open and went on showing its 16 photos, and
+    "Add and index" then wrote a new library the page did not show (second user trial)."""
+    index_once(settings, embedder, photos)
+    at = _app(monkeypatch, settings.data_dir).run()
+    assert len(_tiles(at)) == 16
+    shutil.rmtree(settings.data_dir)
+    at.run()
+    assert not at.exception
+    assert any("was deleted or replaced while this page ran" in w.value for w in at.warning)
+    assert "No photos are indexed yet" in _texts(at) and not _tiles(at)

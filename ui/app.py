@@ -52,6 +52,12 @@ def main() -> None:
         st.container(key="banner").warning(random_banner(settings), icon=":material/warning:")
     show_flash()
     library = get_library(settings)
+    if library.reopen_if_replaced():
+        st.warning(
+            md_escape(f"The library in {settings.data_dir} was deleted or replaced while "
+                      "this page ran; showing what is there now."),
+            icon=":material/warning:",
+        )  # fmt: skip
     if not library.exists:
         _empty_state(settings)
         return
