@@ -221,9 +221,11 @@ def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
     print(f"{stats.summary()} ({stats.seconds:.1f} s){by}")
     _say_failed_files(settings)
     if stats.offline_roots:
-        print(
-            f"{stats.offline_roots} folder(s) are offline; their photos are kept.", file=sys.stderr
-        )
+        from searchapp.library import Library
+
+        with Library(settings) as library:
+            away = [printable(r.path) for r in library.roots() if not r.online]
+        print(f"offline, their photos kept: {', '.join(away)}", file=sys.stderr)
     return 0
 
 

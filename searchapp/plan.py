@@ -81,6 +81,12 @@ def apply_root_observations(store: Store, plan: Plan) -> None:
             store.set_root_device(seen.root_id, seen.new_device)
 
 
+def root_online(store: Store, root: RootRecord) -> bool:
+    """Whether the root's folder is there now (status reads this; the store's flag is
+    as the last run or watcher saw it)."""
+    return _observe(store, root).online
+
+
 def _observe(store: Store, root: RootRecord) -> RootObservation:
     """Whether the root's folder is there, and is not a mount point its drive left empty.
 

@@ -151,3 +151,16 @@ def test_status_of_a_library_not_created_yet_writes_nothing(settings) -> None:  
     assert info["pending"] == {"to_index": 0, "to_remove": 0}
     assert "index:   0 vectors (none yet)" in _status(settings)
     assert not settings.db_path.exists()
+
+
+def test_a_folder_gone_since_the_last_run_shows_offline_at_once(settings, embedder, photos) -> None:  # noqa: ANN001
+    """Status said what the last run saw: a folder moved away stayed listed as online, and
+    one back stayed "(offline)", until the next index run (second user trial)."""
+    index_once(settings, embedder, photos)
+    away = photos.parent / "away"
+    with Library(settings, embedder) as library:
+        photos.rename(away)
+        assert [r.online for r in library.status().roots] == [False]
+        assert "(offline)" in _status(settings)
+        away.rename(photos)
+        assert [r.online for r in library.status().roots] == [True]
