@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 from searchapp import __version__
 from searchapp.cli.search import cmd_search
@@ -31,8 +32,22 @@ hub to its cache and are used offline after. --weights PATH loads a local checkp
 """
 
 
+GLOBAL_OPTIONS = ("--data-dir", "--model", "--weights", "--device", "--precision", "--batch-size")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """A global option after the command is refused by argparse as unknown: say where
+        it goes (`searchapp ui --data-dir X` read as a typo otherwise)."""
+        misplaced = [o for o in GLOBAL_OPTIONS if "unrecognized" in message and o in message]
+        if misplaced:
+            message += (f"; {misplaced[0]} is a global option: put it before the command, "
+                        f"as in searchapp {misplaced[0]} VALUE COMMAND")  # fmt: skip
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="searchapp",
         description="Local semantic photo search with MobileCLIP, FAISS and SQLite.",
         epilog=EXAMPLES,
@@ -81,8 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="print JSON")
 
     ro = sub.add_parser("roots", help="list, add or remove photo folders")
-    ro.add_argument("action", choices=["list", "add", "remove"])
-    ro.add_argument("paths", nargs="*")
+    ro.add_argument(
+        "action", nargs="?", default="list", choices=["list", "add", "remove"],
+        help="list the photo folders (the default), add PATHs (indexed by the next index "
+        "run or the watcher), or remove PATHs with their photos from the library (the files "
+        "are never touched)",
+    )  # fmt: skip
+    ro.add_argument("paths", nargs="*", metavar="PATH", help="photo folders to add or remove")
 
     wa = sub.add_parser("watch", help="index every root, then keep indexing changes until stopped")
     wa.add_argument("paths", nargs="*", help="photo folders to add as roots first")
@@ -310,8 +330,11 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
                   file=sys.stderr)  # fmt: skip
             return 2
         with Library(settings) as library:
-            for r in library.roots():
-                print(printable(r.path) + ("" if r.online else "  (offline)"))
+            roots = library.roots()
+        for r in roots:
+            print(printable(r.path) + ("" if r.online else "  (offline)"))
+        if not roots:
+            print("no photo folders yet; add one with: searchapp index PATH", file=sys.stderr)
         return 0
     if not args.paths:
         print(f"searchapp: roots {args.action} needs at least one PATH", file=sys.stderr)

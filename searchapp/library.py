@@ -28,7 +28,7 @@ from searchapp.errors import PhotoNotFoundError, QueryError
 from searchapp.library_browse import BrowseReads
 from searchapp.library_status import StatusReads
 from searchapp.live_index import LiveIndex
-from searchapp.plan import PendingFiles
+from searchapp.plan import PendingFiles, live_roots
 from searchapp.query import QueryPart, describe_parts, parse_query
 from searchapp.query_encoder import QueryEncoder
 from searchapp.relevance import CUTOFF_POOL, relevant_count, sort_by_date
@@ -369,8 +369,8 @@ class Library(StatusReads, BrowseReads):
 
     # ------------------------------------------------------------ browsing
     def roots(self) -> list[RootRecord]:
-        """The photo folders, with whether each was found at the last scan."""
-        return self.store.list_roots() if self.exists else []
+        """The photo folders, with whether each is there now."""
+        return live_roots(self.store) if self.exists else []
 
     def photo_count(self) -> int:
         """Indexed photos (failed files not counted); 0 before anything was indexed.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from searchapp.faults import fault_point
@@ -81,10 +81,10 @@ def apply_root_observations(store: Store, plan: Plan) -> None:
             store.set_root_device(seen.root_id, seen.new_device)
 
 
-def root_online(store: Store, root: RootRecord) -> bool:
-    """Whether the root's folder is there now (status reads this; the store's flag is
-    as the last run or watcher saw it)."""
-    return _observe(store, root).online
+def live_roots(store: Store) -> list[RootRecord]:
+    """The roots, each online as its folder is now (the store's flag is as the last run
+    or watcher saw it: a drive unplugged since then is said at once)."""
+    return [replace(r, online=_observe(store, r).online) for r in store.list_roots()]
 
 
 def _observe(store: Store, root: RootRecord) -> RootObservation:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from searchapp.activity import WriterInfo, read_writer
 from searchapp.config import Settings
-from searchapp.plan import PendingFiles, count_pending, root_online
+from searchapp.plan import PendingFiles, count_pending, live_roots
 from searchapp.store import RootRecord, RunRecord, Store
 from searchapp.vectors import KIND_FLAT, IndexFileError, read_index_info
 
@@ -164,10 +164,7 @@ def build_status(
         todo = count_pending(store, model_id) if store else PendingFiles(0, 0)
     return StatusReport(
         data_dir=str(settings.data_dir),
-        # as the folders are now: a drive unplugged since the last run is said at once
-        roots=[replace(r, online=root_online(store, r)) for r in store.list_roots()]
-        if store
-        else [],
+        roots=live_roots(store) if store else [],
         photos=counts["photos"],
         failed=counts["failed"],
         pending=todo,

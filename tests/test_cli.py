@@ -114,6 +114,10 @@ def test_cli_errors_are_one_line(tmp_path):
     assert run(tmp_path / "lib", "bogus", check=False).returncode == 2
     extra = run(tmp_path / "lib", "roots", "list", "photos", check=False)  # was ignored
     assert extra.returncode == 2 and "roots list takes no PATH" in extra.stderr
+    none = run(tmp_path / "lib", "roots", check=False)  # "list" by default; said nothing
+    assert none.returncode == 0 and "no photo folders yet" in none.stderr
+    late = run(tmp_path / "lib", "status", "--data-dir", "x", check=False)
+    assert late.returncode == 2 and "--data-dir is a global option: put it before" in late.stderr
     a_file = tmp_path / "a file"
     a_file.write_text("not a folder")
     for data_dir, said in ((a_file, "is a file"), (a_file / "lib", f"cannot be made: {a_file}")):
