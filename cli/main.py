@@ -39,10 +39,13 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """A global option after the command is refused by argparse as unknown: say where
         it goes (`searchapp ui --data-dir X` read as a typo otherwise)."""
-        misplaced = [o for o in GLOBAL_OPTIONS if "unrecognized" in message and o in message]
+        words = message.split()
+        misplaced = [o for o in GLOBAL_OPTIONS if "unrecognized" in message and o in words]
         if misplaced:
             message += (f"; {misplaced[0]} is a global option: put it before the command, "
                         f"as in searchapp {misplaced[0]} VALUE COMMAND")  # fmt: skip
+        elif self.prog.endswith(" roots") and "invalid choice" in message:
+            message += "; to add a folder: searchapp roots add PATH"
         super().error(message)
 
 
@@ -245,7 +248,8 @@ def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
 
         with Library(settings) as library:
             away = [printable(r.path) for r in library.roots() if not r.online]
-        print(f"offline, their photos kept: {', '.join(away)}", file=sys.stderr)
+        if away:
+            print(f"offline, their photos kept: {', '.join(away)}", file=sys.stderr)
     return 0
 
 
@@ -330,7 +334,7 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
                   file=sys.stderr)  # fmt: skip
             return 2
         with Library(settings) as library:
-            roots = library.roots()
+            roots = library.roots(live=True)
         for r in roots:
             print(printable(r.path) + ("" if r.online else "  (offline)"))
         if not roots:

@@ -52,6 +52,9 @@ DECODE_AHEAD = 2  # batches decoding ahead of the model (as many as before the s
 FIRST_BATCH = 4
 
 
+FILE_COUNTS = ("added", "updated", "moved", "unchanged", "failed")  # a batch's, per file
+
+
 @dataclass
 class IndexStats:
     """Counts of one run; ``embedded`` counts model calls (images sent to the model)."""
@@ -79,7 +82,7 @@ class IndexStats:
     def add_batch(self, batch: IndexStats) -> None:
         """Count a committed batch's files (kept apart until its commit, so a run cut
         short records what it wrote, not what it had decoded)."""
-        for name in ("added", "updated", "moved", "unchanged", "failed"):
+        for name in FILE_COUNTS:
             setattr(self, name, getattr(self, name) + getattr(batch, name))
 
 
@@ -244,8 +247,8 @@ class IndexRun:
             workers.shutdown(wait=True, cancel_futures=True)
         gone = resolver.gone()
         if gone:
-            self._write(BatchWrite(model_id=self.model_id, removed_ids=gone), {})
-            stats.removed += len(gone)
+            removals = BatchWrite(model_id=self.model_id, removed_ids=gone)
+            self._write(removals, {}, lambda: setattr(stats, "removed", len(gone)))
         if counter.progress and not plan.work:
             counter.progress(Progress(0, 0, 0.0, stats))
 
@@ -351,9 +354,8 @@ class IndexRun:
             chunk.claim.vectors.update(zip(chunk.embed, vecs, strict=True))
         chunk.batch.vectors = chunk.claim.vectors
         rows = {h: vector_of(source, h) for h, source in chunk.sources.items()}
-        self._write(chunk.batch, rows)
+        self._write(chunk.batch, rows, lambda: stats.add_batch(chunk.counts))
         resolver.committed(chunk.claim)  # later batches read these vectors from the store
-        stats.add_batch(chunk.counts)
         pace()
         if self.remote is not None:  # a worker may have gone (a node lost) since the start
             stats.workers = self.remote.workers
@@ -361,12 +363,17 @@ class IndexRun:
         if self.checkpoint is not None and counter.save_due():
             self.checkpoint()
 
-    def _write(self, batch: BatchWrite, vectors: dict[str, np.ndarray]) -> None:
-        """Commit one batch, then bring the FAISS index in step with it."""
+    def _write(
+        self, batch: BatchWrite, vectors: dict[str, np.ndarray], counted: Callable[[], None]
+    ) -> None:
+        """Commit one batch, then bring the FAISS index in step with it; ``counted`` runs
+        right after the commit (a failure after it still records the batch's files)."""
         if not batch:
+            counted()
             return
         self.index_behind = True  # from before the commit: an interrupt may land just after
         result = self.store.write_batch(batch)
+        counted()
         fault_point("after-commit")
         if result.removed:
             self.index.remove(np.asarray(result.removed, dtype=np.int64))

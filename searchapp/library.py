@@ -144,7 +144,7 @@ class Library(StatusReads, BrowseReads):
         with self._lock:
             if self._store is None or _file_identity(self.settings.db_path) == self._file:
                 return False
-            self._store.close()
+            # not closed: a search in another session may still hold it (it goes with them)
             self._store, self._live, self._file = None, None, None
             self._totals.clear()
             self._count = (-1, 0)
@@ -368,9 +368,12 @@ class Library(StatusReads, BrowseReads):
         return record.id
 
     # ------------------------------------------------------------ browsing
-    def roots(self) -> list[RootRecord]:
-        """The photo folders, with whether each is there now."""
-        return live_roots(self.store) if self.exists else []
+    def roots(self, *, live: bool = False) -> list[RootRecord]:
+        """The photo folders, online as the last run saw them, or (``live``) as they are
+        now (a stat and a look inside each: a hung network mount hangs it)."""
+        if not self.exists:
+            return []
+        return live_roots(self.store) if live else self.store.list_roots()
 
     def photo_count(self) -> int:
         """Indexed photos (failed files not counted); 0 before anything was indexed.

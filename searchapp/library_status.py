@@ -21,7 +21,8 @@ class StatusReads:
         """The one status report (CLI text, ``--json`` and the page).
 
         ``failures`` bounds the failed files listed (None: all); ``pending`` counts new and
-        gone files by stat (skip it where it is shown apart, see :meth:`pending`).
+        gone files by stat and says which folders are there now (skip it where it is shown
+        apart, see :meth:`pending`; the folders are then as the last run saw them).
         """
         check_data_dir(self.settings.data_dir)  # a file, or a folder of other files: say so
         store = self.store if self.exists else None

@@ -164,7 +164,9 @@ def build_status(
         todo = count_pending(store, model_id) if store else PendingFiles(0, 0)
     return StatusReport(
         data_dir=str(settings.data_dir),
-        roots=live_roots(store) if store else [],
+        # with ``pending`` the folders are read anyway: say which are there now (a drive
+        # unplugged since the last run at once); without, as the last run saw them
+        roots=(live_roots(store) if pending else store.list_roots()) if store else [],
         photos=counts["photos"],
         failed=counts["failed"],
         pending=todo,

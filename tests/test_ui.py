@@ -111,6 +111,7 @@ def test_empty_library_offers_to_add_a_folder_and_index_it(
     assert "Indexing finished: added 16" in _texts(at), _texts(at)
     at.run()  # the rerun that follows at once (Status's folder check) took it away
     assert "Indexing finished: added 16" in _texts(at)
+    assert not any("deleted or replaced" in w.value for w in at.warning)  # created, not lost
     assert len(at.tabs) == 2 and "index PATH" not in _texts(at)
     assert len(_tiles(at)) == 16  # the landing page is the library's timeline
 

@@ -117,7 +117,7 @@ def test_a_reload_during_a_run_from_the_page_lets_the_run_finish(
     """Streamlit stops a script by raising from its next st.* call: a reload during a run
     from the page raised it in the progress bar's update, and the run stopped half-way,
     recorded as failed, unsaid. Now the run finishes, then the stop goes through."""
-    from streamlit.runtime.scriptrunner_utils.exceptions import StopException
+    from streamlit.runtime.scriptrunner import StopException
 
     import searchapp.ui.indexing as indexing
 

@@ -13,11 +13,13 @@ import streamlit as st
 
 from searchapp.config import Settings, data_dir_flag, load_settings
 from searchapp.errors import SearchAppError
+from searchapp.ui.filters_view import forget_library as forget_filters
 from searchapp.ui.indexing import add_folder_form, show_flash
 from searchapp.ui.markdown import md_escape
 from searchapp.ui.resources import get_library, start_warm_up
 from searchapp.ui.search_view import SHOWN as PHOTOS_SHOWN
 from searchapp.ui.search_view import show_photos
+from searchapp.ui.status_view import forget_library as forget_status
 from searchapp.ui.status_view import show_status
 
 # A denser page: less padding around the grid, the title small. On a phone Streamlit stacks
@@ -53,6 +55,8 @@ def main() -> None:
     show_flash()
     library = get_library(settings)
     if library.reopen_if_replaced():
+        forget_filters()
+        forget_status()
         st.warning(
             md_escape(f"The library in {settings.data_dir} was deleted or replaced while "
                       "this page ran; showing what is there now."),

@@ -6,10 +6,7 @@ import time
 from pathlib import Path
 
 import streamlit as st
-
-# Streamlit stops or reruns a script by raising these from its next st.* call (a reload,
-# a click elsewhere); no public name exports them
-from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
+from streamlit.runtime.scriptrunner import RerunException, StopException
 
 from searchapp.activity import WriterInfo, read_writer
 from searchapp.config import Settings
@@ -23,6 +20,9 @@ from searchapp.ui.markdown import md_escape
 from searchapp.ui.resources import get_embedder, get_library
 
 FLASH = "flash"
+# Streamlit stops or reruns a script by raising these from its next st.* call (a reload,
+# a click elsewhere)
+SCRIPT_CONTROL = (StopException, RerunException)
 # a summary outlives the reruns that follow at once (the Status tab's folder check reran
 # the page half a second after a run and took it away), then goes on the next one
 FLASH_KEEP_S = 20.0
@@ -38,18 +38,20 @@ def run_indexing(
 ) -> bool:
     """Index under the writer lock with a live ``st.progress``; errors show as one line.
 
-    Returns True when the run finished; its summary is kept for the next rerun. A reload
-    or a click while it runs does not stop it: the bar stops, the run goes on to the end,
-    then the page does what was asked (a reload had stopped runs half-way, unsaid).
+    Returns True when the run finished; its summary is kept for the next reruns. A reload
+    or a click while it runs does not stop it (a reload had stopped runs half-way,
+    unsaid): this script's bar stops and the run goes on to its end in this thread, while
+    the page has already moved on (Status shows the run).
     """
+    st.session_state.pop(FLASH, None)  # the last run's summary is not this one's
     bar = st.progress(0.0, text="Looking for photos...")
-    asked: list[ScriptControlException] = []
+    asked: list[BaseException] = []
 
     def show(fraction: float, text: str) -> None:
         if not asked:
             try:
                 bar.progress(fraction, text=text)
-            except ScriptControlException as control:
+            except SCRIPT_CONTROL as control:
                 asked.append(control)
 
     def on_progress(p: Progress) -> None:
@@ -83,9 +85,9 @@ def run_indexing(
         bar.empty()
         st.error(md_escape(str(err)))
         return False
+    if asked:  # a stopped script cannot write its session either: Status has the run
+        raise asked[0]
     set_flash(_summary(settings, command, outcome))
-    if asked:
-        raise asked[0]  # the stop or rerun Streamlit asked for during the run
     bar.progress(1.0, text="Done")
     return True
 

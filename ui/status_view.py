@@ -56,6 +56,11 @@ def _live_progress(library: Library) -> None:
     )
 
 
+def forget_library() -> None:
+    """See ``filters_view.forget_library``."""
+    _checks.clear()
+
+
 @st.cache_resource(ttl=PENDING_TTL_S, show_spinner=False)
 def _checks(_library: Library, data_dir: str, generation: int) -> Future:
     """The slow checks, started once per library state in the background: the stat-only
