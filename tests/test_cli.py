@@ -155,7 +155,7 @@ def test_the_readme_names_every_option_and_environment_variable() -> None:
     import re
     from pathlib import Path
 
-    from searchapp.cli.main import build_parser
+    from searchapp.cli.parser import build_parser
     from searchapp.config import _ENV
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
