@@ -191,10 +191,9 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
-    from searchapp.indexer.commands import AddRoots, RemoveRoot, absolute
+    from searchapp.indexer.commands import AddRoots, RemoveRoot, absolute, covered_note
     from searchapp.indexer.writer import submit, watcher_running
     from searchapp.library import Library
-    from searchapp.paths import is_under
 
     if args.action == "list":
         if args.paths:
@@ -216,9 +215,9 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
             command = AddRoots((absolute(path),))
             outcome = submit(settings, command, wait_s=3600, on_wait=_say_waiting)
             root = outcome.roots[0]
-            if root != command.paths[0] and is_under(command.paths[0], root):
-                print(f"{printable(path)} is inside the photo folder {printable(root)}, "
-                      "which covers it already")  # fmt: skip
+            covered = covered_note(command.paths[0], root, shown=path)
+            if covered:
+                print(printable(covered))
                 continue
             holder = watcher_running(settings)
             then = f"the running watcher (pid {holder.pid}) indexes it" if holder else ""

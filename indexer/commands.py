@@ -15,6 +15,7 @@ from pathlib import Path
 
 from searchapp.errors import HandoffError
 from searchapp.indexer.pipeline import IndexStats
+from searchapp.paths import is_under
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,15 @@ class RemoveRoot:
 Command = AddRoots | Index | RemoveRoot
 _TYPES: dict[str, type] = {"add_roots": AddRoots, "index": Index, "remove_root": RemoveRoot}
 _NAMES = {cls: name for name, cls in _TYPES.items()}
+
+
+def covered_note(asked: str, root: str, shown: str | None = None) -> str | None:
+    """What to say when a folder asked to be added (``asked``, absolute; ``shown`` as the
+    person typed it) came back as ``root``: inside a photo folder, which covers it
+    already; None when it was added (or was a root) itself."""
+    if root == asked or not is_under(asked, root):
+        return None
+    return f"{shown or asked} is inside the photo folder {root}, which covers it already"
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,7 @@ def _path(raw: object) -> str:
 __all__ = [
     "AddRoots",
     "Command",
+    "covered_note",
     "Index",
     "Outcome",
     "RemoveRoot",

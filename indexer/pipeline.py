@@ -52,7 +52,7 @@ DECODE_AHEAD = 2  # batches decoding ahead of the model (as many as before the s
 FIRST_BATCH = 4
 
 
-FILE_COUNTS = ("added", "updated", "moved", "unchanged", "failed")  # a batch's, per file
+FILE_COUNTS = ("added", "updated", "moved", "removed", "unchanged", "failed")  # per file
 
 
 @dataclass
@@ -248,7 +248,7 @@ class IndexRun:
         gone = resolver.gone()
         if gone:
             removals = BatchWrite(model_id=self.model_id, removed_ids=gone)
-            self._write(removals, {}, lambda: setattr(stats, "removed", len(gone)))
+            self._write(removals, {}, IndexStats(removed=len(gone)), stats)
         if counter.progress and not plan.work:
             counter.progress(Progress(0, 0, 0.0, stats))
 
@@ -354,7 +354,7 @@ class IndexRun:
             chunk.claim.vectors.update(zip(chunk.embed, vecs, strict=True))
         chunk.batch.vectors = chunk.claim.vectors
         rows = {h: vector_of(source, h) for h, source in chunk.sources.items()}
-        self._write(chunk.batch, rows, lambda: stats.add_batch(chunk.counts))
+        self._write(chunk.batch, rows, chunk.counts, stats)
         resolver.committed(chunk.claim)  # later batches read these vectors from the store
         pace()
         if self.remote is not None:  # a worker may have gone (a node lost) since the start
@@ -364,16 +364,21 @@ class IndexRun:
             self.checkpoint()
 
     def _write(
-        self, batch: BatchWrite, vectors: dict[str, np.ndarray], counted: Callable[[], None]
+        self,
+        batch: BatchWrite,
+        vectors: dict[str, np.ndarray],
+        counts: IndexStats,
+        stats: IndexStats,
     ) -> None:
-        """Commit one batch, then bring the FAISS index in step with it; ``counted`` runs
-        right after the commit (a failure after it still records the batch's files)."""
+        """Commit one batch, then bring the FAISS index in step with it. The batch's
+        ``counts`` join the run's ``stats`` right after the commit (a failure after it
+        still records the batch's files)."""
         if not batch:
-            counted()
+            stats.add_batch(counts)
             return
         self.index_behind = True  # from before the commit: an interrupt may land just after
         result = self.store.write_batch(batch)
-        counted()
+        stats.add_batch(counts)
         fault_point("after-commit")
         if result.removed:
             self.index.remove(np.asarray(result.removed, dtype=np.int64))

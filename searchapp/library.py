@@ -11,7 +11,6 @@ paging and "show all"; :mod:`searchapp.browse` the timeline and the grid's tiles
 from __future__ import annotations
 
 import os
-import shlex
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -318,11 +317,9 @@ class Library(StatusReads, BrowseReads):
         where = data_dir_flag(self.settings.data_dir)
         if self.model_id == PIXELS_MODEL_ID:
             return f"SEARCHAPP_ENCODER=pixels searchapp{where} index"
-        flags = model_flags(self.model_id)
-        if "/file-" in self.model_id:  # this process knows its checkpoint's path
-            checkpoint = str(Path(self.settings.weights).expanduser().resolve())
-            flags = f"--model {self.settings.model} --weights {shlex.quote(checkpoint)}"
-        return f"searchapp{where} {flags} index"
+        spec = self._spec()  # a checkpoint file's path is known here, resolved
+        checkpoint = spec.weights if spec.weights_kind == "file" else None
+        return f"searchapp{where} {model_flags(self.model_id, checkpoint)} index"
 
     def guard_parts(self, parts: list[QueryPart]) -> list[QueryPart]:
         """Parts safe to run for the page: image paths must be indexed photos under a root.

@@ -12,7 +12,7 @@ from searchapp.activity import WriterInfo, read_writer
 from searchapp.config import Settings
 from searchapp.plan import PendingFiles, count_pending, live_roots
 from searchapp.store import RootRecord, RunRecord, Store
-from searchapp.vectors import KIND_FLAT, IndexFileError, read_index_info
+from searchapp.vectors import IndexFileError, catches_up, read_index_info
 
 NO_INDEX = "none yet"
 REBUILD_NOTE = "searches rebuild it from the stored vectors in memory; the next index run saves it"
@@ -222,7 +222,7 @@ def describe_index_file(
     except IndexFileError as err:
         problem = None if str(err) == "missing" and not photos else str(err)
         return IndexInfo(NO_INDEX, 0, 0, path, problem)
-    problem, catches_up = None, False
+    problem, caught_up = None, False
     if info.model_id != model_id:  # readers rebuild it, whatever its kind
         problem = f"built for another model ({info.model_id})"
     elif info.generation != generation:
@@ -230,9 +230,9 @@ def describe_index_file(
             f"stale ({info.count} vectors from generation {info.generation}, "
             f"library at generation {generation})"
         )
-        catches_up = info.kind != KIND_FLAT and info.generation < generation
+        caught_up = catches_up(info.kind, info.generation, generation)
     return IndexInfo(
-        info.describe(), info.count, info.size_bytes, path, problem, info.generation, catches_up
+        info.describe(), info.count, info.size_bytes, path, problem, info.generation, caught_up
     )
 
 

@@ -47,6 +47,12 @@ RETRAIN_GROWTH = 4  # retrain the coarse quantizer once the index grew this many
 CATCH_UP_TRIES = 3  # a stale index's reads, repeated while a writer commits between them
 
 
+def catches_up(kind: str, generation: int, library_generation: int) -> bool:
+    """Whether a file of this kind and generation is brought up to date on load rather
+    than rebuilt: an approximate one behind the library (retraining is the cost avoided)."""
+    return kind != KIND_FLAT and generation < library_generation
+
+
 def kind_for(count: int, threshold: int | None = None) -> str:
     """Exact below ``threshold`` vectors (``Settings.ann_threshold``), approximate above."""
     return KIND_IVF if count >= (threshold or DEFAULT_APPROX_THRESHOLD) else KIND_FLAT
@@ -350,7 +356,7 @@ def open_index(
         if index.generation == generation:
             return index
         reason = f"stale (generation {index.generation}, library {generation})"
-        if index.kind != KIND_FLAT and index.generation < generation:
+        if catches_up(index.kind, index.generation, generation):
             changed = index.catch_up(store)
             log.info("vector index %s was %s; caught up (%d photos changed)", path, reason,
                      changed)  # fmt: skip

@@ -28,7 +28,6 @@ _FILTER_NAMES = {
 }
 
 
-# keyed by the library's generation: recomputed only when its contents change
 def forget_library() -> None:
     """Drop what was kept of a library that was deleted or replaced (a new one starts at
     generation 0 again, and these are kept by generation)."""
@@ -36,6 +35,7 @@ def forget_library() -> None:
     _facets.clear()
 
 
+# keyed by the library's generation: recomputed only when its contents change
 @st.cache_data(max_entries=4, show_spinner=False)
 def _folder_options(_library: Library, generation: int) -> list[FolderOption]:
     return _library.folder_options()

@@ -11,10 +11,9 @@ from streamlit.runtime.scriptrunner import RerunException, StopException
 from searchapp.activity import WriterInfo, read_writer
 from searchapp.config import Settings
 from searchapp.errors import SearchAppError
-from searchapp.indexer.commands import Index, Outcome, absolute
+from searchapp.indexer.commands import Index, Outcome, absolute, covered_note
 from searchapp.indexer.pipeline import Progress
 from searchapp.indexer.writer import submit
-from searchapp.paths import is_under
 from searchapp.scanner import holds_photos
 from searchapp.ui.markdown import md_escape
 from searchapp.ui.resources import get_embedder, get_library
@@ -97,11 +96,11 @@ def _summary(settings: Settings, command: Index, outcome: Outcome) -> str:
     the library's failed files ("failed" is this run's; files that failed before and did
     not change count as unchanged, so the library's own number is said too, as the CLI
     does)."""
-    covered = "".join(
-        f"{asked} is inside the photo folder {root}, which covers it already. "
+    notes = (
+        covered_note(asked, root)
         for asked, root in zip(command.add_roots, outcome.roots, strict=False)
-        if root != asked and is_under(asked, root)
     )
+    covered = "".join(f"{note}. " for note in notes if note)
     stats = outcome.stats
     assert stats is not None  # an Index command always reports its run
     text = md_escape(covered) + f"Indexing finished: {stats.summary()} ({stats.seconds:.1f} s)."

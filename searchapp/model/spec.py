@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import threading
 from dataclasses import asdict, dataclass, replace
 from importlib import metadata
@@ -52,16 +53,18 @@ SPEC_CACHE = "model-spec.json"
 _SPEC_CACHE_MAX = 64 * 1024
 
 
-def model_flags(model_id: str) -> str:
+def model_flags(model_id: str, checkpoint: str | None = None) -> str:
     """The command-line settings that select the model behind ``model_id`` (for messages
-    that say how to search a library embedded by another model)."""
+    that say how to search a library embedded by another model); a checkpoint file's
+    model names ``checkpoint`` where the caller knows its path."""
     if model_id == PIXELS_MODEL_ID:
         return "SEARCHAPP_ENCODER=pixels"
     model, _, weights = model_id.partition("/")
     if weights.startswith("random-seed"):
         weights = "random"
     elif weights.startswith("file-"):
-        weights = "CHECKPOINT (the file it was indexed with)"
+        weights = shlex.quote(checkpoint) if checkpoint else (
+            "CHECKPOINT (the file it was indexed with)")  # fmt: skip
     return f"--model {model} --weights {weights}"
 
 
