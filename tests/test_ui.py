@@ -86,7 +86,7 @@ def test_empty_library_offers_to_add_a_folder_and_index_it(
     assert not at.exception
     assert f"searchapp --data-dir {settings.data_dir} index PATH" in _texts(at)
     assert "Random model weights" in at.warning[0].value
-    fix = f"start it without either: `searchapp --data-dir {settings.data_dir} ui`"
+    fix = f"start it without either:\n\n```\nsearchapp --data-dir {settings.data_dir} ui\n```"
     assert fix in at.warning[0].value  # how to fix it, for this library
 
     # a folder without photos is not kept unless asked (issue 12: /etc was accepted)

@@ -30,7 +30,7 @@ STYLE = """
 <style>
 .block-container { padding-top: 2.2rem; padding-left: 1.2rem; padding-right: 1.2rem; }
 h1 { font-size: 1.4rem !important; padding: 0 !important; }
-.st-key-banner code { white-space: nowrap; } /* a flag never breaks as "--" on a phone */
+.st-key-banner p code { white-space: nowrap; } /* a flag never breaks as "--" on a phone */
 @media (max-width: 640px) {
   .st-key-searchbar [data-testid="stHorizontalBlock"] { flex-flow: row wrap; }
   .st-key-searchbar [data-testid="stColumn"]:nth-child(n+3) {
@@ -92,7 +92,8 @@ def random_banner(settings: Settings) -> str:
     return (
         "Random model weights (chosen by `--weights random` or `SEARCHAPP_WEIGHTS=random`): "
         "searches by words or images mean nothing. Fix: stop this page, then start it without "
-        f"either: `searchapp{data_dir_flag(settings.data_dir)} ui`"
+        # a block of its own: a long data folder scrolls there instead of out of the page
+        f"either:\n\n```\nsearchapp{data_dir_flag(settings.data_dir)} ui\n```"
     )
 
 
