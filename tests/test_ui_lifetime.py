@@ -22,17 +22,27 @@ def _server_of(pid: int) -> psutil.Process:
     return servers[0]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_stop_signal_stops_the_server_and_frees_the_port(tmp_path, signum) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(
+    ("signum", "group"),
+    [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGINT, True)],
+    ids=["SIGTERM", "SIGINT", "ctrl-c"],
+)
+def test_a_stop_signal_stops_the_server_and_frees_the_port(tmp_path, signum, group) -> None:  # noqa: ANN001
+    """Stopped quietly: ``kill`` or systemd signal searchapp ui alone; Ctrl+C in a terminal
+    signals the whole foreground group, the server too (it once printed uvicorn's
+    KeyboardInterrupt traceback and "Aborted!")."""
     port = free_port()
-    proc = start_page(tmp_path / "lib", port, tmp_path / "server.log")
+    log = tmp_path / "server.log"
+    proc = start_page(tmp_path / "lib", port, log)
     try:
         server = _server_of(proc.pid)
         assert not port_bindable(port)
-        os.kill(proc.pid, signum)  # searchapp ui alone, as systemd or `kill` would
+        (os.killpg if group else os.kill)(proc.pid, signum)
         assert proc.wait(timeout=30) == 0
         wait_for(lambda: not server.is_running(), "the Streamlit server to exit", timeout_s=15)
         assert port_bindable(port)
+        said = log.read_text()
+        assert "Traceback" not in said and "Aborted" not in said, said
     finally:
         stop_group(proc)
 

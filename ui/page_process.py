@@ -12,6 +12,7 @@ bind: Streamlit imports the app (``server.py``) only after binding.
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import sys
 
@@ -44,6 +45,12 @@ def main(argv: list[str]) -> None:
     from streamlit.web.cli import main as streamlit_main
 
     turn_nagle_off()
+    # Ctrl+C reaches this process from the terminal as well as through searchapp ui. Left to
+    # asyncio, the SIGINT that uvicorn re-raises after its graceful shutdown becomes a
+    # KeyboardInterrupt: a traceback and click's "Aborted!" under the user's prompt. With the
+    # default action, uvicorn still shuts down first (it holds the signal while it serves),
+    # then the process ends quietly, as it does on SIGTERM.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     sys.argv = ["streamlit", *argv]
     streamlit_main(prog_name="streamlit")
 
