@@ -385,7 +385,7 @@ def test_status_lists_failed_files_and_retries_them(
     shutil.copy(photos / "rocket.jpg", photos / "new rocket.jpg")
     (photos / "coins.png").unlink()
     at = _app(monkeypatch, settings.data_dir)
-    at.session_state["tab"] = "Status"
+    at.query_params["view"] = "status"  # a link to Status
     _status_checked(at)
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
@@ -424,7 +424,7 @@ def test_retry_with_more_failures_than_listed_reads_every_failed_file(
         (photos / f"bad{i:03d}.jpg").write_bytes(b"not a jpeg at all")
     index_once(settings, embedder, photos)
     at = _app(monkeypatch, settings.data_dir)
-    at.session_state["tab"] = "Status"
+    at.query_params["view"] = "status"  # a link to Status
     _status_checked(at)
     listed = set(at.dataframe[0].value["file"])
     assert len(listed) == FAILURES_SHOWN
@@ -459,7 +459,7 @@ def test_status_counts_missing_thumbnails_and_rebuilds_them(
     thumb = library.thumbnail(victim.content_hash)
     thumb.unlink()
     at = _app(monkeypatch, settings.data_dir)
-    at.session_state["tab"] = "Status"
+    at.query_params["view"] = "status"  # a link to Status
     _status_checked(at)
     assert any("1 photo has no thumbnail" in w.value for w in at.warning), _texts(at)
     at.button(key="rebuild-thumbs").click().run()
@@ -487,7 +487,7 @@ def test_status_opens_before_its_slow_folder_check_ends(
 
     monkeypatch.setattr(Library, "pending", slow_pending)
     at = _app(monkeypatch, settings.data_dir)
-    at.session_state["tab"] = "Status"
+    at.query_params["view"] = "status"  # a link to Status
     try:
         at.run()
         assert not at.exception
@@ -505,7 +505,7 @@ def test_status_says_a_missing_index_file_is_rebuilt(
     index_once(settings, embedder, photos)
     settings.index_path.unlink()  # photos indexed, no vector file: not "0 vectors"
     at = _app(monkeypatch, settings.data_dir)
-    at.session_state["tab"] = "Status"
+    at.query_params["view"] = "status"  # a link to Status
     at.run()
     assert not at.exception
     lines = [t.value for t in at.text if t.value.startswith("Index: ")]
@@ -526,7 +526,7 @@ def test_status_shows_a_run_in_progress(monkeypatch, shared_library) -> None:  #
     try:
         with WriterLock(settings, "index"):
             at = _app(monkeypatch, settings.data_dir)
-            at.session_state["tab"] = "Status"
+            at.query_params["view"] = "status"
             at.run()
             assert not at.exception
             live = [p for p in at.progress if p.text.startswith("Indexing in progress")]

@@ -181,6 +181,15 @@ def test_viewer_opens_on_click_and_arrow_keys_step(page, served) -> None:  # noq
     expect(viewer).to_have_attribute("data-id", ids[0])
     page.keyboard.press("Escape")
     expect(viewer).to_be_hidden()
+    expect(page).not_to_have_url(re.compile("#photo"))  # its history entry went with it
+    # "More like this" in the viewer: the viewer's entry goes, the search's stays
+    tiles.nth(1).locator(".open").click()
+    viewer.get_by_role("button", name="More like this").click()
+    expect(page).to_have_url(re.compile(rf"[?&]like={ids[1]}(&|$)"))
+    expect(viewer).to_be_hidden()
+    page.go_back()
+    expect(page).not_to_have_url(re.compile("like="))
+    expect(page.locator(".month")).to_have_count(1)  # the timeline again
 
 
 def test_viewer_copies_the_path_and_says_why_it_cannot_open_the_folder(browser, served) -> None:  # noqa: ANN001
@@ -231,14 +240,35 @@ def test_the_url_restores_a_search_after_reload_and_back(page, served) -> None: 
     box.fill("rocket")
     box.press("Enter")
     expect(page).to_have_url(re.compile(r"[?&]q=rocket"))
+    _results_shown(page)
+    # Back closes an open photo first, with no new search run; then it leaves the search
+    page.locator(".tile").first.locator(".open").click()
+    viewer = page.get_by_role("dialog", name="Photo viewer")
+    expect(viewer).to_be_visible()
+    rocket = page.locator(".tile").evaluate_all("ts => ts.map(t => t.dataset.id)")
+    page.go_back()
+    expect(viewer).to_be_hidden()
+    expect(page).to_have_url(re.compile(r"[?&]q=rocket"))
+    _idle(page)
+    assert page.locator(".tile").evaluate_all("ts => ts.map(t => t.dataset.id)") == rocket
     page.go_back()
     expect(page).to_have_url(re.compile(r"[?&]q=coffee"))
     expect(box).to_have_value("coffee")
     expect(page.locator(".tile")).to_have_count(len(first))
-    # Status and back keeps it
+    # Status and back keeps it, by the Photos tab or by Back (Status is in the URL)
     page.get_by_role("tab", name="Status").click()
     expect(page.get_by_text("Photo folders").first).to_be_visible()
+    expect(page).to_have_url(re.compile(r"[?&]view=status"))
+    page.go_back()
+    expect(page.get_by_role("tab", name="Photos")).to_have_attribute("aria-selected", "true")
+    expect(page.get_by_role("textbox", name="Search your photos")).to_have_value("coffee")
+    expect(page.locator(".tile")).to_have_count(len(first))
+    page.go_forward()
+    expect(page.get_by_text("Photo folders").first).to_be_visible()
+    page.reload()  # a link to Status opens on Status
+    expect(page.get_by_role("tab", name="Status")).to_have_attribute("aria-selected", "true")
     page.get_by_role("tab", name="Photos").click()
+    expect(page).not_to_have_url(re.compile("view="))
     expect(page.get_by_role("textbox", name="Search your photos")).to_have_value("coffee")
     expect(page.locator(".tile")).to_have_count(len(first))
 

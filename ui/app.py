@@ -42,6 +42,12 @@ h1 { font-size: 1.4rem !important; padding: 0 !important; }
 """
 
 
+TABS = ("Photos", "Status")
+VIEW = "view"  # the URL parameter of the open tab: absent for Photos
+STATUS_VIEW = "status"
+URL_TAB = "_url_tab"  # the tab the URL named at the last run
+
+
 def main() -> None:
     st.set_page_config(page_title="Photos", page_icon="🖼️", layout="wide")
     st.html(STYLE)
@@ -78,7 +84,9 @@ def main() -> None:
     start_warm_up(settings)
     # lazy tabs: only the open one runs, so the status tab's folder check costs nothing
     # while someone browses; the search itself stays in the URL across tabs
-    photos_tab, status_tab = st.tabs(["Photos", "Status"], key="tab", on_change="rerun")
+    follow_url_tab()
+    photos_tab, status_tab = st.tabs(TABS, key="tab", on_change="rerun")
+    write_url_tab()
     with photos_tab:
         if photos_tab.open:
             show_photos(library)
@@ -86,6 +94,28 @@ def main() -> None:
         if status_tab.open:
             st.session_state[PHOTOS_SHOWN] = False  # the photos tab refills from the URL
             show_status(library, settings)
+
+
+def follow_url_tab() -> None:
+    """Open the tab the URL names when the URL changed under the page (first open, Back,
+    Forward, a link); otherwise the tab clicked last stays."""
+    named = TABS[1] if st.query_params.get(VIEW) == STATUS_VIEW else TABS[0]
+    if named != st.session_state.get(URL_TAB):
+        st.session_state["tab"] = st.session_state[URL_TAB] = named
+
+
+def write_url_tab() -> None:
+    """Put the open tab in the URL. A query change of the script's own is a new history
+    entry (Streamlit pushes it), so Back leaves Status; ``bind="query-params"`` would
+    replace the entry instead."""
+    tab = st.session_state.get("tab", TABS[0])
+    if tab == st.session_state.get(URL_TAB):
+        return
+    st.session_state[URL_TAB] = tab
+    if tab == TABS[1]:
+        st.query_params[VIEW] = STATUS_VIEW
+    elif VIEW in st.query_params:
+        del st.query_params[VIEW]
 
 
 def random_banner(settings: Settings) -> str:

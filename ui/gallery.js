@@ -21,6 +21,7 @@ export default function (component) {
   st.send = setTriggerValue;
   if (!st.listening) {  // first mount, or back after a release (below)
     document.addEventListener("keydown", st.onKey);
+    window.addEventListener("popstate", st.onPop);
     st.listening = true;
     if (st.viewer && !st.viewer.hidden) document.body.style.overflow = "hidden";
   }
@@ -33,6 +34,7 @@ export default function (component) {
 // keeps no key handler of a grid that is gone, nor a body locked by its open viewer.
 function release(st) {
   document.removeEventListener("keydown", st.onKey);
+  window.removeEventListener("popstate", st.onPop);
   st.listening = false;
   if (st.viewer && !st.viewer.hidden) document.body.style.overflow = "";
 }
@@ -55,11 +57,12 @@ function setup(root, send) {
   const st = {
     root, host, send, key: null, tiles: [], nodes: new Map(), selected: new Set(),
     sections: host.querySelector(".sections"), lastSection: null, lastMonth: null,
-    viewer: null, index: -1, returnFocus: null, listening: false,
+    viewer: null, index: -1, returnFocus: null, listening: false, afterBack: null,
   };
   host.querySelector(".more").addEventListener("click", () => showMore(st));
   host.querySelector(".selbar").addEventListener("click", (e) => selectionAction(st, e));
   st.onKey = (e) => onKey(st, e);
+  st.onPop = () => onPop(st);
   return st;
 }
 

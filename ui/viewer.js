@@ -9,17 +9,54 @@ function openViewer(st, index) {
   st.viewer.hidden = false;
   document.body.style.overflow = "hidden";
   showInViewer(st, index);
+  pushViewer(st);
   st.viewer.querySelector(".close").focus();
 }
 
-function closeViewer(st) {
-  if (!st.viewer || st.viewer.hidden) return;
+// Back closes the viewer, as in a photo app: an open viewer is one history entry. Both
+// entries carry a "#": Streamlit reruns the script on a history step unless the URL it
+// lands on has a hash and the same query, so stepping between these two costs no rerun.
+function pushViewer(st) {
+  if (history.state && history.state.searchappViewer) return;
+  const here = location.href.split("#")[0];
+  history.replaceState(history.state, "", `${here}#`);
+  history.pushState({ searchappViewer: true }, "", `${here}#photo`);
+}
+
+// ``after`` runs once the viewer's history entry is gone (a new search pushed before it
+// would be the entry that Back drops).
+function closeViewer(st, after) {
+  if (!st.viewer || st.viewer.hidden) {
+    if (after) after();
+    return;
+  }
+  hideViewer(st);
+  if (history.state && history.state.searchappViewer) {
+    st.afterBack = after || null;
+    history.back();
+  } else if (after) {
+    after();
+  }
+}
+
+function hideViewer(st) {
   st.viewer.hidden = true;
   document.body.style.overflow = "";
   const tile = st.tiles[st.index];
   const node = tile && st.nodes.get(tile.photo_id);
   (node ? node.querySelector(".open") : st.returnFocus)?.focus();
   st.index = -1;
+}
+
+function onPop(st) {
+  if (!st.host.isConnected) {
+    window.removeEventListener("popstate", st.onPop);
+    return;
+  }
+  if (st.viewer && !st.viewer.hidden) hideViewer(st);  // Back pressed in the viewer
+  const after = st.afterBack;
+  st.afterBack = null;
+  if (after) after();
 }
 
 function buildViewer(st) {
@@ -140,8 +177,7 @@ function viewerAction(st, e) {
   const out = st.viewer.querySelector(".vnote");
   if (!tile || !kind) return;
   if (kind === "like") {
-    closeViewer(st);
-    st.send("action", { kind: "like", ids: [tile.photo_id] });
+    closeViewer(st, () => st.send("action", { kind: "like", ids: [tile.photo_id] }));
   } else if (kind === "copy") {
     copyText(tile.path).then((ok) => note(out, ok ? "Path copied." : tile.path));
   } else if (kind === "reveal") {
