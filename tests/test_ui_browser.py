@@ -412,3 +412,35 @@ def test_a_let_go_batched_thumbnail_loads_by_its_own_url(page, served) -> None: 
     expect(img).to_have_attribute("src", re.compile(r"/photo/thumb/[0-9a-f]+$"))
     _loaded(page, ".tile:last-child img")
     expect(tile).not_to_have_class(re.compile(r"\bmissing\b"))
+
+
+def test_photos_indexed_elsewhere_are_offered_not_forced_on_the_page(
+    page, served, pixel_embedder
+) -> None:  # noqa: ANN001
+    """The watcher (here: a run in this process) indexes a new photo while the page is
+    open: a notice offers it within a few seconds; the grid and an open viewer stay as they
+    are until the notice is clicked."""
+    from PIL import Image
+
+    expect = _expect()
+    photos = served.settings.data_dir.parent / "photos"
+    page.goto(served.url)
+    expect(page.locator(".tile")).to_have_count(PHOTOS)
+    page.locator(".tile").first.locator(".open").click()
+    viewer = page.get_by_role("dialog", name="Photo viewer")
+    expect(viewer).to_be_visible()
+    arrival = photos / "new arrival.png"
+    Image.new("RGB", (120, 90), (250, 200, 30)).save(arrival)
+    try:
+        index_once(served.settings, pixel_embedder, photos)
+        notice = page.get_by_role("button", name="1 new photo indexed: show")
+        expect(notice).to_be_visible()
+        expect(viewer).to_be_visible()
+        expect(page.locator(".tile")).to_have_count(PHOTOS)
+        page.keyboard.press("Escape")
+        notice.click()
+        expect(page.locator(".tile")).to_have_count(PHOTOS + 1)
+        expect(notice).to_have_count(0)
+    finally:
+        arrival.unlink(missing_ok=True)
+        index_once(served.settings, pixel_embedder, photos)

@@ -20,6 +20,7 @@ from searchapp.errors import SearchAppError
 from searchapp.library import Library, PhotoFilter, QueryPart, Tile, describe_parts
 from searchapp.library import parse_query as parse_text
 from searchapp.ui.filters_view import explain_empty, show_filters
+from searchapp.ui.freshness import note_drawn
 from searchapp.ui.gallery import show_gallery, take_action
 from searchapp.ui.markdown import md_escape
 from searchapp.ui.url_state import WEIGHTS, SearchState, from_params, to_params
@@ -129,6 +130,7 @@ def show_photos(library: Library) -> None:
     """Search bar, then the timeline or the results."""
     sync_from_url()
     st.session_state[SHOWN] = True
+    note_drawn(library)
     # keyed, so the page's style can fold it on a phone (app.py)
     bar = st.container(key="searchbar").columns([5, 3, 2, 2], vertical_alignment="bottom")
     flt = show_filters(library, bar[3])
