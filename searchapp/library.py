@@ -283,7 +283,10 @@ class Library(StatusReads, BrowseReads):
             for i, (pid, score) in enumerate(page)
             if pid in records
         ]
-        return SearchPage(results, total, hidden, threshold, offset, sort)
+        contents, hidden_contents = self._content_counts(ids, flt, skip, cutoff)
+        return SearchPage(
+            results, total, hidden, threshold, offset, sort, contents, hidden_contents
+        )
 
     def _ranked(
         self, vec: np.ndarray, flt: PhotoFilter | None, skip: set[int], want: int, pool: bool

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from searchapp import browse, recent
 from searchapp.browse import FolderOption, PhotoInfo, Tile, TimelinePage
 from searchapp.errors import SearchAppError
@@ -33,6 +35,17 @@ class BrowseReads:
         """How many different images the library holds: byte-identical copies count once
         (the timeline's size; the photo count counts every file)."""
         return self._distinct(None) if self.exists else 0
+
+    def _content_counts(
+        self, kept: np.ndarray, flt: PhotoFilter | None, skip: set[int], cutoff: bool
+    ) -> tuple[int, int]:
+        """A query's counts with byte-identical copies once (copies share a vector, so they
+        are kept or cut together): the results kept, and those below the cutoff."""
+        candidates = self._distinct(flt) - self.store.distinct_contents(sorted(skip), flt)
+        if not cutoff:
+            return max(candidates, 0), 0
+        shown = self.store.distinct_contents(kept.tolist(), flt)
+        return shown, max(candidates - shown, 0)
 
     def _distinct(self, flt: PhotoFilter | None) -> int:
         key = (self.generation(), flt)

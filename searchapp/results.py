@@ -36,7 +36,9 @@ class SearchResult:
 
 @dataclass(frozen=True)
 class SearchPage:
-    """One page of a query: ``total`` results in the (cut or full) list, ``hidden`` below it."""
+    """One page of a query: ``total`` results in the (cut or full) list, ``hidden`` below it;
+    ``contents`` and ``hidden_contents`` count the same with byte-identical copies once, as
+    the page's tiles show them."""
 
     results: list[SearchResult]
     total: int
@@ -44,6 +46,8 @@ class SearchPage:
     threshold: float | None  # the lowest score kept by the cutoff; None when showing all
     offset: int
     sort: str
+    contents: int = 0
+    hidden_contents: int = 0
 
     @property
     def has_more(self) -> bool:

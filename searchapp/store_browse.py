@@ -43,6 +43,16 @@ class BrowseQueries:
         with self._session() as s:
             return int(s.scalar(q) or 0)
 
+    def distinct_contents(self, ids: Sequence[int], flt: PhotoFilter | None = None) -> int:
+        """How many different contents the photos ``ids`` (those passing ``flt``) hold."""
+        seen: set[str] = set()
+        with self._session() as s:
+            for i in range(0, len(ids), 500):
+                chunk = [int(x) for x in ids[i : i + 500]]
+                q = filtered(select(PhotoRow.content_hash), flt).where(PhotoRow.id.in_(chunk))
+                seen.update(h for h in s.scalars(q) if h)
+        return len(seen)
+
     def copy_counts(self, hashes: Sequence[str]) -> dict[str, int]:
         """How many indexed files hold each content hash (1 for a photo without copies)."""
         out: dict[str, int] = {}

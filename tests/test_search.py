@@ -69,6 +69,17 @@ def test_cutoff_keeps_copies_hides_the_tail_and_show_all_returns_k(lib) -> None:
     everything = service.query(query, k=10, cutoff=False)
     assert len(everything.results) == 10 and everything.hidden == 0
     assert everything.total == service.index.ntotal and everything.has_more
+    # the page's counts: coffee.png and coffee_copy.png are one tile, so one content less
+    assert (page.contents, page.hidden_contents) == (page.total - 1, page.hidden)
+    assert everything.contents == everything.total - 1
+    # "more like" coffee.png: it and its byte-identical copy are left out, and not counted
+    like = service.query([QueryPart("photo", _id(service, photos / "coffee.png"))], k=40,
+                         cutoff=False)  # fmt: skip
+    assert like.total == service.index.ntotal - 2 and like.contents == like.total
+
+
+def _id(service: Library, path: Path) -> int:
+    return service.resolve_photo(str(path))
 
 
 def test_cutoff_line_moves_with_each_query(lib) -> None:  # noqa: ANN001

@@ -192,7 +192,8 @@ def _results(
         return
     tiles = _merge(by_name, library.tiles(page.results))
     tiles = library.fold_similar(tiles) if state.fold else tiles
-    _summary(page.total, page.hidden, len(by_name), state.all, filtered=flt is not None)
+    _summary(page.contents, page.hidden_contents, len(by_name), state.all,
+             filtered=flt is not None)  # fmt: skip
     if not tiles:
         if flt is not None and not library.timeline(flt, 0, 1).total:
             explain_empty(library, flt)  # no photo passes the filters: name the one to clear
