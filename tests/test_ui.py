@@ -153,6 +153,14 @@ def test_landing_timeline_then_search_then_back(monkeypatch, shared_library) -> 
     assert any("cancel out" in e.value for e in at.error)  # why it finds nothing
 
 
+def test_a_folded_grid_says_its_count_is_of_photos(monkeypatch, shared_library) -> None:  # noqa: ANN001
+    settings, _ = shared_library
+    at = _app(monkeypatch, settings.data_dir)
+    at.query_params["fold"] = "1"
+    at.run()
+    assert "16 photos, newest first, near-identical ones folded" in _texts(at), _texts(at)
+
+
 def test_more_like_this_from_the_url_and_clear(monkeypatch, shared_library) -> None:  # noqa: ANN001
     settings, photos = shared_library
     at = _app(monkeypatch, settings.data_dir).run()

@@ -26,6 +26,7 @@ from searchapp.ui.markdown import md_escape
 from searchapp.ui.url_state import WEIGHTS, SearchState, from_params, to_params
 
 PAGE = 60  # tiles a "load more" adds: about two screens on a laptop
+FOLDED = ", near-identical ones folded"  # the count is of photos; a folded tile holds several
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "heic", "heif", "avif"]
 WEIGHT_LABELS = {
     -2.0: "much less like this", -1.0: "less like this", -0.5: "a little less like this",
@@ -164,7 +165,8 @@ def _timeline(library: Library, flt: PhotoFilter | None, state: SearchState) -> 
     except SearchAppError as err:
         st.error(md_escape(str(err)))
         return
-    st.caption(f"{page.total:,} photos, newest first" + (" (filtered)" if flt else ""))
+    st.caption(f"{page.total:,} photos, newest first" + (" (filtered)" if flt else "")
+               + (FOLDED if state.fold else ""))  # fmt: skip
     if not page.tiles:
         explain_empty(library, flt)
         return
@@ -193,7 +195,7 @@ def _results(
     tiles = _merge(by_name, library.tiles(page.results))
     tiles = library.fold_similar(tiles) if state.fold else tiles
     _summary(page.contents, page.hidden_contents, len(by_name), state.all,
-             filtered=flt is not None)  # fmt: skip
+             filtered=flt is not None, folded=state.fold)  # fmt: skip
     if not tiles:
         if flt is not None and not library.timeline(flt, 0, 1).total:
             explain_empty(library, flt)  # no photo passes the filters: name the one to clear
@@ -213,10 +215,14 @@ def _merge(by_name: list[Tile], by_meaning: list[Tile]) -> list[Tile]:
     return by_name + [t for t in by_meaning if (t.content_hash or t.photo_id) not in seen]
 
 
-def _summary(total: int, hidden: int, named: int, show_all: bool, *, filtered: bool) -> None:
+def _summary(
+    total: int, hidden: int, named: int, show_all: bool, *, filtered: bool, folded: bool
+) -> None:
     text = f"{total:,} " + ("results" if show_all else "relevant results")
     if filtered:  # the Filters popover may be closed: say that a filter is on
         text += " (filtered)"
+    if folded:
+        text += FOLDED
     if named:
         text = f"{named} by file or folder name, then {text}"
     if hidden and not show_all:
