@@ -295,6 +295,26 @@ def test_keyboard_alone_searches_opens_and_closes_a_photo(page, served) -> None:
     page.goto(served.url)
     expect(page.locator(".tile")).to_have_count(PHOTOS)
     _idle(page)
+    _tab_to_a_photo(page)
+    ids = page.locator(".tile").evaluate_all("ts => ts.map(t => t.dataset.id)")
+    assert _focused(page)[1] == ids[0]
+    page.keyboard.press("Tab")  # one stop a photo: the next Tab is the next photo
+    assert _focused(page) == ("open", ids[1])
+    page.keyboard.press("ArrowLeft")
+    assert _focused(page) == ("open", ids[0])
+    page.keyboard.press("x")  # selects the focused photo
+    expect(page.locator(".selcount")).to_have_text("1 selected")
+    page.keyboard.press("ArrowDown")  # the nearest photo of the next row
+    below = _focused(page)[1]
+    tops = page.locator(".tile").evaluate_all(
+        "ts => Object.fromEntries(ts.map(t => [t.dataset.id, t.getBoundingClientRect().top]))"
+    )
+    assert tops[below] > tops[ids[0]], "ArrowDown stayed in the row"
+    page.keyboard.press("Enter")
+    viewer = page.get_by_role("dialog", name="Photo viewer")
+    expect(viewer).to_have_attribute("data-id", below)
+    page.keyboard.press("Escape")
+    expect(viewer).to_be_hidden()
     box = page.get_by_role("textbox", name="Search your photos")
     page.keyboard.press("/")  # jumps to the search box
     expect(box).to_be_focused()
@@ -303,23 +323,33 @@ def test_keyboard_alone_searches_opens_and_closes_a_photo(page, served) -> None:
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(r"[?&]q=rocket"))
     _results_shown(page)
-    for _ in range(40):  # Tab through the controls to the first photo
-        page.keyboard.press("Tab")
-        focused = page.evaluate(
-            "() => { let a = document.activeElement;"
-            " while (a && a.shadowRoot && a.shadowRoot.activeElement)"
-            "   a = a.shadowRoot.activeElement;"
-            " return a ? a.className : ''; }"
-        )
-        if focused == "open":
-            break
-    else:
-        pytest.fail("Tab never reached a photo")
+    _tab_to_a_photo(page)
     page.keyboard.press("Enter")
-    viewer = page.get_by_role("dialog", name="Photo viewer")
     expect(viewer).to_be_visible()
     page.keyboard.press("Escape")
     expect(viewer).to_be_hidden()
+
+
+def _tab_to_a_photo(page) -> None:  # noqa: ANN001
+    for _ in range(40):  # Tab through the controls to the first photo
+        page.keyboard.press("Tab")
+        if _focused(page)[0] == "open":
+            return
+    pytest.fail("Tab never reached a photo")
+
+
+def _focused(page) -> tuple[str, str | None]:  # noqa: ANN001
+    """The focused element's class, and the id of the photo tile it is in (through the
+    grid's shadow root)."""
+    return tuple(
+        page.evaluate(
+            "() => { let a = document.activeElement;"
+            " while (a && a.shadowRoot && a.shadowRoot.activeElement)"
+            "   a = a.shadowRoot.activeElement;"
+            " const t = a && a.closest ? a.closest('.tile') : null;"
+            " return [a ? a.className : '', t ? t.dataset.id : null]; }"
+        )
+    )
 
 
 def test_select_photos_then_zip_or_more_like_these(page, served) -> None:  # noqa: ANN001

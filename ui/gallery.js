@@ -6,6 +6,9 @@
 
 const STATE = new WeakMap();
 const NAME_CHARS = 26;
+// one Tab stop a tile (three made a page of 60 photos 180 presses long); its other
+// actions are keys on the focused photo (tileKey in viewer.js)
+const TILE_KEYS = "Enter opens, x selects, l finds more like it, arrow keys move between photos";
 // "more like this": two overlapping frames (inline SVG: no icon font, no emoji font needed)
 const LIKE_ICON = `<svg viewBox="0 0 20 20" width="14" height="14" aria-hidden="true"
   fill="none" stroke="currentColor" stroke-width="1.8"><rect x="2" y="6" width="10" height="10"
@@ -147,10 +150,13 @@ function appendTile(st, tile, index) {
   el.innerHTML = `
     <i style="padding-bottom:${(100 / ar).toFixed(3)}%"></i>
     <button type="button" class="open" aria-label="Open ${escapeHtml(name)}"
-      title="${escapeHtml(hint(tile))}"><img alt="" loading="lazy" decoding="async"></button>
+      aria-description="${TILE_KEYS}" title="${escapeHtml(hint(tile))}"><img alt=""
+      loading="lazy" decoding="async"></button>
     <span class="name">${escapeHtml(middle(name, NAME_CHARS))}</span>
-    <label class="pick" title="Select"><input type="checkbox" aria-label="Select ${escapeHtml(name)}"></label>
-    <button type="button" class="like" title="More like this" aria-label="More like ${escapeHtml(name)}">${LIKE_ICON}</button>`;
+    <label class="pick" title="Select (x)"><input type="checkbox" tabindex="-1"
+      aria-label="Select ${escapeHtml(name)}"></label>
+    <button type="button" class="like" tabindex="-1" title="More like this (l)"
+      aria-label="More like ${escapeHtml(name)}">${LIKE_ICON}</button>`;
   const marks = [];
   if (tile.copies > 1) marks.push(`${tile.copies} copies`);
   if (tile.similar > 0) marks.push(`+${tile.similar} similar`);

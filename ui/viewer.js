@@ -208,7 +208,48 @@ function onKey(st, e) {
       e.preventDefault();
       box.focus();
     }
+  } else {
+    tileKey(st, e);
   }
+}
+
+// Keys on a focused photo of the grid: x selects, l finds more like it, arrows move focus
+// (up and down to the photo of the next row nearest above or below).
+function tileKey(st, e) {
+  const open = e.composedPath()[0];
+  const tile = open && open.classList && open.classList.contains("open") && open.closest(".tile");
+  if (!tile || !st.host.contains(tile) || e.altKey || e.ctrlKey || e.metaKey) return;
+  let to = null;
+  if (e.key === "x") tile.querySelector(".pick input").click();
+  else if (e.key === "l") tile.querySelector(".like").click();
+  else if (e.key.startsWith("Arrow")) to = neighbour(st, tile, e.key);
+  else return;
+  e.preventDefault();
+  if (to) {
+    to.querySelector(".open").focus();
+    to.scrollIntoView({ block: "nearest" });
+  }
+}
+
+function neighbour(st, tile, key) {
+  const tiles = [...st.sections.querySelectorAll(".tile")];
+  const at = tiles.indexOf(tile);
+  if (key === "ArrowLeft") return tiles[at - 1] || null;
+  if (key === "ArrowRight") return tiles[at + 1] || null;
+  const box = tile.getBoundingClientRect();
+  const mid = box.left + box.width / 2;
+  const down = key === "ArrowDown";
+  let best = null, bestRow = null, bestDx = Infinity;
+  for (const other of down ? tiles.slice(at + 1) : tiles.slice(0, at).reverse()) {
+    const r = other.getBoundingClientRect();
+    const beyond = down ? r.top >= box.bottom - 1 : r.bottom <= box.top + 1;
+    if (!beyond) continue;
+    if (bestRow === null) bestRow = r.top;
+    else if (Math.abs(r.top - bestRow) > 1) break;  // past the next row
+    const dx = Math.abs(r.left + r.width / 2 - mid);
+    if (dx < bestDx) [best, bestDx] = [other, dx];
+  }
+  return best;
 }
 
 function trapFocus(st, e) {
