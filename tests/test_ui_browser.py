@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -474,3 +475,48 @@ def test_photos_indexed_elsewhere_are_offered_not_forced_on_the_page(
     finally:
         arrival.unlink(missing_ok=True)
         index_once(served.settings, pixel_embedder, photos)
+
+
+@pytest.mark.parametrize("how", ["button", "server stopped"])
+def test_a_run_started_on_the_page_stops_cleanly(browser, tmp_path, how) -> None:  # noqa: ANN001
+    """ "Add and index", then "Stop indexing" mid-run: the run ends after the batch it was
+    writing, recorded as interrupted, and what it indexed stays. SIGTERM to searchapp ui
+    mid-run: the server stops at once, its run ends as a killed one (the next run resumes
+    it), and what it committed stays."""
+    from searchapp.config import ENCODER_PIXELS, load_settings
+    from searchapp.library import Library
+    from tests.helpers import write_jpegs
+
+    expect = _expect()
+    photos = tmp_path / "photos"
+    write_jpegs(photos, 24, seed=5)
+    port = free_port()
+    # two photos a batch, half a second after each commit: a run of ~6 s
+    env = {**PIXELS_ENV, "SEARCHAPP_BATCH_SIZE": "2", "SEARCHAPP_FAULT_PACE": "0.5"}
+    proc = start_page(tmp_path / "lib", port, tmp_path / "server.log", env)
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(STEP_MS)
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.get_by_role("textbox", name="Photo folder to add").fill(str(photos))
+        page.get_by_role("button", name="Add and index").click()
+        expect(page.get_by_text(re.compile(r"Indexed [1-9]\d* of 24 files"))).to_be_visible()
+        if how == "button":
+            page.get_by_role("button", name="Stop indexing").click()
+            said = page.get_by_text("Indexing stopped after the batch it was writing.")
+            expect(said).to_be_visible()
+        else:
+            os.kill(proc.pid, signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0
+        settings = load_settings(data_dir=tmp_path / "lib", encoder=ENCODER_PIXELS,
+                                 weights="random")  # fmt: skip
+        with Library(settings) as library:
+            wait_for(lambda: library.last_run().state != "running", "the run to end", 30)
+            indexed, run = library.photo_count(), library.last_run()
+        # a server that stops takes its run thread with it: the run reads as a killed one
+        ended = "interrupted" if how == "button" else "stopped"
+        assert 0 < indexed < 24 and run.state == ended, (indexed, run)
+    finally:
+        context.close()
+        stop_group(proc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -26,6 +27,21 @@ SCRIPT_CONTROL = (StopException, RerunException)
 # the page half a second after a run and took it away), then goes on the next one
 FLASH_KEEP_S = 20.0
 WATCHER_WAIT_S = 600.0
+STOP = "stop-run"  # the Stop button's key
+
+
+class StopRequested(KeyboardInterrupt):
+    """The page's Stop button: raised from the progress callback right after a batch's
+    commit, it ends the run as Ctrl+C ends a CLI run (recorded as interrupted; everything
+    committed stays)."""
+
+
+def _request_stop(stop: threading.Event) -> None:
+    # Streamlit stops this script at the click and runs the page again in a new thread,
+    # where this callback runs; the run's thread sees the event after its next commit
+    stop.set()
+    set_flash("Indexing stopped after the batch it was writing. What it indexed stays "
+              "searchable; index the folder again to go on where it stopped.")  # fmt: skip
 
 
 def run_indexing(
@@ -45,6 +61,7 @@ def run_indexing(
     st.session_state.pop(FLASH, None)  # the last run's summary is not this one's
     bar = st.progress(0.0, text="Looking for photos...")
     asked: list[BaseException] = []
+    stop_clicked = threading.Event()
 
     def show(fraction: float, text: str) -> None:
         if not asked:
@@ -52,6 +69,8 @@ def run_indexing(
                 bar.progress(fraction, text=text)
             except SCRIPT_CONTROL as control:
                 asked.append(control)
+        if stop_clicked.is_set():
+            raise StopRequested
 
     def on_progress(p: Progress) -> None:
         fraction = p.done / p.total if p.total else 1.0
@@ -65,6 +84,13 @@ def run_indexing(
     # means "busy", said at once rather than freezing the page.
     holder = read_writer(settings)
     wait_s = WATCHER_WAIT_S if holder is not None and holder.kind == "watch" else 0.0
+    stop = st.empty()
+    if not wait_s:  # the watcher's runs are its own: the page only waits for them
+        stop.button(
+            "Stop indexing", key=STOP, icon=":material/stop:", on_click=_request_stop,
+            args=(stop_clicked,),
+            help="Ends the run after the batch it is writing; what it indexed stays.",
+        )  # fmt: skip
     command = Index(
         paths=tuple(paths) if paths is not None else None,
         retry_failed=retry_failed,
@@ -82,8 +108,14 @@ def run_indexing(
         )
     except SearchAppError as err:
         bar.empty()
+        stop.empty()
         st.error(md_escape(str(err)))
         return False
+    except StopRequested:  # the page has moved on already, its flash set by the click
+        if asked:
+            raise asked[0] from None
+        return False
+    stop.empty()
     if asked:  # a stopped script cannot write its session either: Status has the run
         raise asked[0]
     set_flash(_summary(settings, command, outcome))
