@@ -469,6 +469,7 @@ def test_photos_indexed_elsewhere_are_offered_not_forced_on_the_page(
         expect(viewer).to_be_visible()
         expect(page.locator(".tile")).to_have_count(PHOTOS)
         page.keyboard.press("Escape")
+        page.screenshot(path=str(_shots_dir() / "new-photos-1280x720.png"))
         notice.click()
         expect(page.locator(".tile")).to_have_count(PHOTOS + 1)
         expect(notice).to_have_count(0)
@@ -503,6 +504,7 @@ def test_a_run_started_on_the_page_stops_cleanly(browser, tmp_path, how) -> None
         page.get_by_role("button", name="Add and index").click()
         expect(page.get_by_text(re.compile(r"Indexed [1-9]\d* of 24 files"))).to_be_visible()
         if how == "button":
+            page.screenshot(path=str(_shots_dir() / "indexing-1280x720.png"))
             page.get_by_role("button", name="Stop indexing").click()
             said = page.get_by_text("Indexing stopped after the batch it was writing.")
             expect(said).to_be_visible()
