@@ -252,6 +252,11 @@ def test_the_url_restores_a_search_after_reload_and_back(page, served) -> None: 
     expect(page).to_have_url(re.compile(r"[?&]q=rocket"))
     _idle(page)
     assert page.locator(".tile").evaluate_all("ts => ts.map(t => t.dataset.id)") == rocket
+    page.go_forward()  # the photo again, as Back left it
+    expect(viewer).to_have_attribute("data-id", rocket[0])
+    expect(viewer).to_be_visible()
+    page.go_back()
+    expect(viewer).to_be_hidden()
     page.go_back()
     expect(page).to_have_url(re.compile(r"[?&]q=coffee"))
     expect(box).to_have_value("coffee")
@@ -519,6 +524,74 @@ def test_a_run_started_on_the_page_stops_cleanly(browser, tmp_path, how) -> None
         # a server that stops takes its run thread with it: the run reads as a killed one
         ended = "interrupted" if how == "button" else "stopped"
         assert 0 < indexed < 24 and run.state == ended, (indexed, run)
+    finally:
+        context.close()
+        stop_group(proc)
+
+
+def test_a_photo_gone_from_the_library_refuses_the_zip_in_words(
+    page, served, pixel_embedder
+) -> None:  # noqa: ANN001
+    """The browser's download drops a refusal without a word: the page asks first."""
+    from PIL import Image
+
+    expect = _expect()
+    photos = served.settings.data_dir.parent / "photos"
+    doomed = photos / "doomed.png"
+    Image.new("RGB", (90, 120), (20, 90, 200)).save(doomed)
+    index_once(served.settings, pixel_embedder, photos)
+    try:
+        page.goto(served.url)
+        tile = page.locator(".tile", has=page.get_by_role("button", name="Open doomed.png"))
+        tile.hover()
+        tile.locator(".pick input").check()
+        doomed.unlink()
+        index_once(served.settings, pixel_embedder, photos)  # as the watcher would
+        page.locator("[data-sel=zip]").click()
+        expect(page.locator(".selnote")).to_have_text(
+            re.compile(r"^Photo \d+ is no longer in the library; clear the selection\.$")
+        )
+    finally:
+        doomed.unlink(missing_ok=True)
+        index_once(served.settings, pixel_embedder, photos)
+
+
+def test_a_long_timeline_pages_through_the_viewer_and_the_url(
+    browser, tmp_path, pixel_embedder
+) -> None:  # noqa: ANN001
+    """70 photos, 60 a page: "Load more" shows the rest and the URL keeps it (a reload
+    shows 70 again); the viewer steps from the last shown photo into the next page."""
+    from searchapp.config import ENCODER_PIXELS, load_settings
+    from tests.helpers import write_jpegs
+
+    expect = _expect()
+    write_jpegs(tmp_path / "photos", 70, seed=9)
+    settings = load_settings(data_dir=tmp_path / "lib", encoder=ENCODER_PIXELS, weights="random")
+    index_once(settings, pixel_embedder, tmp_path / "photos")
+    port = free_port()
+    proc = start_page(settings.data_dir, port, tmp_path / "server.log", PIXELS_ENV)
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(STEP_MS)
+        url = f"http://127.0.0.1:{port}/"
+        page.goto(url)
+        tiles, more = page.locator(".tile"), page.get_by_role("button", name="Load more")
+        expect(tiles).to_have_count(60)
+        more.click()
+        expect(tiles).to_have_count(70)
+        expect(more).to_be_hidden()
+        expect(page).to_have_url(re.compile(r"[?&]pages=2"))
+        page.reload()
+        expect(tiles).to_have_count(70)
+        page.goto(url)  # 60 again; the viewer goes on past the 60th
+        expect(tiles).to_have_count(60)
+        tiles.nth(59).locator(".open").click()
+        viewer = page.get_by_role("dialog", name="Photo viewer")
+        expect(viewer).to_be_visible()
+        page.keyboard.press("ArrowRight")
+        expect(tiles).to_have_count(70)
+        expect(viewer).to_have_attribute("data-id", tiles.nth(60).get_attribute("data-id"))
     finally:
         context.close()
         stop_group(proc)

@@ -179,6 +179,10 @@ def test_a_zip_refuses_photos_outside_the_guard_and_too_many(server, monkeypatch
     text = body.decode()
     assert text.startswith("swapped.png cannot be downloaded: ") and text.count("\n") == 1
     assert "not inside an indexed folder" in text
+    # the page asks first (check=1): the same refusal, and "ok" without a zip when allowed
+    checked = _call(server, "GET", f"/photo/zip?ids={ok},{server.ids['swapped.png']}&check=1")
+    assert checked[:2] == (403, kind) and checked[2] == body
+    assert _call(server, "GET", f"/photo/zip?ids={ok}&check=1")[::2] == (200, b"ok\n")
 
     monkeypatch.setattr(media, "ZIP_MAX_PHOTOS", 2)
     three = ",".join(

@@ -87,7 +87,6 @@ function render(st, data) {
   st.zipMax = data.zip_max || Infinity;
   st.data = tiles;
   st.hasMore = !!data.has_more;
-  st.asked = false;
   st.shown = Math.max(st.shown, data.show || st.page);
   reveal(st);
   st.host.querySelector(".more").textContent = data.more_label || "Load more";
@@ -100,10 +99,8 @@ function render(st, data) {
 function showMore(st) {
   st.shown += st.page;
   reveal(st);
-  if (!st.asked && st.hasMore && st.data.length - st.shown < st.page) {
-    st.asked = true;
-    st.send("action", { kind: "more", shown: st.shown });
-  }
+  // always told, so the URL keeps the pages shown; Python sends the next page then
+  st.send("action", { kind: "more", shown: st.shown });
 }
 
 function reveal(st) {
@@ -278,6 +275,18 @@ function relevance(score) {
 }
 
 // ------------------------------------------------------------------ selection
+function downloadZip(st, link) {
+  const out = st.host.querySelector(".selnote");
+  if (!link.href) return;
+  fetch(`${link.href}&check=1`, { credentials: "same-origin" })
+    .then((r) => (r.ok ? "" : r.text()))
+    .then((refused) => {
+      if (refused) note(out, refused.trim());
+      else window.location.assign(link.href);  // an attachment: downloads, stays here
+    })
+    .catch(() => note(out, "The page server did not answer; try again."));
+}
+
 function updateSelection(st) {
   for (const id of [...st.selected]) if (!st.nodes.has(id)) st.selected.delete(id);
   const bar = st.host.querySelector(".selbar");
@@ -301,7 +310,10 @@ function updateSelection(st) {
 function selectionAction(st, e) {
   const kind = e.target.closest("[data-sel]")?.dataset.sel;
   const ids = [...st.selected];
-  if (kind === "copy") {
+  if (kind === "zip") {
+    e.preventDefault();  // asked first: a refused download ends without a word
+    downloadZip(st, e.target.closest("a"));
+  } else if (kind === "copy") {
     const paths = st.tiles.filter((t) => st.selected.has(t.photo_id)).map((t) => t.path);
     copyText(paths.join("\n")).then((ok) => note(st.host.querySelector(".selnote"),
       ok ? `Copied ${paths.length} paths.` : "Copying is blocked here; select the paths by hand."));

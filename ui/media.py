@@ -191,6 +191,8 @@ def zip_photos(request: Request) -> Response:
 
     Every photo is checked through the access guard before the first byte goes out; one
     refused, or more than ``ZIP_MAX_PHOTOS``, refuses the zip with a one-line message.
+    With ``check=1`` only the checks run (the page shows a refusal, which a browser's
+    download would drop without a word).
     """
     raw = request.query_params.get("ids", "")
     ids = list(dict.fromkeys(i for i in map(_photo_id, raw.split(",")) if i is not None))
@@ -213,6 +215,8 @@ def zip_photos(request: Request) -> Response:
         except SearchAppError as err:
             return _refused(403, f"{Path(record.path).name} cannot be downloaded: {err}")
         files.append((real, _unique(_entry_name(record.path), names)))
+    if request.query_params.get("check"):  # the page asks first: a refused download says
+        return Response("ok\n", media_type="text/plain", headers=NO_STORE)  # nothing
     return StreamingResponse(
         _zip_stream(files),
         media_type="application/zip",

@@ -23,7 +23,7 @@ from searchapp.ui.filters_view import explain_empty, show_filters
 from searchapp.ui.freshness import note_drawn
 from searchapp.ui.gallery import show_gallery, take_action
 from searchapp.ui.markdown import md_escape
-from searchapp.ui.url_state import WEIGHTS, SearchState, from_params, to_params
+from searchapp.ui.url_state import MAX_PAGES, WEIGHTS, SearchState, from_params, to_params
 
 PAGE = 60  # tiles a "load more" adds: about two screens on a laptop
 FOLDED = ", near-identical ones folded"  # the count is of photos; a folded tile holds several
@@ -110,8 +110,10 @@ def _on_grid_action() -> None:
         return
     if action.get("kind") == "like":
         start_like(tuple(int(i) for i in action.get("ids", [])))
-    elif action.get("kind") == "more":
-        st.session_state["pages"] = st.session_state.get("pages", 1) + 1
+    elif action.get("kind") == "more":  # the grid shows them already: the URL keeps them
+        pages, shown = st.session_state.get("pages", 1), action.get("shown")
+        shown = -(-shown // PAGE) if isinstance(shown, int) else 0  # pages, rounded up
+        st.session_state["pages"] = min(max(pages + (not shown), shown), MAX_PAGES)
 
 
 def _pick_recent(recent: list[dict[str, str]]) -> None:

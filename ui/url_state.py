@@ -20,6 +20,7 @@ WEIGHTS = (-2.0, -1.0, -0.5, 0.5, 1.0, 2.0, 3.0)
 YEARS = range(1800, 3000)
 MAX_SIDE = 20_000  # the largest "minimum size" the Filters box offers
 MAX_ID = 2**63 - 1  # SQLite's largest row id
+MAX_PAGES = 50  # "load more" pages a link can ask for
 _DIGITS = re.compile(r"[0-9]+")
 
 
@@ -72,7 +73,7 @@ def from_params(params: dict[str, str]) -> SearchState:
     return replace(
         state, since=_iso_day(state.since), until=_iso_day(state.until),
         like=tuple(i for i in state.like if 0 < i <= MAX_ID), lw=_snap_weight(state.lw),
-        pages=max(1, min(state.pages, 50)), min_side=max(0, min(state.min_side, MAX_SIDE)),
+        pages=max(1, min(state.pages, MAX_PAGES)), min_side=max(0, min(state.min_side, MAX_SIDE)),
     )  # fmt: skip
 
 

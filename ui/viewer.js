@@ -17,10 +17,14 @@ function openViewer(st, index) {
 // entries carry a "#": Streamlit reruns the script on a history step unless the URL it
 // lands on has a hash and the same query, so stepping between these two costs no rerun.
 function pushViewer(st) {
-  if (history.state && history.state.searchappViewer) return;
+  const id = st.tiles[st.index].photo_id;
+  if (history.state && history.state.searchappViewer) {
+    history.replaceState({ searchappViewer: id }, "");  // Forward comes back to this one
+    return;
+  }
   const here = location.href.split("#")[0];
   history.replaceState(history.state, "", `${here}#`);
-  history.pushState({ searchappViewer: true }, "", `${here}#photo`);
+  history.pushState({ searchappViewer: id }, "", `${here}#photo`);
 }
 
 // ``after`` runs once the viewer's history entry is gone (a new search pushed before it
@@ -53,10 +57,17 @@ function onPop(st) {
     window.removeEventListener("popstate", st.onPop);
     return;
   }
-  if (st.viewer && !st.viewer.hidden) hideViewer(st);  // Back pressed in the viewer
+  const open = st.viewer && !st.viewer.hidden;
+  const photo = history.state && history.state.searchappViewer;
+  if (open && !photo) hideViewer(st);  // Back pressed in the viewer
+  else if (!open && photo && !st.afterBack) openViewer(st, indexOfId(st, photo));  // Forward
   const after = st.afterBack;
   st.afterBack = null;
   if (after) after();
+}
+
+function indexOfId(st, id) {
+  return st.tiles.findIndex((t) => t.photo_id === id);
 }
 
 function buildViewer(st) {
@@ -103,8 +114,14 @@ function buildViewer(st) {
 
 function step(st, delta) {
   const next = st.index + delta;
+  if (next >= st.tiles.length && moreToShow(st)) showMore(st);  // on into the next page
   if (next < 0 || next >= st.tiles.length) return;
   showInViewer(st, next);
+  pushViewer(st);
+}
+
+function moreToShow(st) {
+  return st.data.length > st.tiles.length;
 }
 
 function showInViewer(st, index) {
@@ -124,7 +141,7 @@ function showInViewer(st, index) {
     if (st.tiles[near]) new Image().src = `/photo/preview/${st.tiles[near].photo_id}`;
   }
   v.querySelector(".prev").disabled = index === 0;
-  v.querySelector(".next").disabled = index === st.tiles.length - 1;
+  v.querySelector(".next").disabled = index === st.tiles.length - 1 && !moreToShow(st);
   v.querySelector(".vname").textContent = middle(baseName(tile.path), 40);
   v.querySelector(".vname").title = baseName(tile.path);
   v.querySelector("[data-act=original]").href = `/photo/original/${tile.photo_id}`;
