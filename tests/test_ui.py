@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -330,7 +331,13 @@ def test_a_file_name_query_finds_the_file_first(monkeypatch, shared_library) -> 
     tiles = _tiles(at)
     assert Path(tiles[0]["path"]).name == "rocket.jpg" and tiles[0]["by_name"]
     assert [Path(t["path"]).name for t in tiles].count("rocket.jpg") == 1
-    assert "1 by file or folder name" in _texts(at)
+    # the counts add up to the tiles, and with the hidden ones to the library (16 photos):
+    # the name match is not counted again among the model's results
+    said = re.search(r"1 by file or folder name, then (\d+) relevant results; (\d+) weaker",
+                     _texts(at))  # fmt: skip
+    assert said, _texts(at)
+    relevant, hidden = map(int, said.groups())
+    assert 1 + relevant == len(tiles) and 1 + relevant + hidden == 16, said.group(0)
 
 
 def test_filters_change_results_and_an_empty_result_names_its_filter(

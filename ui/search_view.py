@@ -194,10 +194,12 @@ def _results(
     except SearchAppError as err:
         st.error(md_escape(str(err)))
         return
-    tiles = _merge(by_name, library.tiles(page.results))
+    by_meaning = library.tiles(page.results)
+    tiles = _merge(by_name, by_meaning)
     tiles = library.fold_similar(tiles) if state.fold else tiles
-    _summary(page.contents, page.hidden_contents, len(by_name), state.all,
-             filtered=flt is not None, folded=state.fold)  # fmt: skip
+    shown, hidden = _counts_beside(by_name, by_meaning, page.contents, page.hidden_contents)
+    _summary(shown, hidden, len(by_name), state.all, filtered=flt is not None,
+             folded=state.fold)  # fmt: skip
     if not tiles:
         if flt is not None and not library.timeline(flt, 0, 1).total:
             explain_empty(library, flt)  # no photo passes the filters: name the one to clear
@@ -215,6 +217,17 @@ def _merge(by_name: list[Tile], by_meaning: list[Tile]) -> list[Tile]:
     without the photos already shown."""
     seen = {t.content_hash or t.photo_id for t in by_name}
     return by_name + [t for t in by_meaning if (t.content_hash or t.photo_id) not in seen]
+
+
+def _counts_beside(
+    by_name: list[Tile], by_meaning: list[Tile], relevant: int, hidden: int
+) -> tuple[int, int]:
+    """The model's counts without the photos the name matches show already: those among
+    its relevant results (as far as this page holds them), and the rest, which it had
+    counted as hidden."""
+    named = {t.content_hash or t.photo_id for t in by_name}
+    twice = sum(1 for t in by_meaning if (t.content_hash or t.photo_id) in named)
+    return relevant - twice, max(hidden - (len(named) - twice), 0)
 
 
 def _summary(
