@@ -595,3 +595,33 @@ def test_a_long_timeline_pages_through_the_viewer_and_the_url(
     finally:
         context.close()
         stop_group(proc)
+
+
+def test_a_photo_s_date_reads_as_its_camera_wrote_it_in_any_time_zone(
+    browser, served, pixel_embedder
+) -> None:  # noqa: ANN001
+    """EXIF dates have no zone: 10:00 on the camera is 10:00 in a browser 14 hours away
+    (it showed the next day there), under the month header the server gave it."""
+    from PIL import Image
+
+    expect = _expect()
+    photos = served.settings.data_dir.parent / "photos"
+    dated = photos / "dated.jpg"
+    exif = Image.Exif()
+    exif[0x0132] = "2023:07:01 10:00:00"  # DateTime
+    Image.new("RGB", (120, 90), (200, 60, 60)).save(dated, exif=exif)
+    index_once(served.settings, pixel_embedder, photos)
+    context = browser.new_context(viewport={"width": 1280, "height": 720},
+                                  timezone_id="Pacific/Kiritimati", locale="en-US")  # fmt: skip
+    try:
+        page = context.new_page()
+        page.set_default_timeout(STEP_MS)
+        page.goto(served.url)
+        expect(page.locator(".month").first).to_have_text("July 2023")
+        page.get_by_role("button", name="Open dated.jpg").click()
+        facts = page.get_by_role("dialog", name="Photo viewer").locator(".facts")
+        expect(facts).to_contain_text("7/1/2023, 10:00:00 AM")
+    finally:
+        context.close()
+        dated.unlink()
+        index_once(served.settings, pixel_embedder, photos)

@@ -264,7 +264,7 @@ function thumbUrl(tile) {
 }
 
 function hint(tile) {
-  const parts = [baseName(tile.path), dateText(tile.taken_at)];
+  const parts = [baseName(tile.path), dateText(tile.taken)];
   if (tile.by_name) parts.push("name matches");
   else if (tile.score !== null && tile.score !== undefined) parts.push(`match ${relevance(tile.score)}`);
   return parts.join(" · ");

@@ -10,6 +10,7 @@ The component reports one action at a time: ``like`` (ids), ``more``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import streamlit as st
@@ -34,8 +35,17 @@ def tile_data(tile: Tile) -> dict:
         "relative": tile.relative, "taken_at": tile.taken_at, "width": tile.width,
         "height": tile.height, "size": tile.size, "format": tile.format,
         "copies": tile.copies, "score": tile.score, "by_name": tile.by_name,
-        "month": tile.month, "similar": tile.similar,
+        "month": tile.month, "similar": tile.similar, "taken": wall_clock(tile.taken_at),
     }  # fmt: skip
+
+
+def wall_clock(taken_at: float | None) -> str | None:
+    """The time a photo was taken as its camera wrote it (EXIF has no time zone: it was
+    read as this computer's local time), for the browser to show as written wherever it
+    runs, not shifted into its own time zone."""
+    if taken_at is None:
+        return None
+    return datetime.fromtimestamp(taken_at).isoformat(timespec="seconds")
 
 
 def show_gallery(

@@ -157,7 +157,7 @@ function showInViewer(st, index) {
 
 function facts(v, tile, info) {
   const rows = [
-    ["Date", dateText(tile.taken_at, true)],
+    ["Date", dateText(tile.taken, true)],
     ["Camera", info ? info.camera || "unknown" : "…"],
     ["Size", tile.width ? `${tile.width} × ${tile.height} px` : "unknown"],
     ["File", `${tile.format || "?"}, ${sizeText(tile.size)}`],
@@ -323,10 +323,13 @@ function dirName(path) {
   return parts.join("/");
 }
 
-function dateText(ts, long) {
-  if (!ts) return "no date";
-  const d = new Date(ts * 1000);
-  return long ? d.toLocaleString() : d.toLocaleDateString();
+function dateText(taken, long) {
+  if (!taken) return "no date";
+  // the wall clock the camera wrote ("2023-07-01T10:00:00"), shown as written: a Date
+  // built from its parts is that time in whatever zone this browser is in
+  const [y, mo, d, h, mi, sec] = taken.split(/[-T:]/).map(Number);
+  const when = new Date(y, mo - 1, d, h, mi, sec);
+  return long ? when.toLocaleString() : when.toLocaleDateString();
 }
 
 function sizeText(n) {
