@@ -173,9 +173,15 @@ def fold_similar(
 
 
 def timeline(
-    store: Store, flt: PhotoFilter | None, offset: int, limit: int, total: int
+    store: Store,
+    flt: PhotoFilter | None,
+    offset: int,
+    limit: int,
+    total: int,
+    newest: bool = True,
 ) -> TimelinePage:
-    """One page of every photo newest first, each content once (at its newest file).
+    """One page of every photo newest (or oldest) first, each content once (at its first
+    file in that order).
 
     Reads rows in date order until the page (and one more, for ``has_more``) is folded
     together; ``total`` (distinct contents) is the caller's, which caches it.
@@ -183,7 +189,7 @@ def timeline(
     want = offset + limit + 1
     fetch = 2 * want + 64
     while True:
-        rows = store.timeline_rows(flt, fetch)
+        rows = store.timeline_rows(flt, fetch, newest)
         firsts: dict[str, int] = {}
         for pid, content_hash in rows:
             firsts.setdefault(content_hash or f"id:{pid}", pid)

@@ -24,12 +24,18 @@ class BrowseReads:
     dict of timeline sizes (``generation`` comes from ``StatusReads``)."""
 
     def timeline(
-        self, flt: PhotoFilter | None = None, offset: int = 0, limit: int = 200
+        self,
+        flt: PhotoFilter | None = None,
+        offset: int = 0,
+        limit: int = 200,
+        *,
+        newest: bool = True,
     ) -> TimelinePage:
-        """Every photo newest first by date taken (undated last), each content once."""
+        """Every photo by date taken, newest (or oldest) first, undated last, each content
+        once."""
         if not self.exists:
             return TimelinePage([], 0, offset)
-        return browse.timeline(self.store, flt, offset, limit, self._distinct(flt))
+        return browse.timeline(self.store, flt, offset, limit, self._distinct(flt), newest)
 
     def distinct_images(self) -> int:
         """How many different images the library holds: byte-identical copies count once

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
-from sqlalchemy import func, select
+from sqlalchemy import asc, desc, func, select
 from sqlalchemy.orm import Session
 
 from searchapp.records import STATUS_INDEXED, PhotoFilter, PhotoRecord
@@ -24,16 +24,20 @@ class BrowseQueries:
 
     _session: Callable[[], AbstractContextManager[Session]]
 
-    def timeline_rows(self, flt: PhotoFilter | None, limit: int) -> list[tuple[int, str | None]]:
-        """The first ``limit`` ``(photo id, content hash)`` of every photo newest first by
-        date taken, then the undated ones (newest id first); read along the date index."""
+    def timeline_rows(
+        self, flt: PhotoFilter | None, limit: int, newest: bool = True
+    ) -> list[tuple[int, str | None]]:
+        """The first ``limit`` ``(photo id, content hash)`` of every photo by date taken,
+        newest (or oldest) first, then the undated ones in the order they were added;
+        read along the date index."""
+        order = desc if newest else asc
         base = filtered(select(PhotoRow.id, PhotoRow.content_hash), flt, by_date=True)
         dated = base.where(PhotoRow.taken_at.is_not(None))
-        dated = dated.order_by(PhotoRow.taken_at.desc(), PhotoRow.id.desc()).limit(limit)
+        dated = dated.order_by(order(PhotoRow.taken_at), order(PhotoRow.id)).limit(limit)
         with self._session() as s:
             rows = [(int(i), h) for i, h in s.execute(dated)]
             if len(rows) < limit:
-                undated = base.where(PhotoRow.taken_at.is_(None)).order_by(PhotoRow.id.desc())
+                undated = base.where(PhotoRow.taken_at.is_(None)).order_by(order(PhotoRow.id))
                 rows += [(int(i), h) for i, h in s.execute(undated.limit(limit - len(rows)))]
         return rows
 

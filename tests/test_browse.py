@@ -62,6 +62,9 @@ def test_timeline_is_newest_first_copies_folded_undated_last(shelf) -> None:  # 
     assert second.has_more
     only_2023 = library.timeline(PhotoFilter(folder=str(root / "2023")))
     assert only_2023.total == 2
+    oldest = [Path(t.path).name for t in library.timeline(newest=False).tiles]
+    assert oldest[:3] == ["loose.jpg", "IMG_2041.jpg", "IMG_2042.jpg"]
+    assert oldest[3] in ("beach.jpg", "beach copy.jpg") and oldest[4] == "old_100%.jpg"
 
 
 def test_search_results_fold_byte_identical_files(shelf) -> None:  # noqa: ANN001

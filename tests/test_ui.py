@@ -160,6 +160,11 @@ def test_a_folded_grid_says_its_count_is_of_photos(monkeypatch, shared_library) 
     at.query_params["fold"] = "1"
     at.run()
     assert "16 photos, newest first, near-identical ones folded" in _texts(at), _texts(at)
+    newest = [t["photo_id"] for t in _tiles(at)]
+    at.query_params["sort"] = "oldest"  # the timeline follows "oldest first" too
+    at.run()
+    assert "16 photos, oldest first, near-identical ones folded" in _texts(at), _texts(at)
+    assert [t["photo_id"] for t in _tiles(at)] == newest[::-1]  # none has a date
 
 
 def test_more_like_this_from_the_url_and_clear(monkeypatch, shared_library) -> None:  # noqa: ANN001

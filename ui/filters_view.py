@@ -68,7 +68,8 @@ def _filter_widgets(library: Library) -> None:
     generation = library.generation()
     st.selectbox(
         "Sort by", SORTS, format_func=SORT_LABELS.__getitem__, key="sort",
-        help="Best match applies to searches; the timeline is always newest first.",
+        help="Best match applies to searches; without one, the timeline is newest first "
+        "unless you choose oldest first.",
     )  # fmt: skip
     st.toggle(
         "Show all results", key="show_all",

@@ -163,16 +163,18 @@ def show_photos(library: Library) -> None:
 
 def _timeline(library: Library, flt: PhotoFilter | None, state: SearchState) -> None:
     try:
-        page = library.timeline(flt, 0, PAGE * (state.pages + 1))  # a page ahead
+        newest = state.sort != "oldest"  # "best match" means nothing without a query
+        page = library.timeline(flt, 0, PAGE * (state.pages + 1), newest=newest)  # one ahead
     except SearchAppError as err:
         st.error(md_escape(str(err)))
         return
-    st.caption(f"{page.total:,} photos, newest first" + (" (filtered)" if flt else "")
+    order = "newest first" if newest else "oldest first"
+    st.caption(f"{page.total:,} photos, {order}" + (" (filtered)" if flt else "")
                + (FOLDED if state.fold else ""))  # fmt: skip
     if not page.tiles:
         explain_empty(library, flt)
         return
-    grid_id = f"timeline:{flt!r}:{state.fold}"
+    grid_id = f"timeline:{flt!r}:{state.fold}:{newest}"
     tiles = library.fold_similar(page.tiles) if state.fold else page.tiles
     show_gallery(tiles, key=GRID, grid_id=grid_id, groups=True, has_more=page.has_more,
                  on_action=_on_grid_action, show=PAGE * state.pages, page=PAGE)  # fmt: skip
