@@ -26,6 +26,13 @@ NO_DATE = "No date"
 # A query "looks like a name" when it is one token with a digit, an underscore, a slash or
 # a file extension: IMG_2041, DSC01234.JPG, 2023/Juli. Plain words go to the model only.
 _NAME_TOKEN = re.compile(r"^[^\s+:]*([0-9_/\\]|\.[A-Za-z]{3,4}$)[^\s+:]*$")
+# Names hold spaces too ("Café au lait.jpg", "2024/Trip to Rome"): with spaces, a query is
+# a name when it holds a slash or ends in a photo extension, and no "+", ":" or " - " of
+# the query language.
+_SPACED_NAME = re.compile(
+    r"^[^+:]*(/|\.(jpe?g|png|heic|heif|webp|avif|tiff?|gif|bmp|dng|cr2|nef|arw)$)[^+:]*$",
+    re.IGNORECASE,
+)
 _GPS_IFD = 0x8825
 
 
@@ -230,7 +237,9 @@ def folder_options(store: Store) -> list[FolderOption]:
 def name_fragment(text: str) -> str | None:
     """The part of a query to match against file and folder names, if it looks like one."""
     text = text.strip()
-    return text if text and _NAME_TOKEN.match(text) else None
+    if text and _NAME_TOKEN.match(text):
+        return text
+    return text if _SPACED_NAME.match(text) and " - " not in text else None
 
 
 def name_tiles(store: Store, fragment: str, flt: PhotoFilter | None, limit: int) -> list[Tile]:

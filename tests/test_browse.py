@@ -99,6 +99,12 @@ def test_name_like_queries_match_file_and_folder_names(shelf) -> None:  # noqa: 
     assert name_fragment("IMG_2041") == "IMG_2041"
     assert name_fragment("2023/Juli") == "2023/Juli"
     assert name_fragment("dog on a beach") is None and name_fragment("beach") is None
+    # names with spaces: a slash or a photo extension says so
+    assert name_fragment(" Café au lait.jpg ") == "Café au lait.jpg"
+    assert name_fragment("2024/Trip to Rome") == "2024/Trip to Rome"
+    assert name_fragment("résumé photo.JPEG") == "résumé photo.JPEG"
+    for words in ("a dog on the beach.", "beach + 2:dog", "2024/Trip - people", "cat: sofa"):
+        assert name_fragment(words) is None, words
     assert [Path(t.path).name for t in library.name_tiles("img_2041")] == ["IMG_2041.jpg"]
     assert sorted(Path(t.path).name for t in library.name_tiles("2023/Juli")) == [
         "IMG_2041.jpg",
@@ -106,6 +112,7 @@ def test_name_like_queries_match_file_and_folder_names(shelf) -> None:  # noqa: 
     ]
     assert all(t.by_name for t in library.name_tiles("2023/Juli"))
     assert [Path(t.path).name for t in library.name_tiles("old_100%.jpg")] == ["old_100%.jpg"]
+    assert [Path(t.path).name for t in library.name_tiles("Beach Copy.jpg")] == ["beach copy.jpg"]
     # the root's own path does not match: only names below it count
     assert library.name_tiles(str(library.roots()[0].path)[1:]) == []
 
