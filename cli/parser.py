@@ -8,6 +8,7 @@ import argparse
 from typing import NoReturn
 
 from searchapp import __version__
+from searchapp.config import MAX_BATCH, PRECISIONS, device_known
 
 EXAMPLES = """\
 examples:
@@ -27,6 +28,16 @@ GLOBAL_OPTIONS = ("--data-dir", "--model", "--weights", "--device", "--precision
 
 
 class _Parser(argparse.ArgumentParser):
+    def parse_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 - argparse's
+        """Unknown arguments are refused with the usage of the command they were given to
+        (argparse shows the top level's)."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            commands = getattr(self, "commands", {})  # build_parser sets them on the top
+            chosen = commands.get(getattr(parsed, "command", None) or "", self)
+            chosen.error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
+
     def error(self, message: str) -> NoReturn:
         """A global option after the command is refused by argparse as unknown: say where
         it goes (`searchapp ui --data-dir X` read as a typo otherwise)."""
@@ -55,11 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="pretrained tag, checkpoint file, hf-hub:REPO, "
         "local-dir:FOLDER, or 'random' (env SEARCHAPP_WEIGHTS)",
     )
-    p.add_argument("--device", help="auto, cpu, cuda or mps")
-    p.add_argument("--precision", help="auto, fp32 (reference), bf16 or fp16")
+    p.add_argument("--device", type=_device, help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument(
-        "--batch-size", type=int, help="images per model batch, per model lane (default 16)"
-    )
+        "--precision", choices=PRECISIONS, metavar="PRECISION",
+        help="auto, fp32 (reference), bf16 or fp16",
+    )  # fmt: skip
+    p.add_argument(
+        "--batch-size", type=_batch_size,
+        help=f"images per model batch, per model lane (1 to {MAX_BATCH}, default 16)",
+    )  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -126,7 +141,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--open", action="store_true",
         help="open the page in your browser once it answers (honours $BROWSER)",
     )  # fmt: skip
+    p.commands = sub.choices  # each command's own usage for its errors
     return p
+
+
+def _device(text: str) -> str:
+    if not device_known(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use auto, cpu, cuda, "
+                                         "cuda:N or mps")  # fmt: skip
+    return text
+
+
+def _batch_size(text: str) -> int:
+    size = int(text) if text.isdigit() else 0
+    if not 1 <= size <= MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a batch size; give 1 to {MAX_BATCH}")
+    return size
 
 
 def _port(text: str) -> int:

@@ -15,6 +15,8 @@ DEFAULT_MODEL = "MobileCLIP-S2"
 DEFAULT_WEIGHTS = ""  # the model's standard tag (MobileCLIP-S2: datacompdr)
 RANDOM_WEIGHTS = "random"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda", "mps")  # or cuda:N
+MAX_BATCH = 1024
 ENCODER_CLIP = "clip"
 ENCODER_PIXELS = "pixels"  # a test encoder: vectors from raw pixels, meaningless for search
 ENCODERS = (ENCODER_CLIP, ENCODER_PIXELS)
@@ -169,19 +171,24 @@ def _parse(raw: str, type_name: object, var: str) -> object:
     return raw
 
 
+def device_known(name: str) -> bool:
+    """auto, cpu, cuda, cuda:N or mps."""
+    return name in DEVICES or (name.startswith("cuda:") and name[5:].isdigit())
+
+
 def validate_settings(s: Settings) -> Settings:
     """Reject values that would only fail later, with a message naming the fix."""
     if s.encoder not in ENCODERS:
         raise ConfigError(
             f"encoder {s.encoder!r} is unknown; use {ENCODER_CLIP} (or {ENCODER_PIXELS} in tests)."
         )
-    if s.batch_size < 1 or s.batch_size > 1024:
-        raise ConfigError(f"batch size {s.batch_size} is out of range; use 1 to 1024.")
+    if not 1 <= s.batch_size <= MAX_BATCH:
+        raise ConfigError(f"batch size {s.batch_size} is out of range; use 1 to {MAX_BATCH}.")
     if s.precision not in PRECISIONS:
         raise ConfigError(
             f"precision {s.precision!r} is unknown; use one of {', '.join(PRECISIONS)}."
         )
-    if s.device not in ("auto", "cpu", "cuda", "mps") and not s.device.startswith("cuda:"):
+    if not device_known(s.device):
         raise ConfigError(f"device {s.device!r} is unknown; use auto, cpu, cuda, cuda:N or mps.")
     if s.decode_workers < 0 or s.torch_threads < 0 or s.model_lanes < 0:
         raise ConfigError("worker and thread counts must be 0 (automatic) or more.")

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from tests.helpers import PIXELS_ENV, imported, run_cli
@@ -127,6 +128,25 @@ def test_cli_errors_are_one_line(tmp_path):
         proc = run(tmp_path / "lib", "ui", "--port", port, check=False)
         assert proc.returncode == 2 and "give a number from 1 to 65535" in proc.stderr, port
         assert "Traceback" not in proc.stderr
+
+
+def test_bad_global_options_are_usage_errors_of_the_command_given(capsys):
+    """Exit 2 with the usage, as the README says (a bad --device, --precision or
+    --batch-size exited 1); an unknown option shows its own command's usage."""
+    from searchapp.cli.parser import build_parser
+
+    for argv, said in (
+        (["--device", "tpu", "status"], "'tpu' is not a device; use auto, cpu, cuda, cuda:N"),
+        (["--batch-size", "0", "status"], "'0' is not a batch size; give 1 to 1024"),
+        (["--precision", "fp8", "status"], "invalid choice: 'fp8'"),
+        (["status", "--bogus"], "searchapp status: error: unrecognized arguments: --bogus"),
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            build_parser().parse_args(argv)
+        err = capsys.readouterr().err
+        assert stopped.value.code == 2 and said in err, err
+    assert err.startswith("usage: searchapp status [-h] [--json]"), err
+    assert build_parser().parse_args(["--device", "cuda:1", "status"]).device == "cuda:1"
 
 
 def test_a_missing_weights_file_is_said_before_open_clip_loads(tmp_path):
