@@ -134,7 +134,7 @@ def _idle(page) -> None:  # noqa: ANN001
 def _results_shown(page) -> None:  # noqa: ANN001
     """The grid holds results: the caption says so, and the timeline's months are gone."""
     expect = _expect()
-    expect(page.get_by_text("relevant results")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"relevant results?\b"))).to_be_visible()
     expect(page.locator(".month")).to_have_count(0)
     expect(page.locator(".tile").first).to_be_visible()
 

@@ -235,7 +235,8 @@ def _counts_beside(
 def _summary(
     total: int, hidden: int, named: int, show_all: bool, *, filtered: bool, folded: bool
 ) -> None:
-    text = f"{total:,} " + ("results" if show_all else "relevant results")
+    results = "result" if total == 1 else "results"
+    text = f"{total:,} " + (results if show_all else f"relevant {results}")
     if filtered:  # the Filters popover may be closed: say that a filter is on
         text += " (filtered)"
     if folded:
@@ -243,7 +244,7 @@ def _summary(
     if named:
         text = f"{named} by file or folder name, then {text}"
     if hidden and not show_all:
-        text += f"; {hidden:,} weaker matches hidden"
+        text += f"; {hidden:,} weaker {'match' if hidden == 1 else 'matches'} hidden"
     left, right = st.columns([5, 1], vertical_alignment="center")
     left.caption(text)
     if hidden and not show_all:
