@@ -8,7 +8,7 @@ import argparse
 from typing import NoReturn
 
 from searchapp import __version__
-from searchapp.config import MAX_BATCH, PRECISIONS, device_known
+from searchapp.config import MAX_BATCH, PRECISIONS, UI_PORT, device_known
 
 EXAMPLES = """\
 examples:
@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
 
     ui = sub.add_parser("ui", help="serve the search page (Streamlit); --open opens a browser")
-    ui.add_argument("--port", type=_port, default=8501, help="port to listen on (default 8501)")
+    ui.add_argument("--port", type=_port, default=UI_PORT,
+                    help=f"port to listen on (default {UI_PORT})")  # fmt: skip
     ui.add_argument(
         "--host", default="127.0.0.1",
         help="address to bind (default 127.0.0.1); beyond loopback the page asks for an "

@@ -17,6 +17,7 @@ RANDOM_WEIGHTS = "random"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")  # or cuda:N
 MAX_BATCH = 1024
+UI_PORT = 8501  # searchapp ui's default port (Streamlit's)
 ENCODER_CLIP = "clip"
 ENCODER_PIXELS = "pixels"  # a test encoder: vectors from raw pixels, meaningless for search
 ENCODERS = (ENCODER_CLIP, ENCODER_PIXELS)

@@ -668,3 +668,14 @@ def test_the_change_notice_says_what_changed() -> None:
     assert change_text((3, 10), (5, 1012)) == "1,002 new photos indexed"
     assert change_text((3, 10), (4, 9)) == "1 photo removed"
     assert change_text((3, 10), (4, 10)) == "Photos were updated"
+
+
+def test_recent_search_chips_tell_alike_searches_apart() -> None:
+    """Two chips once both read "dog (all)": one of them was sorted oldest first."""
+    from searchapp.ui.search_view import _recent_label
+
+    label = lambda params: _recent_label(None, params).replace("\\", "")  # noqa: E731
+    assert label({"q": "dog", "all": "1"}) == "dog (all)"
+    assert label({"q": "dog", "all": "1", "sort": "oldest"}) == "dog (all, oldest)"
+    assert label({"q": "dog", "when": "2023", "fold": "1"}) == "dog (folded, filtered)"
+    assert label({"q": "x" * 50}) == "x" * 39 + "…"

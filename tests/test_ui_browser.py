@@ -143,6 +143,8 @@ def test_landing_shows_the_timeline_with_copies_as_one_tile(page, served) -> Non
     expect = _expect()
     page.goto(served.url)
     expect(page.get_by_text("Random model weights (chosen by")).to_be_visible()
+    port = served.url.rstrip("/").rsplit(":", 1)[1]  # the fix keeps the page's own port
+    expect(page.locator(".st-key-banner")).to_contain_text(f"/lib ui --port {port}")
     expect(page.locator(".tile")).to_have_count(PHOTOS)
     expect(page.get_by_text(f"{PHOTOS} photos, newest first")).to_be_visible()
     more = page.get_by_role("button", name="Load more", include_hidden=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from searchapp.config import Settings, data_dir_flag, load_settings
+from searchapp.config import UI_PORT, Settings, data_dir_flag, load_settings
 from searchapp.errors import SearchAppError
 from searchapp.ui.filters_view import forget_library as forget_filters
 from searchapp.ui.freshness import note_drawn, show_changes
@@ -126,8 +126,14 @@ def random_banner(settings: Settings) -> str:
         "Random model weights (chosen by `--weights random` or `SEARCHAPP_WEIGHTS=random`): "
         "searches by words or images mean nothing. Fix: stop this page, then start it without "
         # a block of its own: a long data folder scrolls there instead of out of the page
-        f"either:\n\n```\nsearchapp{data_dir_flag(settings.data_dir)} ui\n```"
+        f"either:\n\n```\nsearchapp{data_dir_flag(settings.data_dir)} ui{_port_flag()}\n```"
     )
+
+
+def _port_flag() -> str:
+    """`` --port N`` where this page was started on another port than the default."""
+    port = st.get_option("server.port")
+    return f" --port {port}" if port and int(port) != UI_PORT else ""
 
 
 def index_command(settings: Settings) -> str:

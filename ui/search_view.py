@@ -396,6 +396,10 @@ def _recent_label(library: Library, params: dict[str, str]) -> str:
             f"more like {count} photo" + ("s" if count > 1 else ""))  # fmt: skip
     if state.neg:
         text += f" − {state.neg}"
-    if state.all:
-        text += " (all)"  # beside the same words with the relevance cutoff
-    return md_escape(text if len(text) <= 40 else text[:39] + "…")
+    text = text if len(text) <= 40 else text[:39] + "…"
+    # what else sets it apart from the same words: two chips once read "dog (all)" alike
+    notes = [word for word, on in (
+        ("all", state.all), (state.sort, state.sort != "relevance"), ("folded", state.fold),
+        ("filtered", bool(state.folder or state.when or state.types or state.min_side)),
+    ) if on]  # fmt: skip
+    return md_escape(text + (f" ({', '.join(notes)})" if notes else ""))
