@@ -32,15 +32,49 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
         _check_folder(settings, folder)
     rows = _search_by_watcher(settings, args, folder)
     if rows is not None:
-        _print_rows(settings, args, rows)
+        _print_rows(settings, args, _with_names(settings, args, folder, rows))
         return 0
     from searchapp.library import Library
 
     with Library(settings) as library:
-        _print_rows(settings, args, _search_here(library, args, folder))
+        rows = _search_here(library, args, folder)
+        _print_rows(settings, args, _with_names(settings, args, folder, rows, library))
         sys.stdout.flush()  # the answer is out before the model cache is written
         library.keep_model_cache()
     return 0
+
+
+def _with_names(
+    settings: Settings,
+    args: argparse.Namespace,
+    folder: str | None,
+    rows: list[dict],
+    library: Library | None = None,
+) -> list[dict]:
+    """A TEXT that looks like a file or folder name (IMG_2041, 2023/Juli) also matches
+    names below the photo folders, as on the page: those come first (score null), then
+    the model's results without them, ``-k`` in all."""
+    from searchapp.query import name_fragment  # light: the watcher's answer loads no store
+
+    if not args.text or name_fragment(args.text) is None:
+        return rows
+    from searchapp.library import Library, PhotoFilter
+
+    flt = PhotoFilter(folder=folder) if folder else None
+    if library is None:  # the watcher answered: the names are a read of the store, no model
+        with Library(settings) as own:
+            tiles = own.name_tiles(args.text, flt, limit=args.k)
+    else:
+        tiles = library.name_tiles(args.text, flt, limit=args.k)
+    named = [_name_row(t) for t in tiles]
+    seen = {r["photo_id"] for r in named}  # a copy by another name is a row of its own here
+    rest = [r for r in rows if r["photo_id"] not in seen]
+    return [{**r, "rank": i} for i, r in enumerate((named + rest)[: args.k], 1)]
+
+
+def _name_row(tile) -> dict:  # noqa: ANN001 - searchapp.browse.Tile
+    keys = ("photo_id", "path", "taken_at", "size", "width", "height", "format", "content_hash")
+    return {"rank": 0, "score": None, **{k: getattr(tile, k) for k in keys}}
 
 
 def _check_folder(settings: Settings, folder: str) -> None:
@@ -65,7 +99,8 @@ def _print_rows(settings: Settings, args: argparse.Namespace, rows: list[dict]) 
         print(json.dumps(rows, indent=2))
         return
     for r in rows:
-        print(f"{r['rank']:3d}  {r['score']:.3f}  [{r['photo_id']}]  {printable(r['path'])}")
+        score = "name " if r["score"] is None else f"{r['score']:.3f}"
+        print(f"{r['rank']:3d}  {score}  [{r['photo_id']}]  {printable(r['path'])}")
     if not rows:
         print("no results")
 

@@ -8,7 +8,6 @@ Pure functions over the store's browsing reads (:mod:`searchapp.store_browse`);
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path, PurePath
@@ -23,16 +22,6 @@ if TYPE_CHECKING:
     from searchapp.store import Store
 
 NO_DATE = "No date"
-# A query "looks like a name" when it is one token with a digit, an underscore, a slash or
-# a file extension: IMG_2041, DSC01234.JPG, 2023/Juli. Plain words go to the model only.
-_NAME_TOKEN = re.compile(r"^[^\s+:]*([0-9_/\\]|\.[A-Za-z]{3,4}$)[^\s+:]*$")
-# Names hold spaces too ("Café au lait.jpg", "2024/Trip to Rome"): with spaces, a query is
-# a name when it holds a slash or ends in a photo extension, and no "+", ":" or " - " of
-# the query language.
-_SPACED_NAME = re.compile(
-    r"^[^+:]*(/|\.(jpe?g|png|heic|heif|webp|avif|tiff?|gif|bmp|dng|cr2|nef|arw)$)[^+:]*$",
-    re.IGNORECASE,
-)
 _GPS_IFD = 0x8825
 
 
@@ -234,14 +223,6 @@ def folder_options(store: Store) -> list[FolderOption]:
     return sorted(options, key=lambda o: o.label.lower())
 
 
-def name_fragment(text: str) -> str | None:
-    """The part of a query to match against file and folder names, if it looks like one."""
-    text = text.strip()
-    if text and _NAME_TOKEN.match(text):
-        return text
-    return text if _SPACED_NAME.match(text) and " - " not in text else None
-
-
 def name_tiles(store: Store, fragment: str, flt: PhotoFilter | None, limit: int) -> list[Tile]:
     """Photos whose path below its root contains ``fragment``, copies folded."""
     ids = store.name_matches(fragment, flt, limit)
@@ -302,7 +283,6 @@ __all__ = [
     "fold_similar",
     "folder_options",
     "month_label",
-    "name_fragment",
     "name_tiles",
     "photo_info",
     "read_gps",

@@ -13,6 +13,7 @@ import numpy as np
 from searchapp import browse, recent
 from searchapp.browse import FolderOption, PhotoInfo, Tile, TimelinePage
 from searchapp.errors import SearchAppError
+from searchapp.query import name_fragment
 from searchapp.results import SearchResult
 from searchapp.store import PhotoFilter
 from searchapp.thumbnails import thumbnails_missing
@@ -74,7 +75,7 @@ class BrowseReads:
 
     def name_tiles(self, text: str, flt: PhotoFilter | None = None, limit: int = 200) -> list[Tile]:
         """Photos whose path below its root holds ``text`` if it looks like a name."""
-        fragment = browse.name_fragment(text)
+        fragment = name_fragment(text)
         return [] if fragment is None else browse.name_tiles(self.store, fragment, flt, limit)
 
     def folder_options(self) -> list[FolderOption]:

@@ -14,6 +14,16 @@ from searchapp.errors import QueryError
 
 _TERM = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*:)?\s*(.+?)\s*$")
 MAX_WEIGHT = 100.0  # far beyond any useful mix; 1e20 overflowed float32 into NaN scores
+# A query "looks like a name" when it is one token with a digit, an underscore, a slash or
+# a file extension: IMG_2041, DSC01234.JPG, 2023/Juli. Plain words go to the model only.
+_NAME_TOKEN = re.compile(r"^[^\s+:]*([0-9_/\\]|\.[A-Za-z]{3,4}$)[^\s+:]*$")
+# Names hold spaces too ("Café au lait.jpg", "2024/Trip to Rome"): with spaces, a query is
+# a name when it holds a slash or ends in a photo extension, and no "+", ":" or " - " of
+# the query language.
+_SPACED_NAME = re.compile(
+    r"^[^+:]*(/|\.(jpe?g|png|heic|heif|webp|avif|tiff?|gif|bmp|dng|cr2|nef|arw)$)[^+:]*$",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -75,4 +85,12 @@ def describe_parts(parts: list[QueryPart], names: dict[int, str] | None = None) 
     return " ".join(out)
 
 
-__all__ = ["QueryPart", "describe_parts", "parse_query"]
+def name_fragment(text: str) -> str | None:
+    """The part of a query to match against file and folder names, if it looks like one."""
+    text = text.strip()
+    if text and _NAME_TOKEN.match(text):
+        return text
+    return text if _SPACED_NAME.match(text) and " - " not in text else None
+
+
+__all__ = ["QueryPart", "describe_parts", "name_fragment", "parse_query"]

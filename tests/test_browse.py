@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from searchapp.browse import NO_DATE, name_fragment, read_gps, relative_path
+from searchapp.browse import NO_DATE, read_gps, relative_path
 from searchapp.library import PhotoFilter
+from searchapp.query import name_fragment
 from tests.helpers import index_once, service
 
 

@@ -73,6 +73,10 @@ def test_cli_index_search_status_roots(tmp_path, photos):
     elsewhere = run(lib, "search", "a cat", "--folder", str(tmp_path / "elsewhere"), check=False)
     assert elsewhere.returncode == 2 and "is not in a photo folder" in elsewhere.stderr
 
+    named = json.loads(run(lib, "search", "rocket.jpg", "-k", "3", "--json").stdout)
+    assert named[0]["path"].endswith("rocket.jpg") and named[0]["score"] is None  # by name
+    assert [r["rank"] for r in named] == [1, 2, 3] and named[1]["score"] is not None
+
     like = json.loads(run(lib, "search", "--like", str(results[0]["photo_id"]), "--json").stdout)
     assert results[0]["photo_id"] not in [r["photo_id"] for r in like]
     failed = run(lib, "search", "--like", str(bad), check=False)  # said "index it first"
@@ -128,6 +132,28 @@ def test_cli_errors_are_one_line(tmp_path):
         proc = run(tmp_path / "lib", "ui", "--port", port, check=False)
         assert proc.returncode == 2 and "give a number from 1 to 65535" in proc.stderr, port
         assert "Traceback" not in proc.stderr
+
+
+def test_names_join_a_watcher_s_answer_from_the_store_alone(tmp_path, photos, pixel_embedder):
+    """The watcher answers by meaning only; the CLI adds the name matches itself (a read of
+    the store, no model), first, without repeating them, ``-k`` in all."""
+    from argparse import Namespace
+
+    from searchapp.cli.search import _with_names
+    from searchapp.config import ENCODER_PIXELS, load_settings
+    from searchapp.library import Library
+    from tests.helpers import index_once
+
+    settings = load_settings(data_dir=tmp_path / "lib", encoder=ENCODER_PIXELS, weights="random")
+    index_once(settings, pixel_embedder, photos)
+    with Library(settings, pixel_embedder) as library:
+        rocket = library.resolve_photo(str(photos / "rocket.jpg"))
+        answer = [r.as_dict() for r in library.search_text("rocket.jpg", 16)]  # every photo
+    rows = _with_names(settings, Namespace(text="rocket.jpg", k=3), None, answer)
+    others = [r["photo_id"] for r in answer if r["photo_id"] != rocket][:2]
+    assert [r["photo_id"] for r in rows] == [rocket, *others] and rows[0]["score"] is None
+    assert [r["rank"] for r in rows] == [1, 2, 3]
+    assert _with_names(settings, Namespace(text="a rocket", k=3), None, answer) == answer
 
 
 def test_bad_global_options_are_usage_errors_of_the_command_given(capsys):
