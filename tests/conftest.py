@@ -24,6 +24,7 @@ from searchapp.config import ENCODER_CLIP, ENCODER_PIXELS, Settings, load_settin
 from searchapp.model import ClipEmbedder, PixelEncoder, load_embedder
 
 DATA = Path(__file__).resolve().parent.parent / "data"
+pytest_plugins = ("tests.browser",)  # Chromium and Playwright for the browser tests
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # tolerances were measured on the CPU; ``auto`` would put the model on a GPU where there is one
@@ -51,6 +52,7 @@ IN_PROCESS_MODEL = (
 LONGEST_FIRST = (
     "test_cli.py",
     "test_ui_browser.py",
+    "test_ui_browser_runs.py",
     "test_model_host.py",
     "test_crash.py",
     "test_watcher.py",

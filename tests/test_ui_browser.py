@@ -10,50 +10,20 @@ Screenshots go to ``artifacts/ui/`` (or ``SEARCHAPP_SCREENSHOTS``).
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from tests.browser import STEP_MS, expect_, shots_dir
 from tests.conftest import DATA
 from tests.helpers import PIXELS_ENV, free_port, index_once, wait_for
 from tests.page import start_page, stop_group
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
-STEP_MS = 60_000
 PHOTOS = 16  # data/ holds 16 photos; the extra copy folds into one of them
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("SEARCHAPP_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason} (SEARCHAPP_REQUIRE_BROWSER=1; run .ci/run to install it)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """The system Chromium (``SEARCHAPP_CHROMIUM`` names another one), before any setup."""
-    explicit = os.environ.get("SEARCHAPP_CHROMIUM")
-    for candidate in [explicit] if explicit else ["chromium", "chromium-browser"]:
-        found = shutil.which(candidate)
-        if found:
-            return found
-    _unavailable("no Chromium found (apt-get install chromium, or set SEARCHAPP_CHROMIUM)")
-    raise AssertionError  # unreachable: skip() and fail() raise
 
 
 @pytest.fixture(scope="module")
@@ -77,46 +47,6 @@ def served(tmp_path_factory, pixel_embedder):  # noqa: ANN001, ANN201
         stop_group(proc)
 
 
-@pytest.fixture(scope="module")
-def browser(chromium):  # noqa: ANN001, ANN201
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (pip install -e '.[test]')")
-    expect.set_options(timeout=STEP_MS)  # assertions wait as long as actions (5 s else)
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-@pytest.fixture()
-def page(browser):  # noqa: ANN001, ANN201
-    """A fresh tab at 1280x720; any script error in it fails the test."""
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
-    tab = context.new_page()
-    tab.set_default_timeout(STEP_MS)
-    errors: list[str] = []
-    tab.on("pageerror", lambda err: errors.append(str(err)))
-    yield tab
-    context.close()
-    assert not errors, f"errors in the page: {errors}"
-
-
-def _shots_dir() -> Path:
-    folder = Path(os.environ.get("SEARCHAPP_SCREENSHOTS") or ROOT / "artifacts" / "ui")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _expect():  # noqa: ANN202
-    from playwright.sync_api import expect
-
-    return expect
-
-
 def _loaded(page, selector: str) -> None:  # noqa: ANN001
     """Wait until every image ``selector`` finds (inside the grid's shadow root) is decoded."""
     script = "is => is.length > 0 && is.every(i => i.complete && i.naturalWidth > 0)"
@@ -128,19 +58,19 @@ def _idle(page) -> None:  # noqa: ANN001
     whole typed query; the cause is not known (25 fresh tabs under full CPU load here
     all found the run already over once the tiles showed, and kept the keys)."""
     app = page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')
-    _expect()(app).to_have_count(1)
+    expect_()(app).to_have_count(1)
 
 
 def _results_shown(page) -> None:  # noqa: ANN001
     """The grid holds results: the caption says so, and the timeline's months are gone."""
-    expect = _expect()
+    expect = expect_()
     expect(page.get_by_text(re.compile(r"relevant results?\b"))).to_be_visible()
     expect(page.locator(".month")).to_have_count(0)
     expect(page.locator(".tile").first).to_be_visible()
 
 
 def test_landing_shows_the_timeline_with_copies_as_one_tile(page, served) -> None:  # noqa: ANN001
-    expect = _expect()
+    expect = expect_()
     page.goto(served.url)
     expect(page.get_by_text("Random model weights (chosen by")).to_be_visible()
     port = served.url.rstrip("/").rsplit(":", 1)[1]  # the fix keeps the page's own port
@@ -161,11 +91,11 @@ def test_landing_shows_the_timeline_with_copies_as_one_tile(page, served) -> Non
     widths = page.locator(".tile").evaluate_all("ts => ts.map(t => t.getBoundingClientRect().top)")
     first_row = [top for top in widths if abs(top - widths[0]) < 1]
     assert len(first_row) >= 6, f"{len(first_row)} photos in the first row at 1280 px"
-    page.screenshot(path=str(_shots_dir() / "timeline-1280x720.png"))
+    page.screenshot(path=str(shots_dir() / "timeline-1280x720.png"))
 
 
 def test_viewer_opens_on_click_and_arrow_keys_step(page, served) -> None:  # noqa: ANN001
-    expect = _expect()
+    expect = expect_()
     page.goto(served.url)
     tiles = page.locator(".tile")
     expect(tiles).to_have_count(PHOTOS)
@@ -179,7 +109,7 @@ def test_viewer_opens_on_click_and_arrow_keys_step(page, served) -> None:  # noq
     expect(viewer).to_have_attribute("data-id", ids[1])
     expect(viewer.locator(".big")).to_have_attribute("src", re.compile("/photo/preview/"))
     _loaded(page, ".viewer .big")  # the large preview replaced the thumbnail
-    page.screenshot(path=str(_shots_dir() / "viewer-1280x720.png"))
+    page.screenshot(path=str(shots_dir() / "viewer-1280x720.png"))
     page.keyboard.press("ArrowLeft")
     expect(viewer).to_have_attribute("data-id", ids[0])
     page.keyboard.press("Escape")
@@ -198,7 +128,7 @@ def test_viewer_opens_on_click_and_arrow_keys_step(page, served) -> None:  # noq
 def test_viewer_copies_the_path_and_says_why_it_cannot_open_the_folder(browser, served) -> None:  # noqa: ANN001
     from searchapp.library import Library
 
-    expect = _expect()
+    expect = expect_()
     context = browser.new_context(viewport={"width": 1280, "height": 720},
                                   permissions=["clipboard-read", "clipboard-write"])  # fmt: skip
     try:
@@ -224,7 +154,7 @@ def test_viewer_copies_the_path_and_says_why_it_cannot_open_the_folder(browser, 
 
 
 def test_the_url_restores_a_search_after_reload_and_back(page, served) -> None:  # noqa: ANN001
-    expect = _expect()
+    expect = expect_()
     page.goto(served.url)
     box = page.get_by_role("textbox", name="Search your photos")
     box.fill("coffee")
@@ -282,7 +212,7 @@ def test_the_url_restores_a_search_after_reload_and_back(page, served) -> None: 
 
 
 def test_the_folder_filter_finds_a_folder_by_part_of_its_name(page, served) -> None:  # noqa: ANN001
-    expect = _expect()
+    expect = expect_()
     page.goto(served.url)
     expect(page.locator(".tile")).to_have_count(PHOTOS)
     page.get_by_role("button", name=re.compile("Filters")).click()
@@ -292,14 +222,14 @@ def test_the_folder_filter_finds_a_folder_by_part_of_its_name(page, served) -> N
     option = page.get_by_role("option", name="photos/2023/Juli (16)")
     expect(option).to_be_visible()
     expect(page.get_by_role("option")).to_have_count(1)
-    page.screenshot(path=str(_shots_dir() / "folder-filter-1280x720.png"))
+    page.screenshot(path=str(shots_dir() / "folder-filter-1280x720.png"))
     option.click()
     expect(page.get_by_text(f"{PHOTOS} photos, newest first (filtered)")).to_be_visible()
     expect(page).to_have_url(re.compile(r"[?&]folder=.*Juli"))
 
 
 def test_keyboard_alone_searches_opens_and_closes_a_photo(page, served) -> None:  # noqa: ANN001
-    expect = _expect()
+    expect = expect_()
     page.goto(served.url)
     expect(page.locator(".tile")).to_have_count(PHOTOS)
     _idle(page)
@@ -361,7 +291,7 @@ def _focused(page) -> tuple[str, str | None]:  # noqa: ANN001
 
 
 def test_select_photos_then_zip_or_more_like_these(page, served) -> None:  # noqa: ANN001
-    expect = _expect()
+    expect = expect_()
     page.goto(served.url)
     tiles = page.locator(".tile")
     expect(tiles).to_have_count(PHOTOS)
@@ -384,7 +314,7 @@ def test_select_photos_then_zip_or_more_like_these(page, served) -> None:  # noq
 
 
 def test_phone_width_shows_two_or_three_per_row(browser, served) -> None:  # noqa: ANN001
-    expect = _expect()
+    expect = expect_()
     context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True)
     try:
         page = context.new_page()
@@ -408,7 +338,7 @@ def test_phone_width_shows_two_or_three_per_row(browser, served) -> None:  # noq
         expect(page.get_by_text("Search your photos", exact=True)).to_be_hidden()
         expect(page.get_by_role("textbox", name="Search your photos")).to_be_visible()
         expect(page.get_by_text("Less of (optional)")).to_be_visible()  # not typed text
-        page.screenshot(path=str(_shots_dir() / "timeline-390x844.png"))
+        page.screenshot(path=str(shots_dir() / "timeline-390x844.png"))
     finally:
         context.close()
 
@@ -416,7 +346,7 @@ def test_phone_width_shows_two_or_three_per_row(browser, served) -> None:  # noq
 def test_a_photo_without_a_thumbnail_gets_a_placeholder_tile(page, served) -> None:  # noqa: ANN001
     from searchapp.library import Library
 
-    expect = _expect()
+    expect = expect_()
     library = Library(served.settings)
     victim = library.timeline().tiles[3]
     thumb = library.thumbnail(victim.content_hash)
@@ -437,7 +367,7 @@ def test_a_photo_without_a_thumbnail_gets_a_placeholder_tile(page, served) -> No
 def test_a_let_go_batched_thumbnail_loads_by_its_own_url(page, served) -> None:  # noqa: ANN001
     """Batched thumbnails are object URLs, let go past BATCH_KEEP; a lazy tile whose URL was
     let go before it came on screen loads its thumbnail by URL instead of showing 'missing'."""
-    expect = _expect()
+    expect = expect_()
     page.goto(served.url)
     _loaded(page, ".tile img")
     tile = page.locator(".tile").last
@@ -460,7 +390,7 @@ def test_photos_indexed_elsewhere_are_offered_not_forced_on_the_page(
     are until the notice is clicked."""
     from PIL import Image
 
-    expect = _expect()
+    expect = expect_()
     photos = served.settings.data_dir.parent / "photos"
     page.goto(served.url)
     expect(page.locator(".tile")).to_have_count(PHOTOS)
@@ -476,7 +406,7 @@ def test_photos_indexed_elsewhere_are_offered_not_forced_on_the_page(
         expect(viewer).to_be_visible()
         expect(page.locator(".tile")).to_have_count(PHOTOS)
         page.keyboard.press("Escape")
-        page.screenshot(path=str(_shots_dir() / "new-photos-1280x720.png"))
+        page.screenshot(path=str(shots_dir() / "new-photos-1280x720.png"))
         notice.click()
         expect(page.locator(".tile")).to_have_count(PHOTOS + 1)
         expect(notice).to_have_count(0)
@@ -485,59 +415,13 @@ def test_photos_indexed_elsewhere_are_offered_not_forced_on_the_page(
         index_once(served.settings, pixel_embedder, photos)
 
 
-@pytest.mark.parametrize("how", ["button", "server stopped"])
-def test_a_run_started_on_the_page_stops_cleanly(browser, tmp_path, how) -> None:  # noqa: ANN001
-    """ "Add and index", then "Stop indexing" mid-run: the run ends after the batch it was
-    writing, recorded as interrupted, and what it indexed stays. SIGTERM to searchapp ui
-    mid-run: the server stops at once, its run ends as a killed one (the next run resumes
-    it), and what it committed stays."""
-    from searchapp.config import ENCODER_PIXELS, load_settings
-    from searchapp.library import Library
-    from tests.helpers import write_jpegs
-
-    expect = _expect()
-    photos = tmp_path / "photos"
-    write_jpegs(photos, 24, seed=5)
-    port = free_port()
-    # two photos a batch, half a second after each commit: a run of ~6 s
-    env = {**PIXELS_ENV, "SEARCHAPP_BATCH_SIZE": "2", "SEARCHAPP_FAULT_PACE": "0.5"}
-    proc = start_page(tmp_path / "lib", port, tmp_path / "server.log", env)
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
-    try:
-        page = context.new_page()
-        page.set_default_timeout(STEP_MS)
-        page.goto(f"http://127.0.0.1:{port}/")
-        page.get_by_role("textbox", name="Photo folder to add").fill(str(photos))
-        page.get_by_role("button", name="Add and index").click()
-        expect(page.get_by_text(re.compile(r"Indexed [1-9]\d* of 24 files"))).to_be_visible()
-        if how == "button":
-            page.screenshot(path=str(_shots_dir() / "indexing-1280x720.png"))
-            page.get_by_role("button", name="Stop indexing").click()
-            said = page.get_by_text("Indexing stopped after the batch it was writing.")
-            expect(said).to_be_visible()
-        else:
-            os.kill(proc.pid, signal.SIGTERM)
-            assert proc.wait(timeout=60) == 0
-        settings = load_settings(data_dir=tmp_path / "lib", encoder=ENCODER_PIXELS,
-                                 weights="random")  # fmt: skip
-        with Library(settings) as library:
-            wait_for(lambda: library.last_run().state != "running", "the run to end", 30)
-            indexed, run = library.photo_count(), library.last_run()
-        # a server that stops takes its run thread with it: the run reads as a killed one
-        ended = "interrupted" if how == "button" else "stopped"
-        assert 0 < indexed < 24 and run.state == ended, (indexed, run)
-    finally:
-        context.close()
-        stop_group(proc)
-
-
 def test_a_photo_gone_from_the_library_refuses_the_zip_in_words(
     page, served, pixel_embedder
 ) -> None:  # noqa: ANN001
     """The browser's download drops a refusal without a word: the page asks first."""
     from PIL import Image
 
-    expect = _expect()
+    expect = expect_()
     photos = served.settings.data_dir.parent / "photos"
     doomed = photos / "doomed.png"
     Image.new("RGB", (90, 120), (20, 90, 200)).save(doomed)
@@ -558,47 +442,6 @@ def test_a_photo_gone_from_the_library_refuses_the_zip_in_words(
         index_once(served.settings, pixel_embedder, photos)
 
 
-def test_a_long_timeline_pages_through_the_viewer_and_the_url(
-    browser, tmp_path, pixel_embedder
-) -> None:  # noqa: ANN001
-    """70 photos, 60 a page: "Load more" shows the rest and the URL keeps it (a reload
-    shows 70 again); the viewer steps from the last shown photo into the next page."""
-    from searchapp.config import ENCODER_PIXELS, load_settings
-    from tests.helpers import write_jpegs
-
-    expect = _expect()
-    write_jpegs(tmp_path / "photos", 70, seed=9)
-    settings = load_settings(data_dir=tmp_path / "lib", encoder=ENCODER_PIXELS, weights="random")
-    index_once(settings, pixel_embedder, tmp_path / "photos")
-    port = free_port()
-    proc = start_page(settings.data_dir, port, tmp_path / "server.log", PIXELS_ENV)
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
-    try:
-        page = context.new_page()
-        page.set_default_timeout(STEP_MS)
-        url = f"http://127.0.0.1:{port}/"
-        page.goto(url)
-        tiles, more = page.locator(".tile"), page.get_by_role("button", name="Load more")
-        expect(tiles).to_have_count(60)
-        more.click()
-        expect(tiles).to_have_count(70)
-        expect(more).to_be_hidden()
-        expect(page).to_have_url(re.compile(r"[?&]pages=2"))
-        page.reload()
-        expect(tiles).to_have_count(70)
-        page.goto(url)  # 60 again; the viewer goes on past the 60th
-        expect(tiles).to_have_count(60)
-        tiles.nth(59).locator(".open").click()
-        viewer = page.get_by_role("dialog", name="Photo viewer")
-        expect(viewer).to_be_visible()
-        page.keyboard.press("ArrowRight")
-        expect(tiles).to_have_count(70)
-        expect(viewer).to_have_attribute("data-id", tiles.nth(60).get_attribute("data-id"))
-    finally:
-        context.close()
-        stop_group(proc)
-
-
 def test_a_photo_s_date_reads_as_its_camera_wrote_it_in_any_time_zone(
     browser, served, pixel_embedder
 ) -> None:  # noqa: ANN001
@@ -606,7 +449,7 @@ def test_a_photo_s_date_reads_as_its_camera_wrote_it_in_any_time_zone(
     (it showed the next day there), under the month header the server gave it."""
     from PIL import Image
 
-    expect = _expect()
+    expect = expect_()
     photos = served.settings.data_dir.parent / "photos"
     dated = photos / "dated.jpg"
     exif = Image.Exif()

@@ -13,10 +13,10 @@ import shutil
 
 import pytest
 
+from tests.browser import CHROMIUM_ARGS, STEP_MS, unavailable
 from tests.conftest import DATA
 from tests.helpers import PIXELS_ENV, free_port, index_once
 from tests.page import request, start_page, stop_group
-from tests.test_ui_browser import CHROMIUM_ARGS, STEP_MS, _unavailable, chromium  # noqa: F401
 
 SECRET = "correct-horse-battery-staple"
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
@@ -38,11 +38,11 @@ def locked(tmp_path, settings, embedder):  # noqa: ANN001, ANN201
         stop_group(proc)
 
 
-def test_rebinding_gets_no_app_and_media_needs_the_secret(chromium, locked) -> None:  # noqa: ANN001, F811
+def test_rebinding_gets_no_app_and_media_needs_the_secret(chromium, locked) -> None:  # noqa: ANN001
     try:
         from playwright.sync_api import expect, sync_playwright
     except ImportError:
-        _unavailable("playwright is not installed (pip install -e '.[test]')")
+        unavailable("playwright is not installed (pip install -e '.[test]')")
     port = locked
     rules = "--host-resolver-rules=MAP evil.example 127.0.0.1"
     with sync_playwright() as p:
