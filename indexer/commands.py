@@ -18,6 +18,12 @@ from searchapp.indexer.pipeline import IndexStats
 from searchapp.paths import is_under
 
 
+class StopRequested(KeyboardInterrupt):
+    """Raised from a run's progress callback, between batches, to stop it (the daemon's
+    shutdown, the page's Stop button): a KeyboardInterrupt, so the run's record says
+    "interrupted" and everything committed stays, as for Ctrl+C."""
+
+
 @dataclass(frozen=True)
 class AddRoots:
     """Register photo folders (nothing is indexed until an ``Index`` runs)."""

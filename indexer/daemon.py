@@ -27,7 +27,7 @@ from searchapp.activity import read_writer
 from searchapp.config import Settings
 from searchapp.engine_server import Engine, EngineServer
 from searchapp.errors import SearchAppError, StoreError, WriterBusyError
-from searchapp.indexer.commands import Outcome, RemoveRoot
+from searchapp.indexer.commands import Outcome, RemoveRoot, StopRequested
 from searchapp.indexer.debounce import Debouncer
 from searchapp.indexer.handoff import (
     Request,
@@ -49,11 +49,6 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.2  # how often pending paths are checked
 ROOTS_POLL_S = 2.0  # how often the store's roots (and their folders) are checked
-
-
-class _StopRequested(KeyboardInterrupt):
-    """Raised between batches to stop a long run; a KeyboardInterrupt, so the run's
-    record says 'interrupted' and the index is saved as for Ctrl-C."""
 
 
 class Daemon:
@@ -173,13 +168,13 @@ class Daemon:
     def check_stop(self, _progress: Progress) -> None:
         """Called after each committed batch: stop there if asked to."""
         if self.stop.is_set():
-            raise _StopRequested
+            raise StopRequested
 
     def guarded(self, paths: list[str] | None, what: str) -> IndexStats | None:
         """One failed batch must not end the daemon; the next reconcile retries it."""
         try:
             return self.index_batch(paths, what)
-        except (WriterBusyError, StoreError, _StopRequested):
+        except (WriterBusyError, StoreError, StopRequested):
             raise  # the library itself is unusable (disk full), or we are stopping
         except Exception:  # noqa: BLE001
             log.exception("watch: indexing %s failed", what)
@@ -207,7 +202,7 @@ class Daemon:
         started = time.time()
         try:
             outcome = self.writer.run(request.command, self.check_stop)
-        except _StopRequested:
+        except StopRequested:
             raise
         except SearchAppError as err:
             return None, str(err)
@@ -285,7 +280,7 @@ def run_watch(
             settings.data_dir,
         )
         return daemon.loop()
-    except _StopRequested:
+    except StopRequested:
         log.info("watch: stopped between batches; the rest is picked up next start")
         return daemon.runs if daemon else 0
     finally:

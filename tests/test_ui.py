@@ -343,6 +343,9 @@ def test_a_file_name_query_finds_the_file_first(monkeypatch, shared_library) -> 
     assert said, _texts(at)
     relevant, hidden = map(int, said.groups())
     assert 1 + relevant == len(tiles) and 1 + relevant + hidden == 16, said.group(0)
+    at.toggle(key="show_all").set_value(True).run()  # every photo: 1 by name, 15 more
+    assert "1 by file or folder name, then 15 results" in _texts(at), _texts(at)
+    assert len(_tiles(at)) == 16
 
 
 def test_filters_change_results_and_an_empty_result_names_its_filter(

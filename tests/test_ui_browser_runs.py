@@ -46,7 +46,7 @@ def test_a_run_started_on_the_page_stops_cleanly(browser, tmp_path, how) -> None
         if how == "button":
             page.screenshot(path=str(shots_dir() / "indexing-1280x720.png"))
             page.get_by_role("button", name="Stop indexing").click()
-            said = page.get_by_text("Indexing stopped after the batch it was writing.")
+            said = page.get_by_text("Stopping indexing after the batch it is writing.")
             expect(said).to_be_visible()
         else:
             os.kill(proc.pid, signal.SIGTERM)
@@ -100,6 +100,10 @@ def test_a_long_timeline_pages_through_the_viewer_and_the_url(
         page.keyboard.press("ArrowRight")
         expect(tiles).to_have_count(70)
         expect(viewer).to_have_attribute("data-id", tiles.nth(60).get_attribute("data-id"))
+        page.go_back()  # one Back closes it; the page it stepped into is in the URL then
+        expect(viewer).to_be_hidden()
+        expect(page).to_have_url(re.compile(r"[?&]pages=2"))
+        expect(tiles).to_have_count(70)
     finally:
         context.close()
         stop_group(proc)

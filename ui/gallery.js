@@ -61,6 +61,7 @@ function setup(root, send) {
     root, host, send, key: null, tiles: [], nodes: new Map(), selected: new Set(),
     sections: host.querySelector(".sections"), lastSection: null, lastMonth: null,
     viewer: null, index: -1, returnFocus: null, listening: false, afterBack: null,
+    moreUntold: false,
   };
   host.querySelector(".more").addEventListener("click", () => showMore(st));
   host.querySelector(".selbar").addEventListener("click", (e) => selectionAction(st, e));
@@ -72,6 +73,8 @@ function setup(root, send) {
 // ------------------------------------------------------------------ the grid
 function render(st, data) {
   const tiles = data.tiles || [];
+  const shown = st.viewer && !st.viewer.hidden && st.tiles[st.index];
+  const open = shown ? shown.photo_id : null;
   if (data.key !== st.key || !samePrefix(st.tiles, tiles)) {
     st.sections.replaceChildren();
     st.nodes.clear();
@@ -91,7 +94,11 @@ function render(st, data) {
   reveal(st);
   st.host.querySelector(".more").textContent = data.more_label || "Load more";
   updateSelection(st);
-  if (st.viewer && st.index >= 0 && st.index < st.tiles.length) showInViewer(st, st.index);
+  if (open !== null) {  // the viewer stays on its photo, wherever the new tiles put it
+    const at = indexOfId(st, open);
+    if (at >= 0) showInViewer(st, at);
+    else closeViewer(st);
+  }
 }
 
 // Python sends a page more than is shown: "load more" shows it at once, from here, and
@@ -99,7 +106,15 @@ function render(st, data) {
 function showMore(st) {
   st.shown += st.page;
   reveal(st);
-  // always told, so the URL keeps the pages shown; Python sends the next page then
+  // always told, so the URL keeps the pages shown; Python sends the next page then. Not
+  // while the viewer is open: the URL's new entry would land above the viewer's own, and
+  // Back would no longer close it (hideViewer tells Python then).
+  if (st.viewer && !st.viewer.hidden) st.moreUntold = true;
+  else tellShown(st);
+}
+
+function tellShown(st) {
+  st.moreUntold = false;
   st.send("action", { kind: "more", shown: st.shown });
 }
 
@@ -279,9 +294,9 @@ function downloadZip(st, link) {
   const out = st.host.querySelector(".selnote");
   if (!link.href) return;
   fetch(`${link.href}&check=1`, { credentials: "same-origin" })
-    .then((r) => (r.ok ? "" : r.text()))
+    .then((r) => (r.ok ? "" : r.text().then((t) => t.trim() || `The zip was refused (${r.status}).`)))
     .then((refused) => {
-      if (refused) note(out, refused.trim());
+      if (refused) note(out, refused);
       else window.location.assign(link.href);  // an attachment: downloads, stays here
     })
     .catch(() => note(out, "The page server did not answer; try again."));

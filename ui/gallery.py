@@ -32,7 +32,7 @@ def tile_data(tile: Tile) -> dict:
     """One tile as the component reads it (JSON)."""
     return {
         "photo_id": tile.photo_id, "content_hash": tile.content_hash, "path": tile.path,
-        "relative": tile.relative, "taken_at": tile.taken_at, "width": tile.width,
+        "relative": tile.relative, "width": tile.width,
         "height": tile.height, "size": tile.size, "format": tile.format,
         "copies": tile.copies, "score": tile.score, "by_name": tile.by_name,
         "month": tile.month, "similar": tile.similar, "taken": wall_clock(tile.taken_at),

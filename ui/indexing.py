@@ -7,12 +7,13 @@ import time
 from pathlib import Path
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 from streamlit.runtime.scriptrunner import RerunException, StopException
 
 from searchapp.activity import WriterInfo, read_writer
 from searchapp.config import Settings
 from searchapp.errors import SearchAppError
-from searchapp.indexer.commands import Index, Outcome, absolute, covered_note
+from searchapp.indexer.commands import Index, Outcome, StopRequested, absolute, covered_note
 from searchapp.indexer.pipeline import Progress
 from searchapp.indexer.writer import submit
 from searchapp.scanner import holds_photos
@@ -30,18 +31,26 @@ WATCHER_WAIT_S = 600.0
 STOP = "stop-run"  # the Stop button's key
 
 
-class StopRequested(KeyboardInterrupt):
-    """The page's Stop button: raised from the progress callback right after a batch's
-    commit, it ends the run as Ctrl+C ends a CLI run (recorded as interrupted; everything
-    committed stays)."""
+def _stop_button(stop: threading.Event) -> DeltaGenerator:
+    """A "Stop indexing" button that sets ``stop``; its slot, to clear when the run ends.
+
+    At the click Streamlit stops this script and runs the page again in a new thread
+    (``runner.fastReruns``, on by default; with it off the callback would only run once
+    the run is over), where the callback sets the event; the run's thread sees it after
+    its next commit."""
+    slot = st.empty()
+    slot.button(
+        "Stop indexing", key=STOP, icon=":material/stop:", on_click=_request_stop,
+        args=(stop,), help="Ends the run after the batch it is writing; what it indexed stays.",
+    )  # fmt: skip
+    return slot
 
 
 def _request_stop(stop: threading.Event) -> None:
-    # Streamlit stops this script at the click and runs the page again in a new thread,
-    # where this callback runs; the run's thread sees the event after its next commit
-    stop.set()
-    set_flash("Indexing stopped after the batch it was writing. What it indexed stays "
-              "searchable; index the folder again to go on where it stopped.")  # fmt: skip
+    stop.set()  # the run may end on its own first: say what was asked, Status says the rest
+    set_flash("Stopping indexing after the batch it is writing. What it indexed stays "
+              "searchable; Status shows how far it got, and indexing the folder again goes "
+              "on from there.")  # fmt: skip
 
 
 def run_indexing(
@@ -84,13 +93,8 @@ def run_indexing(
     # means "busy", said at once rather than freezing the page.
     holder = read_writer(settings)
     wait_s = WATCHER_WAIT_S if holder is not None and holder.kind == "watch" else 0.0
-    stop = st.empty()
-    if not wait_s:  # the watcher's runs are its own: the page only waits for them
-        stop.button(
-            "Stop indexing", key=STOP, icon=":material/stop:", on_click=_request_stop,
-            args=(stop_clicked,),
-            help="Ends the run after the batch it is writing; what it indexed stays.",
-        )  # fmt: skip
+    # the watcher's runs are its own: the page only waits for them
+    stop = st.empty() if wait_s else _stop_button(stop_clicked)
     command = Index(
         paths=tuple(paths) if paths is not None else None,
         retry_failed=retry_failed,

@@ -215,7 +215,7 @@ def zip_photos(request: Request) -> Response:
         except SearchAppError as err:
             return _refused(403, f"{Path(record.path).name} cannot be downloaded: {err}")
         files.append((real, _unique(_entry_name(record.path), names)))
-    if request.query_params.get("check"):  # the page asks first: a refused download says
+    if request.query_params.get("check") == "1":  # the page asks first: a refused download says
         return Response("ok\n", media_type="text/plain", headers=NO_STORE)  # nothing
     return StreamingResponse(
         _zip_stream(files),

@@ -23,7 +23,7 @@ from searchapp.ui.filters_view import explain_empty, show_filters
 from searchapp.ui.freshness import note_drawn
 from searchapp.ui.gallery import show_gallery, take_action
 from searchapp.ui.markdown import md_escape
-from searchapp.ui.url_state import MAX_PAGES, WEIGHTS, SearchState, from_params, to_params
+from searchapp.ui.url_state import WEIGHTS, SearchState, from_params, to_params
 
 PAGE = 60  # tiles a "load more" adds: about two screens on a laptop
 FOLDED = ", near-identical ones folded"  # the count is of photos; a folded tile holds several
@@ -113,7 +113,8 @@ def _on_grid_action() -> None:
     elif action.get("kind") == "more":  # the grid shows them already: the URL keeps them
         pages, shown = st.session_state.get("pages", 1), action.get("shown")
         shown = -(-shown // PAGE) if isinstance(shown, int) else 0  # pages, rounded up
-        st.session_state["pages"] = min(max(pages + (not shown), shown), MAX_PAGES)
+        # no cap here: only a link's pages are capped (url_state), a session's are clicked
+        st.session_state["pages"] = max(pages + (not shown), shown)
 
 
 def _pick_recent(recent: list[dict[str, str]]) -> None:
@@ -228,6 +229,8 @@ def _counts_beside(
     its relevant results (as far as this page holds them), and the rest, which it had
     counted as hidden."""
     named = {t.content_hash or t.photo_id for t in by_name}
+    if not hidden:  # "show all" (or nothing cut): every named photo is among the results
+        return max(relevant - len(named), 0), 0
     twice = sum(1 for t in by_meaning if (t.content_hash or t.photo_id) in named)
     return relevant - twice, max(hidden - (len(named) - twice), 0)
 

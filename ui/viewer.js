@@ -45,6 +45,7 @@ function closeViewer(st, after) {
 
 function hideViewer(st) {
   st.viewer.hidden = true;
+  if (st.moreUntold) tellShown(st);  // pages the viewer stepped into, for the URL
   document.body.style.overflow = "";
   const tile = st.tiles[st.index];
   const node = tile && st.nodes.get(tile.photo_id);
@@ -236,16 +237,15 @@ function tileKey(st, e) {
   const open = e.composedPath()[0];
   const tile = open && open.classList && open.classList.contains("open") && open.closest(".tile");
   if (!tile || !st.host.contains(tile) || e.altKey || e.ctrlKey || e.metaKey) return;
-  let to = null;
   if (e.key === "x") tile.querySelector(".pick input").click();
   else if (e.key === "l") tile.querySelector(".like").click();
-  else if (e.key.startsWith("Arrow")) to = neighbour(st, tile, e.key);
-  else return;
-  e.preventDefault();
-  if (to) {
+  else if (e.key.startsWith("Arrow")) {
+    const to = neighbour(st, tile, e.key);
+    if (!to) return;  // at an edge: the key scrolls the page as usual
     to.querySelector(".open").focus();
     to.scrollIntoView({ block: "nearest" });
-  }
+  } else return;
+  e.preventDefault();
 }
 
 function neighbour(st, tile, key) {
@@ -325,11 +325,13 @@ function dirName(path) {
 
 function dateText(taken, long) {
   if (!taken) return "no date";
-  // the wall clock the camera wrote ("2023-07-01T10:00:00"), shown as written: a Date
-  // built from its parts is that time in whatever zone this browser is in
+  // the wall clock the camera wrote ("2023-07-01T10:00:00"), shown as written wherever
+  // this browser is
+  // as UTC and shown in UTC: a local Date would move an hour skipped by daylight saving
   const [y, mo, d, h, mi, sec] = taken.split(/[-T:]/).map(Number);
-  const when = new Date(y, mo - 1, d, h, mi, sec);
-  return long ? when.toLocaleString() : when.toLocaleDateString();
+  const when = new Date(Date.UTC(y, mo - 1, d, h, mi, sec));
+  const utc = { timeZone: "UTC" };
+  return long ? when.toLocaleString(undefined, utc) : when.toLocaleDateString(undefined, utc);
 }
 
 function sizeText(n) {
