@@ -86,10 +86,14 @@ def test_a_long_timeline_pages_through_the_viewer_and_the_url(
         page.goto(url)
         tiles, more = page.locator(".tile"), page.get_by_role("button", name="Load more")
         expect(tiles).to_have_count(60)
+        steps = page.evaluate("history.length")
         more.click()
         expect(tiles).to_have_count(70)
         expect(more).to_be_hidden()
         expect(page).to_have_url(re.compile(r"[?&]pages=2"))
+        expect_()(page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')
+                  ).to_have_count(1)  # fmt: skip
+        assert page.evaluate("history.length") == steps  # "load more" is no step of Back
         page.reload()
         expect(tiles).to_have_count(70)
         page.goto(url)  # 60 again; the viewer goes on past the 60th

@@ -107,14 +107,19 @@ function showMore(st) {
   st.shown += st.page;
   reveal(st);
   // always told, so the URL keeps the pages shown; Python sends the next page then. Not
-  // while the viewer is open: the URL's new entry would land above the viewer's own, and
-  // Back would no longer close it (hideViewer tells Python then).
+  // while the viewer is open: the URL would change under the viewer's history entry
+  // (closeViewer tells Python once that entry is gone).
   if (st.viewer && !st.viewer.hidden) st.moreUntold = true;
   else tellShown(st);
 }
 
 function tellShown(st) {
   st.moreUntold = false;
+  // the pages go into this history entry first: Python then writes the same query, which
+  // Streamlit pushes as a new entry only when it differs, so "load more" is no step of Back
+  const url = new URL(window.location.href);
+  url.searchParams.set("pages", String(Math.ceil(st.shown / st.page)));
+  history.replaceState(history.state, "", url.toString());
   st.send("action", { kind: "more", shown: st.shown });
 }
 

@@ -35,17 +35,20 @@ function closeViewer(st, after) {
     return;
   }
   hideViewer(st);
+  const then = () => {
+    if (st.moreUntold) tellShown(st);  // the pages the viewer stepped into, for the URL
+    if (after) after();
+  };
   if (history.state && history.state.searchappViewer) {
-    st.afterBack = after || null;
+    st.afterBack = then;
     history.back();
-  } else if (after) {
-    after();
+  } else {
+    then();
   }
 }
 
 function hideViewer(st) {
   st.viewer.hidden = true;
-  if (st.moreUntold) tellShown(st);  // pages the viewer stepped into, for the URL
   document.body.style.overflow = "";
   const tile = st.tiles[st.index];
   const node = tile && st.nodes.get(tile.photo_id);
@@ -60,7 +63,10 @@ function onPop(st) {
   }
   const open = st.viewer && !st.viewer.hidden;
   const photo = history.state && history.state.searchappViewer;
-  if (open && !photo) hideViewer(st);  // Back pressed in the viewer
+  if (open && !photo) {  // Back pressed in the viewer
+    hideViewer(st);
+    if (st.moreUntold) tellShown(st);
+  }
   else if (!open && photo && !st.afterBack) openViewer(st, indexOfId(st, photo));  // Forward
   const after = st.afterBack;
   st.afterBack = null;
