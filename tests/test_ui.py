@@ -664,15 +664,6 @@ def test_a_library_deleted_while_the_page_runs_is_said_and_let_go(
     assert "No photos are indexed yet" in _texts(at) and not _tiles(at)
 
 
-def test_the_change_notice_says_what_changed() -> None:
-    from searchapp.ui.freshness import change_text
-
-    assert change_text((3, 10), (3, 10)) is None
-    assert change_text((3, 10), (5, 1012)) == "1,002 new photos indexed"
-    assert change_text((3, 10), (4, 9)) == "1 photo removed"
-    assert change_text((3, 10), (4, 10)) == "Photos were updated"
-
-
 def test_recent_search_chips_tell_alike_searches_apart() -> None:
     """Two chips once both read "dog (all)": one of them was sorted oldest first."""
     from searchapp.ui.search_view import _recent_label

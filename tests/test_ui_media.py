@@ -320,3 +320,14 @@ def _preview_size(server, photo: Path) -> tuple[int, tuple[int, int]]:  # noqa: 
     status, _, body = _call(server, "GET", f"/photo/preview/{pid}")
     assert status == 200, body
     return pid, Image.open(io.BytesIO(body)).size
+
+
+def test_the_library_state_the_grid_polls(server) -> None:  # noqa: ANN001
+    """``/photo/library``: the generation and indexed photos, as the Library says them."""
+    from searchapp.library import Library
+
+    status, kind, body = _call(server, "GET", "/photo/library")
+    assert status == 200 and kind == "application/json"
+    with Library(server.settings) as library:
+        assert json.loads(body) == {"generation": library.generation(),
+                                    "photos": library.photo_count()}  # fmt: skip

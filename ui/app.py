@@ -14,7 +14,6 @@ import streamlit as st
 from searchapp.config import UI_PORT, Settings, data_dir_flag, load_settings
 from searchapp.errors import SearchAppError
 from searchapp.ui.filters_view import forget_library as forget_filters
-from searchapp.ui.freshness import note_drawn, show_changes
 from searchapp.ui.indexing import add_folder_form, show_flash
 from searchapp.ui.markdown import md_escape
 from searchapp.ui.resources import get_library, start_warm_up
@@ -90,8 +89,6 @@ def main() -> None:
     write_url_tab()
     with photos_tab:
         if photos_tab.open:
-            note_drawn(library)  # a whole-page run draws what is there now: no notice
-            show_changes(library)
             show_photos(library)
     with status_tab:
         if status_tab.open:

@@ -5,6 +5,7 @@
 // server's /photo/* routes, so the browser caches them and appends never redraw tiles.
 
 const STATE = new WeakMap();
+const POLL_MS = 5000;  // one small read of the library a tab, to offer what changed
 const NAME_CHARS = 26;
 // one Tab stop a tile (three made a page of 60 photos 180 presses long); its other
 // actions are keys on the focused photo (tileKey in viewer.js)
@@ -25,6 +26,7 @@ export default function (component) {
   if (!st.listening) {  // first mount, or back after a release (below)
     document.addEventListener("keydown", st.onKey);
     window.addEventListener("popstate", st.onPop);
+    st.poll = setInterval(() => pollLibrary(st), POLL_MS);
     st.listening = true;
     if (st.viewer && !st.viewer.hidden) document.body.style.overflow = "hidden";
   }
@@ -38,6 +40,7 @@ export default function (component) {
 function release(st) {
   document.removeEventListener("keydown", st.onKey);
   window.removeEventListener("popstate", st.onPop);
+  clearInterval(st.poll);
   st.listening = false;
   if (st.viewer && !st.viewer.hidden) document.body.style.overflow = "";
 }
@@ -46,6 +49,9 @@ function setup(root, send) {
   const host = document.createElement("div");
   host.className = "gallery";
   host.innerHTML = `
+    <button type="button" class="changes" hidden><svg viewBox="0 0 20 20" width="14"
+      height="14" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="1.8">
+      <path d="M16 10a6 6 0 1 1-2-4.5M16 3v4h-4"/></svg><span></span></button>
     <div class="selbar" hidden>
       <span class="selcount"></span>
       <button type="button" data-sel="copy">Copy paths</button>
@@ -64,6 +70,10 @@ function setup(root, send) {
     moreUntold: false,
   };
   host.querySelector(".more").addEventListener("click", () => showMore(st));
+  host.querySelector(".changes").addEventListener("click", () => {
+    showChanges(st, "");
+    st.send("action", { kind: "refresh" });  // the photos rerun: what is there now
+  });
   host.querySelector(".selbar").addEventListener("click", (e) => selectionAction(st, e));
   st.onKey = (e) => onKey(st, e);
   st.onPop = () => onPop(st);
@@ -90,6 +100,8 @@ function render(st, data) {
   st.zipMax = data.zip_max || Infinity;
   st.data = tiles;
   st.hasMore = !!data.has_more;
+  st.drawn = data.drawn || null;
+  showChanges(st, "");
   st.shown = Math.max(st.shown, data.show || st.page);
   reveal(st);
   st.host.querySelector(".more").textContent = data.more_label || "Load more";
@@ -99,6 +111,31 @@ function render(st, data) {
     if (at >= 0) showInViewer(st, at);
     else closeViewer(st);
   }
+}
+
+// Photos indexed (or removed) since this grid was drawn, by the watcher or a terminal run:
+// offered by a button, never drawn under the user's eyes (an open viewer, a half-typed
+// query, a scrolled position stay until they ask).
+function pollLibrary(st) {
+  if (!st.drawn || !st.host.isConnected || document.visibilityState !== "visible") return;
+  fetch("/photo/library", { credentials: "same-origin" })
+    .then((r) => (r.ok ? r.json() : null))
+    .then((now) => { if (now) showChanges(st, changeText(st.drawn, now)); })
+    .catch(() => {});
+}
+
+function changeText(drawn, now) {
+  if (now.generation === drawn.generation) return "";
+  const added = now.photos - drawn.photos;
+  const n = Math.abs(added).toLocaleString("en-US"), s = Math.abs(added) === 1 ? "" : "s";
+  if (added > 0) return `${n} new photo${s} indexed`;
+  return added < 0 ? `${n} photo${s} removed` : "Photos were updated";
+}
+
+function showChanges(st, text) {
+  const button = st.host.querySelector(".changes");
+  button.hidden = !text;
+  button.querySelector("span").textContent = text ? `${text}: show` : "";
 }
 
 // Python sends a page more than is shown: "load more" shows it at once, from here, and

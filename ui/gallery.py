@@ -58,12 +58,14 @@ def show_gallery(
     on_action: Callable[[], None],
     show: int,
     page: int,
+    drawn: tuple[int, int],
     more_label: str = "Load more",
 ) -> None:
     """The grid of ``tiles``, the first ``show`` of them shown; "load more" shows ``page``
     more at once from the rest and asks for the next ones (``more``) in the background.
     ``grid_id`` names what the tiles are (a new one starts a new grid, the same one with
-    more tiles appends to it). Month headers when ``groups``."""
+    more tiles appends to it). Month headers when ``groups``. ``drawn`` is the library's
+    (generation, indexed photos) the tiles were read at."""
     _COMPONENT(
         key=key,
         data={
@@ -75,6 +77,8 @@ def show_gallery(
             "show": show,
             "page": page,
             "zip_max": ZIP_MAX_PHOTOS,  # the selection bar says so before a refused zip
+            # the library these tiles come from: the grid polls /photo/library against it
+            "drawn": {"generation": drawn[0], "photos": drawn[1]},
         },
         on_action_change=on_action,
     )

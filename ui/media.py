@@ -332,6 +332,17 @@ def reveal_folder(folder: Path) -> tuple[bool, str]:
     return True, "Opened on the computer running searchapp."
 
 
+def library_state(request: Request) -> Response:  # noqa: ARG001 - a route's signature
+    """What the grid polls (``gallery.js``) to offer photos indexed since it was drawn:
+    the library's generation and its indexed photos, one cheap read."""
+    library = _library()
+    try:
+        state = {"generation": library.generation(), "photos": library.photo_count()}
+    except SearchAppError as err:
+        return _refused(503, str(err))
+    return JSONResponse(state, headers=NO_STORE)
+
+
 def media_routes() -> list[Route]:
     """The routes above, for ``st.App(routes=...)``."""
     return [
@@ -342,4 +353,5 @@ def media_routes() -> list[Route]:
         Route("/photo/info/{photo_id:int}", info),
         Route("/photo/zip", zip_photos),
         Route("/photo/reveal/{photo_id:int}", reveal, methods=["POST"]),
+        Route("/photo/library", library_state),
     ]

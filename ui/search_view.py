@@ -20,7 +20,6 @@ from searchapp.errors import SearchAppError
 from searchapp.library import Library, PhotoFilter, QueryPart, Tile, describe_parts
 from searchapp.library import parse_query as parse_text
 from searchapp.ui.filters_view import explain_empty, show_filters
-from searchapp.ui.freshness import note_drawn
 from searchapp.ui.gallery import show_gallery, take_action
 from searchapp.ui.markdown import md_escape
 from searchapp.ui.url_state import WEIGHTS, SearchState, from_params, to_params
@@ -134,7 +133,6 @@ def show_photos(library: Library) -> None:
     """Search bar, then the timeline or the results."""
     sync_from_url()
     st.session_state[SHOWN] = True
-    note_drawn(library)
     # keyed, so the page's style can fold it on a phone (app.py)
     bar = st.container(key="searchbar").columns([5, 3, 2, 2], vertical_alignment="bottom")
     flt = show_filters(library, bar[3])
@@ -164,6 +162,7 @@ def show_photos(library: Library) -> None:
 
 def _timeline(library: Library, flt: PhotoFilter | None, state: SearchState) -> None:
     try:
+        drawn = _library_state(library)
         newest = state.sort != "oldest"  # "best match" means nothing without a query
         page = library.timeline(flt, 0, PAGE * (state.pages + 1), newest=newest)  # one ahead
     except SearchAppError as err:
@@ -178,7 +177,8 @@ def _timeline(library: Library, flt: PhotoFilter | None, state: SearchState) -> 
     grid_id = f"timeline:{flt!r}:{state.fold}:{newest}"
     tiles = library.fold_similar(page.tiles) if state.fold else page.tiles
     show_gallery(tiles, key=GRID, grid_id=grid_id, groups=True, has_more=page.has_more,
-                 on_action=_on_grid_action, show=PAGE * state.pages, page=PAGE)  # fmt: skip
+                 on_action=_on_grid_action, show=PAGE * state.pages, page=PAGE,
+                 drawn=drawn)  # fmt: skip
 
 
 def _results(
@@ -190,6 +190,7 @@ def _results(
 ) -> None:
     k = PAGE * (state.pages + 1)  # a page ahead: "load more" shows it without a rerun
     try:
+        drawn = _library_state(library)
         page = library.query(
             library.guard_parts(parts), k=k, flt=flt, cutoff=not state.all, sort=state.sort
         )
@@ -212,7 +213,13 @@ def _results(
         return
     grid_id = repr((state.without_paging(), upload_key))
     show_gallery(tiles, key=GRID, grid_id=grid_id, groups=False, has_more=page.has_more,
-                 on_action=_on_grid_action, show=PAGE * state.pages, page=PAGE)  # fmt: skip
+                 on_action=_on_grid_action, show=PAGE * state.pages, page=PAGE,
+                 drawn=drawn)  # fmt: skip
+
+
+def _library_state(library: Library) -> tuple[int, int]:
+    # read before the tiles: a change between the two is offered, never missed
+    return library.generation(), library.photo_count()
 
 
 def _merge(by_name: list[Tile], by_meaning: list[Tile]) -> list[Tile]:
