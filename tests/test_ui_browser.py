@@ -10,8 +10,11 @@ Screenshots go to ``artifacts/ui/`` (or ``SEARCHAPP_SCREENSHOTS``).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
+from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -382,25 +385,39 @@ def test_a_let_go_batched_thumbnail_loads_by_its_own_url(page, served) -> None: 
     expect(tile).not_to_have_class(re.compile(r"\bmissing\b"))
 
 
+@contextlib.contextmanager
+def _one_more_photo(served, embedder, name: str, when: str = "") -> Iterator[Path]:  # noqa: ANN001
+    """A photo ``name`` written into the served library's folder (with an EXIF date
+    ``when``), then gone again with the test: indexed both ways as the watcher would."""
+    from PIL import Image
+
+    photos = served.settings.data_dir.parent / "photos"
+    exif = Image.Exif()
+    if when:
+        exif[0x0132] = when  # DateTime
+    path = photos / name
+    Image.new("RGB", (120, 90), (200, 60, 30)).save(path, exif=exif)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        index_once(served.settings, embedder, photos)
+
+
 def test_photos_indexed_elsewhere_are_offered_not_forced_on_the_page(
     page, served, pixel_embedder
 ) -> None:  # noqa: ANN001
     """The watcher (here: a run in this process) indexes a new photo while the page is
     open: a notice offers it within a few seconds; the grid and an open viewer stay as they
     are until the notice is clicked."""
-    from PIL import Image
-
     expect = expect_()
-    photos = served.settings.data_dir.parent / "photos"
     page.goto(served.url)
     expect(page.locator(".tile")).to_have_count(PHOTOS)
     page.locator(".tile").first.locator(".open").click()
     viewer = page.get_by_role("dialog", name="Photo viewer")
     expect(viewer).to_be_visible()
-    arrival = photos / "new arrival.png"
-    Image.new("RGB", (120, 90), (250, 200, 30)).save(arrival)
-    try:
-        index_once(served.settings, pixel_embedder, photos)
+    with _one_more_photo(served, pixel_embedder, "new arrival.png") as arrival:
+        index_once(served.settings, pixel_embedder, arrival.parent)
         notice = page.get_by_role("button", name="1 new photo indexed: show")
         expect(notice).to_be_visible()
         expect(viewer).to_be_visible()
@@ -410,36 +427,25 @@ def test_photos_indexed_elsewhere_are_offered_not_forced_on_the_page(
         notice.click()
         expect(page.locator(".tile")).to_have_count(PHOTOS + 1)
         expect(notice).to_have_count(0)
-    finally:
-        arrival.unlink(missing_ok=True)
-        index_once(served.settings, pixel_embedder, photos)
 
 
 def test_a_photo_gone_from_the_library_refuses_the_zip_in_words(
     page, served, pixel_embedder
 ) -> None:  # noqa: ANN001
     """The browser's download drops a refusal without a word: the page asks first."""
-    from PIL import Image
-
     expect = expect_()
-    photos = served.settings.data_dir.parent / "photos"
-    doomed = photos / "doomed.png"
-    Image.new("RGB", (90, 120), (20, 90, 200)).save(doomed)
-    index_once(served.settings, pixel_embedder, photos)
-    try:
+    with _one_more_photo(served, pixel_embedder, "doomed.png") as doomed:
+        index_once(served.settings, pixel_embedder, doomed.parent)
         page.goto(served.url)
         tile = page.locator(".tile", has=page.get_by_role("button", name="Open doomed.png"))
         tile.hover()
         tile.locator(".pick input").check()
         doomed.unlink()
-        index_once(served.settings, pixel_embedder, photos)  # as the watcher would
+        index_once(served.settings, pixel_embedder, doomed.parent)  # as the watcher would
         page.locator("[data-sel=zip]").click()
         expect(page.locator(".selnote")).to_have_text(
             re.compile(r"^Photo \d+ is no longer in the library; clear the selection\.$")
         )
-    finally:
-        doomed.unlink(missing_ok=True)
-        index_once(served.settings, pixel_embedder, photos)
 
 
 def test_a_photo_s_date_reads_as_its_camera_wrote_it_in_any_time_zone(
@@ -447,18 +453,14 @@ def test_a_photo_s_date_reads_as_its_camera_wrote_it_in_any_time_zone(
 ) -> None:  # noqa: ANN001
     """EXIF dates have no zone: 10:00 on the camera is 10:00 in a browser 14 hours away
     (it showed the next day there), under the month header the server gave it."""
-    from PIL import Image
-
     expect = expect_()
-    photos = served.settings.data_dir.parent / "photos"
-    dated = photos / "dated.jpg"
-    exif = Image.Exif()
-    exif[0x0132] = "2023:07:01 10:00:00"  # DateTime
-    Image.new("RGB", (120, 90), (200, 60, 60)).save(dated, exif=exif)
-    index_once(served.settings, pixel_embedder, photos)
     context = browser.new_context(viewport={"width": 1280, "height": 720},
                                   timezone_id="Pacific/Kiritimati", locale="en-US")  # fmt: skip
-    try:
+    with (
+        contextlib.closing(context),
+        _one_more_photo(served, pixel_embedder, "dated.jpg", "2023:07:01 10:00:00") as dated,
+    ):
+        index_once(served.settings, pixel_embedder, dated.parent)
         page = context.new_page()
         page.set_default_timeout(STEP_MS)
         page.goto(served.url)
@@ -466,7 +468,3 @@ def test_a_photo_s_date_reads_as_its_camera_wrote_it_in_any_time_zone(
         page.get_by_role("button", name="Open dated.jpg").click()
         facts = page.get_by_role("dialog", name="Photo viewer").locator(".facts")
         expect(facts).to_contain_text("7/1/2023, 10:00:00 AM")
-    finally:
-        context.close()
-        dated.unlink()
-        index_once(served.settings, pixel_embedder, photos)
