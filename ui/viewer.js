@@ -332,8 +332,8 @@ function dirName(path) {
 function dateText(taken, long) {
   if (!taken) return "no date";
   // the wall clock the camera wrote ("2023-07-01T10:00:00"), shown as written wherever
-  // this browser is
-  // as UTC and shown in UTC: a local Date would move an hour skipped by daylight saving
+  // this browser is: read and shown as UTC (a local Date would also move the hour that
+  // daylight saving skips)
   const [y, mo, d, h, mi, sec] = taken.split(/[-T:]/).map(Number);
   const when = new Date(Date.UTC(y, mo - 1, d, h, mi, sec));
   const utc = { timeZone: "UTC" };
