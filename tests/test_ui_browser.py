@@ -314,6 +314,7 @@ def test_select_photos_then_zip_or_more_like_these(page, served) -> None:  # noq
     page.get_by_role("button", name="More like these").click()
     expect(page).to_have_url(re.compile(rf"[?&]like={ids[0]}%2C{ids[1]}|like={ids[0]},{ids[1]}"))
     expect(page.get_by_text("More like these 2 photos")).to_be_visible()
+    expect(page.locator('[data-testid="stImage"] img')).to_have_count(2)  # both, not one
 
 
 def test_phone_width_shows_two_or_three_per_row(browser, served) -> None:  # noqa: ANN001

@@ -25,6 +25,7 @@ from searchapp.ui.markdown import md_escape
 from searchapp.ui.url_state import WEIGHTS, SearchState, from_params, to_params
 
 PAGE = 60  # tiles a "load more" adds: about two screens on a laptop
+LIKE_THUMBS = 4  # examples pictured on "More like these N photos"
 FOLDED = ", near-identical ones folded"  # the count is of photos; a folded tile holds several
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "heic", "heif", "avif"]
 WEIGHT_LABELS = {
@@ -361,20 +362,23 @@ def _like_parts(library: Library, parts: list[QueryPart]) -> dict[int, str]:
         names[r.id] = Path(r.path).name
     title = f"More like {names[records[0].id]}" if len(records) == 1 else (
         f"More like these {len(records)} photos")  # fmt: skip
-    thumb = library.thumbnail(records[0].content_hash)
-    weight = _weight_card("like_weight", title, str(thumb) if thumb else None, on_clear=clear_like)
+    thumbs = [library.thumbnail(r.content_hash) for r in records[:LIKE_THUMBS]]
+    shown = [str(t) for t in thumbs if t] or None  # the examples, not only the first
+    weight = _weight_card("like_weight", title, shown, on_clear=clear_like)
     parts += [QueryPart("photo", r.id, weight) for r in records]
     return names
 
 
 def _weight_card(
-    key: str, title: str, image: bytes | str | None, on_clear: Callable[[], None]
+    key: str, title: str, image: bytes | str | list[str] | None, on_clear: Callable[[], None]
 ) -> float:
-    """A small card for an example image: picture, title, weight (less / more like it),
-    and a button that drops the example."""
+    """A small card for an example image (or several): picture, title, weight (less /
+    more like it), and a button that drops the example."""
     pic, body, end = st.columns([1, 6, 1], vertical_alignment="center")
-    if image is not None:
-        pic.image(image, width=72)
+    if isinstance(image, list) and len(image) > 1:
+        pic.image(image, width=72 // 2)  # side by side, two a row
+    elif image is not None:
+        pic.image(image[0] if isinstance(image, list) else image, width=72)
     with body:
         st.markdown(f"**{md_escape(title)}**")
         st.session_state.setdefault(key, 1.0)
