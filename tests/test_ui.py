@@ -673,3 +673,44 @@ def test_recent_search_chips_tell_alike_searches_apart() -> None:
     assert label({"q": "dog", "all": "1", "sort": "oldest"}) == "dog (all, oldest)"
     assert label({"q": "dog", "when": "2023", "fold": "1"}) == "dog (folded, filtered)"
     assert label({"q": "x" * 50}) == "x" * 39 + "…"
+
+
+def test_undecodable_file_names_never_break_the_page(
+    monkeypatch, settings, embedder, tmp_path
+) -> None:  # noqa: ANN001
+    """Names that are not UTF-8 (Python hands them over as lone surrogates, which a web
+    page cannot carry) show with a replacement character wherever the page names them:
+    a "more like" query, recent searches, the folder filter, Status's failed files. The
+    query caption raised UnicodeEncodeError ("surrogates not allowed")."""
+    import os
+
+    root = tmp_path / os.fsdecode(b"ph\xf6tos")  # a photo folder with such a name too
+    odd = root / os.fsdecode(b"d\xe9j\xe0")
+    odd.mkdir(parents=True)
+    Image.new("RGB", (64, 48), (200, 10, 10)).save(odd / os.fsdecode(b"caf\xe9.jpg"))
+    Image.new("RGB", (64, 48), (10, 200, 10)).save(root / "plain.jpg")
+    (root / os.fsdecode(b"bad\xff.jpg")).write_bytes(b"not a jpeg")
+    index_once(settings, embedder, root)
+    at = _app(monkeypatch, settings.data_dir).run()
+    assert not at.exception
+    cafe = next(t for t in _tiles(at) if t["path"].endswith(".jpg") and "caf" in t["path"])
+    plain = next(t for t in _tiles(at) if t["path"].endswith("plain.jpg"))
+    at.query_params["like"] = f"{cafe['photo_id']},{plain['photo_id']}"
+    at.run()
+    assert not at.exception, at.exception
+    assert "caf\ufffd.jpg" in _texts(at), _texts(at)
+    at.query_params.pop("like")
+    at.run()
+    _open_filters(at)
+    assert not at.exception, at.exception
+    folder = at.selectbox(key="folder")
+    assert "ph\ufffdtos/d\ufffdj\ufffd  (1)" in folder.options, folder.options
+    folder.set_value(str(odd)).run()  # into the URL too, which cannot carry the raw name
+    assert not at.exception, at.exception
+    assert [Path(t["path"]).parent for t in _tiles(at)] == [odd]
+    at.run()  # the next run reads the folder back from the URL: still the same one
+    assert [Path(t["path"]).parent for t in _tiles(at)] == [odd]
+    at.session_state["folder"] = ""
+    at.query_params["view"] = "status"
+    at.run()
+    assert not at.exception, at.exception

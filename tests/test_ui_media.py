@@ -40,6 +40,8 @@ def server(tmp_path_factory, pixel_embedder):  # noqa: ANN001, ANN201
     outside.mkdir()
     shutil.copy(DATA / "rocket.jpg", outside / "private.jpg")
     shutil.copy(DATA / "grass.png", photos / "swapped.png")
+    (photos / "odd").mkdir()  # a name that is not UTF-8 (a lone surrogate in Python)
+    shutil.copy(DATA / "coins.png", photos / "odd" / os.fsdecode(b"caf\xe9.png"))
     settings = load_settings(data_dir=base / "lib", encoder="pixels", weights="random")
     index_once(settings, pixel_embedder, photos)
     # indexed, then swapped for a link to a file outside every photo folder
@@ -331,3 +333,23 @@ def test_the_library_state_the_grid_polls(server) -> None:  # noqa: ANN001
     with Library(server.settings) as library:
         assert json.loads(body) == {"generation": library.generation(),
                                     "photos": library.photo_count()}  # fmt: skip
+
+
+def test_a_name_that_is_not_utf8_is_served_everywhere(server) -> None:  # noqa: ANN001
+    """Its details (JSON), its original as a download, and a zip: each raised
+    UnicodeEncodeError on the name's lone surrogate (a 500 or a broken stream)."""
+    pid = server.ids["odd/caf\uf8ffe9.png"]  # the store's escape of the byte 0xe9
+    status, kind, body = _call(server, "GET", f"/photo/info/{pid}")
+    assert status == 200 and kind == "application/json"
+    assert json.loads(body)["name"] == os.fsdecode(b"caf\xe9.png")  # the exact name back
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request("GET", f"/photo/original/{pid}?download=1")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.read() == (DATA / "coins.png").read_bytes()
+        assert "caf%EF%BF%BD.png" in resp.getheader("Content-Disposition")
+    finally:
+        conn.close()
+    status, _, body = _call(server, "GET", f"/photo/zip?ids={pid}")
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        assert status == 200 and archive.namelist() == ["caf\ufffd.png"]

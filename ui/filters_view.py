@@ -12,6 +12,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from searchapp.library import Facets, FolderOption, Library, PhotoFilter
+from searchapp.ui.markdown import web_text
 from searchapp.ui.url_state import MAX_SIDE, SORTS
 
 SORT_LABELS = {"relevance": "Best match", "newest": "Newest first", "oldest": "Oldest first"}
@@ -110,12 +111,12 @@ def filter_from_state(today: date) -> PhotoFilter | None:
 
 def _folder_box(library: Library, generation: int) -> None:
     options = _folder_options(library, generation)
-    labels = {o.path: f"{o.label}  ({o.count:,})" for o in options}
+    labels = {o.path: web_text(f"{o.label}  ({o.count:,})") for o in options}
     paths = [o.path for o in options]
     chosen = st.session_state.get("folder") or ""
     if chosen and chosen not in labels:  # a link to a folder this library does not have
         paths.append(chosen)
-        labels[chosen] = f"{chosen}  (0)"
+        labels[chosen] = web_text(f"{chosen}  (0)")
     st.selectbox(
         "Folder", ["", *paths], key="folder",
         format_func=lambda p: labels.get(p, "All folders") if p else "All folders",

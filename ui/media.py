@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import mimetypes
 import os
 import re
@@ -37,6 +38,16 @@ from starlette.routing import Route
 from searchapp.config import load_settings
 from searchapp.errors import PhotoNotFoundError, SearchAppError
 from searchapp.library import Library
+from searchapp.ui.markdown import web_text
+
+
+class _Json(JSONResponse):
+    """JSON in ASCII: a file name's undecodable bytes (lone surrogates) go out as \\u
+    escapes, which UTF-8 cannot carry (Starlette's own JSONResponse raised on them)."""
+
+    def render(self, content: object) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
 
 _HASH = re.compile(r"^[0-9a-f]{16,128}$")
 ZIP_MAX_PHOTOS = 500  # the gallery says so before a bigger selection is asked for
@@ -152,7 +163,7 @@ def original(request: Request) -> Response:
         kind = "application/octet-stream"
     attach = "attachment" if request.query_params.get("download") else "inline"
     return FileResponse(
-        real, media_type=kind, headers=_ORIGINAL_HEADERS, filename=real.name,
+        real, media_type=kind, headers=_ORIGINAL_HEADERS, filename=web_text(real.name),
         content_disposition_type=attach,
     )  # fmt: skip
 
@@ -166,7 +177,7 @@ def info(request: Request) -> Response:
     if details is None:
         return _not_found("no such photo")
     r = details.record
-    return JSONResponse(
+    return _Json(
         {
             "id": r.id,
             "name": Path(r.path).name,
@@ -280,7 +291,8 @@ def _zip_stream(files: list[tuple[Path, str]]) -> Iterator[bytes]:
 def _entry_name(path: str) -> str:
     # a Linux name may hold a backslash or a colon, which unzip tools elsewhere read as a
     # folder or a drive (an entry named "..", backslash, "x.jpg" would land outside)
-    return re.sub(r'[\\/:*?"<>|\x00-\x1f]', "_", Path(path).name) or "photo"
+    name = web_text(Path(path).name)  # undecodable bytes: zipfile writes UTF-8 names
+    return re.sub(r'[\\/:*?"<>|\x00-\x1f]', "_", name) or "photo"
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -298,16 +310,16 @@ def reveal(request: Request) -> Response:
     library = _library()
     record = _record(request)
     if record is None:
-        return JSONResponse({"ok": False, "message": "This photo is no longer in the library."})
+        return _Json({"ok": False, "message": "This photo is no longer in the library."})
     try:
         folder = library.photo_file(record.path).parent
     except SearchAppError as err:
-        return JSONResponse({"ok": False, "message": str(err)})
+        return _Json({"ok": False, "message": str(err)})
     try:
         ok, message = reveal_folder(folder)
     except OSError as err:  # the opener is there but would not start
         ok, message = False, f"Could not open the folder ({err.strerror or err}); copy the path."
-    return JSONResponse({"ok": ok, "message": message})
+    return _Json({"ok": ok, "message": message})
 
 
 def reveal_folder(folder: Path) -> tuple[bool, str]:
@@ -340,7 +352,7 @@ def library_state(request: Request) -> Response:  # noqa: ARG001 - a route's sig
         state = {"generation": library.generation(), "photos": library.photo_count()}
     except SearchAppError as err:
         return _refused(503, str(err))
-    return JSONResponse(state, headers=NO_STORE)
+    return _Json(state, headers=NO_STORE)
 
 
 def media_routes() -> list[Route]:

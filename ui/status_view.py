@@ -11,6 +11,7 @@ import streamlit as st
 from searchapp.config import Settings
 from searchapp.library import Library, PendingFiles, RunRecord, StatusReport, WriterInfo
 from searchapp.ui.indexing import add_folder_form, run_indexing, set_flash
+from searchapp.ui.markdown import web_text
 
 LIVE_EVERY_S = 1.0
 PENDING_TTL_S = 15  # new files on disk show up in the count within this long
@@ -138,7 +139,7 @@ def _show_library(status: StatusReport) -> None:
     if not status.roots:
         st.caption("No folders yet.")
     for root in status.roots:
-        st.text(root.path + ("" if root.online else "  (offline: kept, not scanned)"))
+        st.text(web_text(root.path) + ("" if root.online else "  (offline: kept, not scanned)"))
     st.markdown("**Model and index**")
     st.text(
         f"Model: {status.model}, weights {status.weights} ({status.model_id}), "
@@ -149,7 +150,7 @@ def _show_library(status: StatusReport) -> None:
         st.text(f"Index: {index.note}")
     else:
         st.text(f"Index: {index.type}, {index.vectors} vectors, {_size_text(index.size_bytes)}")
-    st.text(f"Library: {status.data_dir}")
+    st.text(web_text(f"Library: {status.data_dir}"))
     holder = status.writer
     if holder is not None:
         since = datetime.fromtimestamp(holder.since).strftime("%Y-%m-%d %H:%M:%S")
@@ -186,8 +187,8 @@ def _show_failures(status: StatusReport, settings: Settings) -> None:
         return
     st.dataframe(
         {
-            "file": [f.path for f in status.failures],
-            "reason": [f.reason for f in status.failures],
+            "file": [web_text(f.path) for f in status.failures],
+            "reason": [web_text(f.reason) for f in status.failures],
         },
         hide_index=True,
         width="stretch",

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, fields, replace
 from datetime import date
 
+from searchapp.paths import decode_path, encode_path
+
 SORTS = ("relevance", "newest", "oldest")
 WHEN = ("", "this-month", "this-year", "last-year", "custom")  # or a year: "2023"
 # the example photos' weights the page offers (less like ... more like); a link's weight
@@ -65,6 +67,7 @@ def from_params(params: dict[str, str]) -> SearchState:
         except ValueError:
             continue
     state = replace(base, **values)
+    state = replace(state, folder=decode_path(state.folder))  # see to_params
     if state.sort not in SORTS:
         state = replace(state, sort=base.sort)
     if state.when not in WHEN and not _is_year(state.when):
@@ -103,7 +106,8 @@ def to_params(state: SearchState) -> dict[str, str]:
     for f in fields(SearchState):
         value = getattr(state, f.name)
         if value != getattr(base, f.name):
-            out[f.name] = _format(value)
+            # a folder's undecodable bytes (lone surrogates) cannot go into a URL: escaped
+            out[f.name] = encode_path(value) if f.name == "folder" else _format(value)
     return out
 
 
