@@ -171,8 +171,6 @@ class Engine:
             "results": [r.as_dict() for r in page.results],
             "total": page.total,
             "hidden": page.hidden,
-            "contents": page.contents,
-            "hidden_contents": page.hidden_contents,
             "threshold": page.threshold,
             "offset": page.offset,
             "sort": page.sort,

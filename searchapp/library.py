@@ -241,6 +241,7 @@ class Library(StatusReads, BrowseReads):
         cutoff: bool = True,
         sort: str = "relevance",
         skip_query_photos: bool = True,
+        count_contents: bool = False,
     ) -> SearchPage:
         """One page of a combined query, for the page's grid.
 
@@ -249,7 +250,8 @@ class Library(StatusReads, BrowseReads):
         passes ``flt`` does. ``sort`` (relevance, newest, oldest) orders that list; photos
         without a date go last. Pages are ``[offset, offset + k)`` of it. Photos that are
         positive parts of the query, and their byte-identical copies, are left out (they would
-        match themselves first).
+        match themselves first). ``count_contents``: count them with copies once too, as the
+        page's tiles show them (a count over the library: not for every CLI query).
         """
         if sort not in SORTS:
             raise QueryError(f"unknown sort {sort!r}; use one of {', '.join(SORTS)}.")
@@ -283,10 +285,8 @@ class Library(StatusReads, BrowseReads):
             for i, (pid, score) in enumerate(page)
             if pid in records
         ]
-        contents, hidden_contents = self._content_counts(ids, flt, skip, cutoff)
-        return SearchPage(
-            results, total, hidden, threshold, offset, sort, contents, hidden_contents
-        )
+        counts = self._content_counts(ids, flt, skip, cutoff) if count_contents else ()
+        return SearchPage(results, total, hidden, threshold, offset, sort, *counts)
 
     def _ranked(
         self, vec: np.ndarray, flt: PhotoFilter | None, skip: set[int], want: int, pool: bool

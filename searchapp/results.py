@@ -46,8 +46,8 @@ class SearchPage:
     threshold: float | None  # the lowest score kept by the cutoff; None when showing all
     offset: int
     sort: str
-    contents: int = 0
-    hidden_contents: int = 0
+    contents: int | None = None  # None: not counted (``Library.query(count_contents=...)``)
+    hidden_contents: int | None = None
 
     @property
     def has_more(self) -> bool:

@@ -60,13 +60,13 @@ def _names(results) -> list[str]:  # noqa: ANN001
 def test_cutoff_keeps_copies_hides_the_tail_and_show_all_returns_k(lib) -> None:  # noqa: ANN001
     service, photos = lib
     query = [QueryPart("image", (photos / "coffee.png").read_bytes())]
-    page = service.query(query, k=20)
+    page = service.query(query, k=20, count_contents=True)
     names = _names(page.results)
     assert {"coffee.png", "coffee_copy.png", "coffee_small.jpg"} <= set(names)
     assert page.hidden > 0 and page.total == len(names) < service.index.ntotal
     assert page.total + page.hidden == service.index.ntotal
     assert not page.has_more
-    everything = service.query(query, k=10, cutoff=False)
+    everything = service.query(query, k=10, cutoff=False, count_contents=True)
     assert len(everything.results) == 10 and everything.hidden == 0
     assert everything.total == service.index.ntotal and everything.has_more
     # the page's counts: coffee.png and coffee_copy.png are one tile, so one content less
@@ -74,7 +74,8 @@ def test_cutoff_keeps_copies_hides_the_tail_and_show_all_returns_k(lib) -> None:
     assert everything.contents == everything.total - 1
     # "more like" coffee.png: it and its byte-identical copy are left out, and not counted
     like = service.query([QueryPart("photo", _id(service, photos / "coffee.png"))], k=40,
-                         cutoff=False)  # fmt: skip
+                         cutoff=False, count_contents=True)  # fmt: skip
+    assert service.query(query, k=20).contents is None  # not counted unless asked
     assert like.total == service.index.ntotal - 2 and like.contents == like.total
 
 

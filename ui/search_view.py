@@ -193,7 +193,12 @@ def _results(
     try:
         drawn = _library_state(library)
         page = library.query(
-            library.guard_parts(parts), k=k, flt=flt, cutoff=not state.all, sort=state.sort
+            library.guard_parts(parts),
+            k=k,
+            flt=flt,
+            cutoff=not state.all,
+            sort=state.sort,
+            count_contents=True,
         )
         by_name = library.name_tiles(state.q, flt, limit=k) if not state.like else []
     except SearchAppError as err:
