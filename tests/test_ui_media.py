@@ -353,3 +353,6 @@ def test_a_name_that_is_not_utf8_is_served_everywhere(server) -> None:  # noqa: 
     status, _, body = _call(server, "GET", f"/photo/zip?ids={pid}")
     with zipfile.ZipFile(io.BytesIO(body)) as archive:
         assert status == 200 and archive.namelist() == ["caf\ufffd.png"]
+    (server.photos / "odd" / os.fsdecode(b"caf\xe9.png")).unlink()  # a refusal naming it
+    status, _, body = _call(server, "GET", f"/photo/preview/{pid}")
+    assert status == 404 and "caf\ufffd.png" in body.decode(), body

@@ -92,12 +92,6 @@ def _record(request: Request):  # noqa: ANN202 - PhotoRecord | None
         return None
 
 
-def _not_found(text: str) -> Response:
-    return Response(
-        text + "\n", 404, media_type="text/plain", headers={"Cache-Control": "no-store"}
-    )
-
-
 THUMBS_MAX = 60  # one screen of tiles, and a bound on what one request reads
 
 
@@ -106,7 +100,7 @@ async def thumbs(request: Request) -> Response:
     # of four rounds on the browser's six connections; the sizes header splits the body
     hashes = request.query_params.get("h", "").split(",")
     if not 0 < len(hashes) <= THUMBS_MAX or not all(_HASH.match(h) for h in hashes):
-        return _not_found(f"ask for 1 to {THUMBS_MAX} content hashes")
+        return _refused(404, f"ask for 1 to {THUMBS_MAX} content hashes")
     parts = [_thumb_bytes(h) or b"" for h in hashes]
     # kept only when whole: a thumbnail missing now (being made, or rebuilt from Status)
     # must come with the next load of this screen
@@ -132,18 +126,18 @@ async def thumb(request: Request) -> Response:
     content_hash = request.path_params["content_hash"]
     data = _thumb_bytes(content_hash) if _HASH.match(content_hash) else None
     if data is None:
-        return _not_found("no thumbnail; Status offers to rebuild missing ones")
+        return _refused(404, "no thumbnail; Status offers to rebuild missing ones")
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": IMMUTABLE})
 
 
 def preview(request: Request) -> Response:
     record = _record(request)
     if record is None:
-        return _not_found("no such photo")
+        return _refused(404, "no such photo")
     try:
         data = _preview(record.path, record.mtime_ns, record.content_hash)
     except SearchAppError as err:
-        return _not_found(str(err))
+        return _refused(404, str(err))
     return Response(
         data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=600"}
     )
@@ -153,11 +147,11 @@ def original(request: Request) -> Response:
     library = _library()
     record = _record(request)
     if record is None:
-        return _not_found("no such photo")
+        return _refused(404, "no such photo")
     try:
         real = library.photo_file(record.path)
     except SearchAppError as err:
-        return _not_found(str(err))
+        return _refused(404, str(err))
     kind = mimetypes.guess_type(real.name)[0] or "application/octet-stream"
     if not kind.startswith("image/") or kind == "image/svg+xml":
         kind = "application/octet-stream"
@@ -175,7 +169,7 @@ def info(request: Request) -> Response:
     except SearchAppError:
         details = None
     if details is None:
-        return _not_found("no such photo")
+        return _refused(404, "no such photo")
     r = details.record
     return _Json(
         {
@@ -244,7 +238,9 @@ def _big(path: Path) -> bool:
 
 
 def _refused(status: int, message: str) -> Response:
-    return Response(message + "\n", status, media_type="text/plain", headers=NO_STORE)
+    """A one-line refusal; a name's undecodable bytes in it as U+FFFD (UTF-8 cannot carry
+    them: the response raised instead)."""
+    return Response(web_text(message) + "\n", status, media_type="text/plain", headers=NO_STORE)
 
 
 class _Chunks(io.RawIOBase):
