@@ -32,9 +32,13 @@ search: setup
 bytecode: setup
 	$(PY) -m compileall -q -j 0 cli indexer searchapp ui tests
 
+# One worker more than cores: the tests wait on servers, browsers and subprocesses about a
+# quarter of their time, and a third worker fills it (2 cores: 242 -> 218 s, docs/PERFORMANCE.md)
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+
 test: setup bytecode
 	$(VENV)/bin/ruff check .
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder -m "not ray"
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not ray"
 
 check: test test-ray
 

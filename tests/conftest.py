@@ -30,9 +30,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # tolerances were measured on the CPU; ``auto`` would put the model on a GPU where there is one
 os.environ.setdefault("SEARCHAPP_DEVICE", "cpu")
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # make test runs a worker per core: a worker's torch (and its subprocesses') on more
-    # threads only waits for the other worker's core, and OpenMP spins while it waits
-    # (one thread: the suite 234 -> 213 s, a minute less CPU)
+    # make test runs a worker per core and one more: a worker's torch (and its
+    # subprocesses') on more threads only waits for another worker's core, and OpenMP
+    # spins while it waits (one thread: the suite 234 -> 213 s, a minute less CPU)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # Files whose tests load torch and open_clip in this process: make test (--dist loadfile)
