@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+from searchapp.config import data_dir_flag
 from searchapp.library import StatusReport
 
 # Up to this many failed files are listed one a line; more are summarized by reason.
@@ -23,7 +25,7 @@ def status_lines(report: StatusReport, searches: str | None = None) -> list[str]
         if index.note
         else f"index:   {index.vectors} vectors ({index.type})",
         f"photos:  {report.photos} indexed, {report.failed} failed{_pending_text(report)}",
-        f"watcher: {_describe_daemon(report.daemon)}",
+        f"watcher: {_describe_daemon(report.daemon, _command(report))}",
     ]
     if searches:
         lines.append(f"search:  {searches}")
@@ -38,7 +40,9 @@ def failure_lines(report: StatusReport) -> list[str]:
     """One line a failed file when few; else a summary by reason with the first paths."""
     if len(report.failures) <= FAILURE_LINES:
         return [f"failed:  {f.path}: {f.reason}" for f in report.failures]
-    lines = [f"failed:  {report.failed} files; by reason (every file: searchapp status --json)"]
+    lines = [
+        f"failed:  {report.failed} files; by reason (every file: {_command(report)} status --json)"
+    ]
     for group in report.failure_groups(EXAMPLES_PER_REASON):
         lines.append(f"  {group.count:>7}  {group.reason}")
         lines += [f"           {f.path}: {f.reason}" for f in group.examples]
@@ -58,8 +62,13 @@ def _clock(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
 
-def _describe_daemon(d: dict) -> str:
+def _command(report: StatusReport) -> str:
+    """``searchapp`` with this library's ``--data-dir`` where it is not the default one."""
+    return "searchapp" + data_dir_flag(Path(report.data_dir))
+
+
+def _describe_daemon(d: dict, command: str) -> str:
     if not d["running"]:
-        return "not running (start it with: searchapp watch)"
+        return f"not running (start it with: {command} watch)"
     last = f"{_clock(d['last_activity'])}" + (f" ({d['activity']})" if d["activity"] else "")
     return f"running, pid {d['pid']}, since {_clock(d['since'])}; last activity {last}"

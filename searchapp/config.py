@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import shlex
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import platformdirs
 
 from searchapp.errors import ConfigError
+from searchapp.paths import shell_quote
 
 DEFAULT_MODEL = "MobileCLIP-S2"
 DEFAULT_WEIGHTS = ""  # the model's standard tag (MobileCLIP-S2: datacompdr)
@@ -45,7 +45,7 @@ def default_data_dir() -> Path:
 def data_dir_flag(data_dir: Path) -> str:
     """`` --data-dir DIR`` (quoted for the shell) where the library is not the default one,
     so a command a message suggests works on that library; else nothing."""
-    return "" if data_dir == default_data_dir() else f" --data-dir {shlex.quote(str(data_dir))}"
+    return "" if data_dir == default_data_dir() else f" --data-dir {shell_quote(str(data_dir))}"
 
 
 @dataclass(frozen=True)

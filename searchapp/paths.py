@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+
 
 def is_under(path: str, folder: str) -> bool:
     """True when ``path`` is ``folder`` itself or anything below it (plain string test)."""
@@ -54,3 +57,15 @@ def decode_path(text: str) -> str:
             out.append(chr(0xDC00 + int(text[i + 1 : i + 3], 16)))
             i += 3
     return "".join(out)
+
+
+def shell_quote(text: str) -> str:
+    """``text`` quoted for a POSIX shell, so a suggested command can be pasted as it is;
+    a name with bytes that are not UTF-8 as bash's ``$'...\\xNN'`` (no other spelling
+    survives a UTF-8 page or terminal)."""
+    if not any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
+        return shlex.quote(text)
+    body = "".join(
+        chr(b) if 0x20 <= b < 0x7F and b not in b"\\'" else f"\\x{b:02x}" for b in os.fsencode(text)
+    )
+    return f"$'{body}'"

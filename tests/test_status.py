@@ -106,7 +106,9 @@ def test_status_summarizes_50000_failures_by_reason(settings, tmp_path) -> None:
     assert next(x for x in lines if x.startswith("photos:")).startswith(
         "photos:  0 indexed, 50000 failed"
     )
-    at = lines.index("failed:  50000 files; by reason (every file: searchapp status --json)")
+    command = f"searchapp --data-dir {settings.data_dir}"  # commands name this library
+    at = lines.index(f"failed:  50000 files; by reason (every file: {command} status --json)")
+    assert f"watcher: not running (start it with: {command} watch)" in lines
     assert lines[at + 1].split(None, 1) == ["30000", "not an image, or a format Pillow cannot read"]
     assert (
         lines[at + 2]

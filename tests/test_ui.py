@@ -714,3 +714,31 @@ def test_undecodable_file_names_never_break_the_page(
     at.query_params["view"] = "status"
     at.run()
     assert not at.exception, at.exception
+
+
+def test_a_data_folder_whose_name_is_not_utf8_opens_the_page(
+    monkeypatch, embedder, tmp_path
+) -> None:  # noqa: ANN001
+    """The page keeps its library and model per settings; Streamlit's cache hashed the
+    settings as UTF-8 and stopped the page on such a data folder (UnicodeEncodeError)."""
+    import os
+
+    from searchapp.config import ENCODER_PIXELS
+
+    settings = load_settings(
+        data_dir=tmp_path / os.fsdecode(b"lib\xe9"), encoder=ENCODER_PIXELS, weights="random"
+    )
+    root = tmp_path / "photos"
+    root.mkdir()
+    Image.new("RGB", (64, 48), (200, 10, 10)).save(root / "red.jpg")
+    index_once(settings, embedder, root)
+    at = _app(monkeypatch, settings.data_dir).run()
+    assert not at.exception, at.exception
+    assert _result_names(at) == ["red.jpg"]
+    assert "1 photo, newest first" in _texts(at)
+    # the banner's command names the folder as bash can take it back
+    assert "searchapp --data-dir $'" + str(tmp_path) + "/lib\\xe9' ui" in _texts(at)
+    at.query_params["view"] = "status"
+    at.run()
+    assert not at.exception, at.exception
+    assert f"Library: {tmp_path}/lib\ufffd" in [t.value for t in at.text]  # in Status

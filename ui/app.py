@@ -15,7 +15,7 @@ from searchapp.config import UI_PORT, Settings, data_dir_flag, load_settings
 from searchapp.errors import SearchAppError
 from searchapp.ui.filters_view import forget_library as forget_filters
 from searchapp.ui.indexing import add_folder_form, show_flash
-from searchapp.ui.markdown import md_escape
+from searchapp.ui.markdown import md_escape, web_text
 from searchapp.ui.resources import get_library, start_warm_up
 from searchapp.ui.search_view import SHOWN as PHOTOS_SHOWN
 from searchapp.ui.search_view import show_photos
@@ -142,7 +142,7 @@ def _empty_state(settings: Settings) -> None:
     st.info(
         "No photos are indexed yet. Add a photo folder below and index it here, or from a "
         f"terminal run:\n\n`{index_command(settings)}`\n\n"
-        f"(library: `{settings.data_dir}`)"
+        f"(library: `{web_text(str(settings.data_dir))}`)"
     )
     add_folder_form(settings, key="add")
 

@@ -14,8 +14,12 @@ from searchapp.model import ClipEmbedder
 
 log = logging.getLogger(__name__)
 
+# Streamlit hashes a cached function's arguments as UTF-8; a data folder whose name is not
+# UTF-8 (lone surrogates) stopped the page. repr() escapes them.
+BY_REPR = {Settings: repr}
 
-@st.cache_resource(show_spinner="Loading the model...")
+
+@st.cache_resource(show_spinner="Loading the model...", hash_funcs=BY_REPR)
 def get_embedder(settings: Settings) -> ClipEmbedder:
     """One embedder per model configuration, shared by every session."""
     from searchapp.model import load_embedder
@@ -23,7 +27,7 @@ def get_embedder(settings: Settings) -> ClipEmbedder:
     return load_embedder(settings)
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(show_spinner=False, hash_funcs=BY_REPR)
 def get_library(settings: Settings) -> Library:
     """One read-only library per configuration; opening it loads nothing yet. Queries are
     encoded by the running watcher's model when one answers, else by the page's own."""
@@ -32,7 +36,7 @@ def get_library(settings: Settings) -> Library:
     return Library(settings, engine=EngineClient(settings))
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(show_spinner=False, hash_funcs=BY_REPR)
 def start_warm_up(settings: Settings) -> threading.Thread:
     """Load the index and the model in the background, once per server: the timeline shows
     at once, and the first query pays neither (a query before it ends waits for the model)."""

@@ -170,7 +170,8 @@ def _timeline(library: Library, flt: PhotoFilter | None, state: SearchState) -> 
         st.error(md_escape(str(err)))
         return
     order = "newest first" if newest else "oldest first"
-    st.caption(f"{page.total:,} photos, {order}" + (" (filtered)" if flt else "")
+    photos = "photo" if page.total == 1 else "photos"
+    st.caption(f"{page.total:,} {photos}, {order}" + (" (filtered)" if flt else "")
                + (FOLDED if state.fold else ""))  # fmt: skip
     if not page.tiles:
         explain_empty(library, flt)

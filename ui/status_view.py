@@ -10,6 +10,7 @@ import streamlit as st
 
 from searchapp.config import Settings
 from searchapp.library import Library, PendingFiles, RunRecord, StatusReport, WriterInfo
+from searchapp.paths import encode_path
 from searchapp.ui.indexing import add_folder_form, run_indexing, set_flash
 from searchapp.ui.markdown import web_text
 
@@ -74,7 +75,8 @@ def _checks(_library: Library, data_dir: str, generation: int) -> Future:
 
 
 def _folder_checks(library: Library, status: StatusReport) -> None:
-    job = _checks(library, status.data_dir, library.generation())
+    # as the store spells it: Streamlit hashes it as UTF-8, which a name may not be
+    job = _checks(library, encode_path(status.data_dir), library.generation())
     if not job.done():
         _show_counts(status, None)
         _wait_for_checks(job)
