@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from searchapp.cli.parser import build_parser
 from searchapp.cli.search import cmd_search
-from searchapp.config import Settings, load_settings
+from searchapp.config import Settings, command_for, load_settings
 from searchapp.errors import SearchAppError
 from searchapp.text import printable
 
@@ -129,8 +129,9 @@ def _say_failed_files(settings: Settings) -> None:
     with Library(settings) as library:
         failed = library.failed_count()
     if failed:
-        print(f"{failed} file(s) in the library could not be read; reasons: searchapp status; "
-              "after fixing them: searchapp index --retry-failed", file=sys.stderr)  # fmt: skip
+        command = command_for(settings.data_dir)
+        print(f"{failed} file(s) in the library could not be read; reasons: {command} status; "
+              f"after fixing them: {command} index --retry-failed", file=sys.stderr)  # fmt: skip
 
 
 BAR_FORMAT = (
@@ -205,7 +206,8 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
         for r in roots:
             print(printable(r.path) + ("" if r.online else "  (offline)"))
         if not roots:
-            print("no photo folders yet; add one with: searchapp index PATH", file=sys.stderr)
+            print(f"no photo folders yet; add one with: {command_for(settings.data_dir)} index "
+                  "PATH", file=sys.stderr)  # fmt: skip
         return 0
     if not args.paths:
         print(f"searchapp: roots {args.action} needs at least one PATH", file=sys.stderr)
@@ -222,7 +224,8 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
             holder = watcher_running(settings)
             then = f"the running watcher (pid {holder.pid}) indexes it" if holder else ""
             done = "added" if root in outcome.new_roots else "already a photo folder:"
-            print(f"{done} {printable(root)}; {then or 'run: searchapp index'}")
+            then = then or f"run: {command_for(settings.data_dir)} index"
+            print(f"{done} {printable(root)}; {then}")
             continue
         command = RemoveRoot(absolute(path))
         outcome = submit(settings, command, wait_s=3600, on_wait=_say_waiting)
@@ -247,7 +250,8 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     with Library(settings) as library:
         has_roots = bool(library.roots())
     if not has_roots:
-        print("searchapp: no photo folders yet; run: searchapp watch PATH", file=sys.stderr)
+        print(f"searchapp: no photo folders yet; run: {command_for(settings.data_dir)} watch PATH",
+              file=sys.stderr)  # fmt: skip
         return 1
     stop = threading.Event()
 

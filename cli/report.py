@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from searchapp.config import data_dir_flag
+from searchapp.config import command_for
 from searchapp.library import StatusReport
 
 # Up to this many failed files are listed one a line; more are summarized by reason.
@@ -63,8 +63,7 @@ def _clock(t: float) -> str:
 
 
 def _command(report: StatusReport) -> str:
-    """``searchapp`` with this library's ``--data-dir`` where it is not the default one."""
-    return "searchapp" + data_dir_flag(Path(report.data_dir))
+    return command_for(Path(report.data_dir))
 
 
 def _describe_daemon(d: dict, command: str) -> str:

@@ -17,7 +17,7 @@ from contextlib import suppress
 from dataclasses import replace
 
 from searchapp.activity import WriterInfo, read_writer
-from searchapp.config import Settings
+from searchapp.config import Settings, command_for
 from searchapp.errors import DiskFullError, RootError, WriterBusyError
 from searchapp.indexer.commands import (
     AddRoots,
@@ -89,7 +89,10 @@ class Writer:
         self._open_remote()  # a cluster that cannot run fails before anything is written
         added = self.add_roots(command.add_roots)
         if not self.store.list_roots():
-            raise RootError("no photo folders yet; add one with: searchapp index PATH")
+            raise RootError(
+                "no photo folders yet; add one with: "
+                f"{command_for(self.settings.data_dir)} index PATH"
+            )
         paths = list(command.paths) if command.paths is not None else None
         stats = self.index_photos(paths, command.retry_failed, progress)
         return Outcome(stats=stats, roots=tuple(r.path for r in added))

@@ -48,6 +48,11 @@ def data_dir_flag(data_dir: Path) -> str:
     return "" if data_dir == default_data_dir() else f" --data-dir {shell_quote(str(data_dir))}"
 
 
+def command_for(data_dir: Path) -> str:
+    """``searchapp`` as a message suggests it for the library in ``data_dir``."""
+    return "searchapp" + data_dir_flag(data_dir)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a run needs to know; immutable, pass it around."""

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session, sessionmaker
 
+from searchapp.config import command_for
 from searchapp.datadir import (
     check_data_dir,
     create_private_file,
@@ -140,7 +141,8 @@ class Store(RunsTable, RootsTable, FacetQueries, EmbeddingQueries, BrowseQueries
             self._create()
         elif not self.db_path.exists():
             raise StoreError(
-                f"no library at {self.db_path.parent}; index a folder first: searchapp index PATH"
+                f"no library at {self.db_path.parent}; index a folder first: "
+                f"{command_for(self.db_path.parent)} index PATH"
             )
         secure_data_dir(self.db_path.parent)
         self.readonly = not can_write(self.db_path)

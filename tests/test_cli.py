@@ -120,7 +120,15 @@ def test_cli_errors_are_one_line(tmp_path):
     extra = run(tmp_path / "lib", "roots", "list", "photos", check=False)  # was ignored
     assert extra.returncode == 2 and "roots list takes no PATH" in extra.stderr
     none = run(tmp_path / "lib", "roots", check=False)  # "list" by default; said nothing
-    assert none.returncode == 0 and "no photo folders yet" in none.stderr
+    # the commands a message suggests name this library (they said "searchapp index PATH")
+    assert none.returncode == 0 and none.stderr == (
+        f"no photo folders yet; add one with: searchapp --data-dir {tmp_path}/lib index PATH\n"
+    )
+    empty = run(tmp_path / "empty", "search", "x", check=False)
+    assert empty.stderr.endswith(f"first: searchapp --data-dir {tmp_path}/empty index PATH\n")
+    (tmp_path / "photos").mkdir()
+    added = run(tmp_path / "lib", "roots", "add", str(tmp_path / "photos")).stdout
+    assert added.endswith(f"; run: searchapp --data-dir {tmp_path}/lib index\n"), added
     late = run(tmp_path / "lib", "status", "--data-dir", "x", check=False)
     assert late.returncode == 2 and "--data-dir is a global option: put it before" in late.stderr
     a_file = tmp_path / "a file"

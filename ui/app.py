@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from searchapp.config import UI_PORT, Settings, data_dir_flag, load_settings
+from searchapp.config import UI_PORT, Settings, command_for, load_settings
 from searchapp.errors import SearchAppError
 from searchapp.ui.filters_view import forget_library as forget_filters
 from searchapp.ui.indexing import add_folder_form, show_flash
@@ -123,7 +123,7 @@ def random_banner(settings: Settings) -> str:
         "Random model weights (chosen by `--weights random` or `SEARCHAPP_WEIGHTS=random`): "
         "searches by words or images mean nothing. Fix: stop this page, then start it without "
         # a block of its own: a long data folder scrolls there instead of out of the page
-        f"either:\n\n```\nsearchapp{data_dir_flag(settings.data_dir)} ui{_port_flag()}\n```"
+        f"either:\n\n```\n{command_for(settings.data_dir)} ui{_port_flag()}\n```"
     )
 
 
@@ -135,7 +135,7 @@ def _port_flag() -> str:
 
 def index_command(settings: Settings) -> str:
     """``searchapp index PATH`` for this page's library."""
-    return f"searchapp{data_dir_flag(settings.data_dir)} index PATH"
+    return f"{command_for(settings.data_dir)} index PATH"
 
 
 def _empty_state(settings: Settings) -> None:

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import streamlit as st
 
-from searchapp.config import Settings
+from searchapp.config import Settings, command_for
 from searchapp.library import Library, PendingFiles, RunRecord, StatusReport, WriterInfo
 from searchapp.paths import encode_path
 from searchapp.ui.indexing import add_folder_form, run_indexing, set_flash
@@ -196,7 +196,8 @@ def _show_failures(status: StatusReport, settings: Settings) -> None:
         width="stretch",
     )
     if status.failed > len(status.failures):
-        st.caption(f"Showing the first {len(status.failures)}; see `searchapp status`.")
+        command = web_text(command_for(settings.data_dir))
+        st.caption(f"Showing the first {len(status.failures)}; see `{command} status`.")
     if st.button("Retry failed files", key="retry", help="Read and index them again"):
         # a list cut at FAILURES_SHOWN would retry only some: then retry every failed file
         # (judged by the list itself, not the count, which another query read)
