@@ -342,6 +342,13 @@ def test_phone_width_shows_two_or_three_per_row(browser, served) -> None:  # noq
         expect(page.get_by_text("Search your photos", exact=True)).to_be_hidden()
         expect(page.get_by_role("textbox", name="Search your photos")).to_be_visible()
         expect(page.get_by_text("Less of (optional)")).to_be_visible()  # not typed text
+        less = page.get_by_role("textbox", name="Less of (optional)").bounding_box()
+        label = page.get_by_text("Less of (optional)").bounding_box()
+        assert abs(label["y"] + label["height"] / 2 - (less["y"] + less["height"] / 2)) < 4
+        # photos on the first screen, even under the random-weights banner: the first row
+        # began at 615 px, 700 with two rows of recent searches; now ~535
+        first = page.locator(".tile").first.bounding_box()
+        assert first["y"] < 844 * 0.7, first
         page.screenshot(path=str(shots_dir() / "timeline-390x844.png"))
     finally:
         context.close()
