@@ -81,3 +81,15 @@ def test_open_shows_the_page_in_the_browser_once_it_answers(tmp_path) -> None:  
         assert opened.read_text().split() == ["200", f"http://127.0.0.1:{port}/"]
     finally:
         stop_group(proc)
+
+
+def test_a_server_killed_from_outside_is_said_in_one_line(capsys) -> None:  # noqa: ANN001
+    """The page's server killed by the kernel's out-of-memory killer (or kill -9) ended
+    ``searchapp ui`` with nothing said."""
+    from searchapp.ui.launch import run_page
+
+    suicide = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    assert run_page([sys.executable, "-c", suicide], dict(os.environ)) == 1
+    said = capsys.readouterr().err
+    assert said.startswith("searchapp: the page's server was stopped by SIGKILL (out of memory")
+    assert said.count("\n") == 1

@@ -101,7 +101,21 @@ def run_page(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return 0 if stop.is_set() else code
+    if stop.is_set():
+        return 0
+    if code < 0:  # killed from outside (the kernel's out-of-memory killer, kill -9): say so
+        print(f"searchapp: the page's server was stopped by {_signal_name(-code)} (out of "
+              "memory, or killed by another program); start searchapp ui again",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return code
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _die_with_parent() -> Callable[[], None] | None:
