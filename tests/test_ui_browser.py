@@ -426,7 +426,7 @@ def test_photos_indexed_elsewhere_are_offered_not_forced_on_the_page(
     expect(viewer).to_be_visible()
     with _one_more_photo(served, pixel_embedder, "new arrival.png") as arrival:
         index_once(served.settings, pixel_embedder, arrival.parent)
-        notice = page.get_by_role("button", name="1 new photo indexed: show")
+        notice = page.get_by_role("button", name="1 more photo in the library: show")
         expect(notice).to_be_visible()
         expect(viewer).to_be_visible()
         expect(page.locator(".tile")).to_have_count(PHOTOS)
@@ -435,6 +435,10 @@ def test_photos_indexed_elsewhere_are_offered_not_forced_on_the_page(
         notice.click()
         expect(page.locator(".tile")).to_have_count(PHOTOS + 1)
         expect(notice).to_have_count(0)
+        arrival.unlink()  # the count is a net one, and says so ("1 new photo" hid deletions)
+        index_once(served.settings, pixel_embedder, arrival.parent)
+        fewer = page.get_by_role("button", name="1 photo fewer in the library: show")
+        expect(fewer).to_be_visible()
 
 
 def test_a_photo_gone_from_the_library_refuses_the_zip_in_words(

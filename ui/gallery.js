@@ -124,12 +124,14 @@ function pollLibrary(st) {
     .catch(() => {});
 }
 
+// The count is a net one (2 added and 1 deleted read "1 more"), so it says so: "1 new
+// photo indexed" there hid the deletion.
 function changeText(drawn, now) {
   if (now.generation === drawn.generation) return "";
   const added = now.photos - drawn.photos;
   const n = Math.abs(added).toLocaleString("en-US"), s = Math.abs(added) === 1 ? "" : "s";
-  if (added > 0) return `${n} new photo${s} indexed`;
-  return added < 0 ? `${n} photo${s} removed` : "Photos were updated";
+  if (added > 0) return `${n} more photo${s} in the library`;
+  return added < 0 ? `${n} photo${s} fewer in the library` : "Photos changed in the library";
 }
 
 function showChanges(st, text) {
