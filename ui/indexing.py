@@ -50,7 +50,7 @@ def _request_stop(stop: threading.Event) -> None:
     stop.set()  # the run may end on its own first: say what was asked, Status says the rest
     set_flash("Stopping indexing after the batch it is writing. What it indexed stays "
               "searchable; Status shows how far it got, and indexing the folder again goes "
-              "on from there.")  # fmt: skip
+              "on from there.", ok=False)  # fmt: skip
 
 
 def run_indexing(
@@ -122,12 +122,13 @@ def run_indexing(
     stop.empty()
     if asked:  # a stopped script cannot write its session either: Status has the run
         raise asked[0]
-    set_flash(_summary(settings, command, outcome))
+    failed = get_library(settings).failed_count()
+    set_flash(_summary(command, outcome, failed), ok=not failed)
     bar.progress(1.0, text="Done")
     return True
 
 
-def _summary(settings: Settings, command: Index, outcome: Outcome) -> str:
+def _summary(command: Index, outcome: Outcome, failed: int) -> str:
     """What a finished run did, for the flash: folders already covered, its counts, and
     the library's failed files ("failed" is this run's; files that failed before and did
     not change count as unchanged, so the library's own number is said too, as the CLI
@@ -140,15 +141,15 @@ def _summary(settings: Settings, command: Index, outcome: Outcome) -> str:
     stats = outcome.stats
     assert stats is not None  # an Index command always reports its run
     text = md_escape(covered) + f"Indexing finished: {stats.summary()} ({stats.seconds:.1f} s)."
-    failed = get_library(settings).failed_count()
     if failed:
         text += f" {failed:,} file(s) in the library could not be read: see Status."
     return text
 
 
-def set_flash(text: str) -> None:
-    """A success line for the next reruns: what a button's run did."""
-    st.session_state[FLASH] = (text, time.monotonic())
+def set_flash(text: str, *, ok: bool = True) -> None:
+    """A line for the next reruns: what a button's run did; a warning where it left files
+    that could not be read (a green "finished" over three failed files read as fixed)."""
+    st.session_state[FLASH] = (text, time.monotonic(), ok)
 
 
 def show_flash() -> None:
@@ -156,11 +157,14 @@ def show_flash() -> None:
     kept = st.session_state.get(FLASH)
     if kept is None:
         return
-    text, at = kept
+    text, at, ok = kept
     if time.monotonic() - at > FLASH_KEEP_S:
         del st.session_state[FLASH]
         return
-    st.success(text)
+    if ok:
+        st.success(text)
+    else:
+        st.warning(text)
 
 
 def add_folder_form(settings: Settings, *, key: str = "add") -> None:

@@ -109,7 +109,7 @@ def _offer_thumbnails(library: Library, missing: list[str]) -> None:
         _checks.clear()
         text = f"Rebuilt {done:,} thumbnails."
         originals = "1 original" if failed == 1 else f"{failed:,} originals"
-        set_flash(text + (f" {originals} could not be read." if failed else ""))
+        set_flash(text + (f" {originals} could not be read." if failed else ""), ok=not failed)
         st.rerun()
 
 
