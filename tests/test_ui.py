@@ -203,6 +203,9 @@ def test_a_hand_made_link_shows_what_it_asks_and_never_breaks(monkeypatch, share
     _open_filters(at)
     assert not at.exception
     assert {k: at.query_params.get(k) for k in wanted} == wanted
+    # the default sort names what it does on the timeline too (it said "Best match" there)
+    assert at.selectbox(key="sort").value == "relevance"
+    assert at.selectbox(key="sort").options[0] == "Best match (timeline: newest first)"
     for bad in ({"when": "0001"}, {"when": "custom", "since": "0001-01-01"}):
         at.query_params.clear()
         at.query_params.update(bad)

@@ -15,7 +15,13 @@ from searchapp.library import Facets, FolderOption, Library, PhotoFilter
 from searchapp.ui.markdown import web_text
 from searchapp.ui.url_state import MAX_SIDE, SORTS
 
-SORT_LABELS = {"relevance": "Best match", "newest": "Newest first", "oldest": "Oldest first"}
+# the default says what it does in both places ("Best match" over a timeline sorted newest
+# first read as a contradiction)
+SORT_LABELS = {
+    "relevance": "Best match (timeline: newest first)",
+    "newest": "Newest first",
+    "oldest": "Oldest first",
+}
 QUICK = {"": "Any time", "this-month": "This month", "this-year": "This year",
          "last-year": "Last year"}  # fmt: skip
 CUSTOM = "custom"
