@@ -5,6 +5,7 @@ option after the command)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import NoReturn
 
 from searchapp import __version__
@@ -34,7 +35,12 @@ class _Parser(argparse.ArgumentParser):
         parsed, extra = self.parse_known_args(args, namespace)
         if extra:
             commands = getattr(self, "commands", {})  # build_parser sets them on the top
-            chosen = commands.get(getattr(parsed, "command", None) or "", self)
+            command = getattr(parsed, "command", None) or ""
+            words = list(sys.argv[1:] if args is None else args)
+            before = words[: words.index(command)] if command in words else words
+            # one given before the command is the top level's (`searchapp --bogus status`)
+            top = all(word in before for word in extra)
+            chosen = self if top else commands.get(command, self)
             chosen.error(f"unrecognized arguments: {' '.join(extra)}")
         return parsed
 

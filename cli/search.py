@@ -99,7 +99,7 @@ def _print_rows(settings: Settings, args: argparse.Namespace, rows: list[dict]) 
         print(json.dumps(rows, indent=2))
         return
     for r in rows:
-        score = "name " if r["score"] is None else f"{r['score']:.3f}"
+        score = "  name" if r["score"] is None else f"{r['score']:6.3f}"  # a column with -0.010
         print(f"{r['rank']:3d}  {score}  [{r['photo_id']}]  {printable(r['path'])}")
     if not rows:
         print("no results")

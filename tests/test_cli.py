@@ -76,6 +76,8 @@ def test_cli_index_search_status_roots(tmp_path, photos):
     named = json.loads(run(lib, "search", "rocket.jpg", "-k", "3", "--json").stdout)
     assert named[0]["path"].endswith("rocket.jpg") and named[0]["score"] is None  # by name
     assert [r["rank"] for r in named] == [1, 2, 3] and named[1]["score"] is not None
+    lines = run(lib, "search", "rocket.jpg", "-k", "9").stdout.splitlines()
+    assert len({line.index("[") for line in lines}) == 1, lines  # one column, "name" or -0.01
 
     like = json.loads(run(lib, "search", "--like", str(results[0]["photo_id"]), "--json").stdout)
     assert results[0]["photo_id"] not in [r["photo_id"] for r in like]
@@ -117,6 +119,10 @@ def test_cli_errors_are_one_line(tmp_path):
         proc = run(tmp_path / "lib", *usage, check=False)
         assert proc.returncode == 2 and proc.stderr.startswith("searchapp: "), usage
     assert run(tmp_path / "lib", "bogus", check=False).returncode == 2
+    early = run(tmp_path / "lib", "--bogus", "status", check=False)  # blamed "status"
+    assert early.returncode == 2 and "searchapp: error: unrecognized arguments: --bogus" in (
+        early.stderr
+    )
     extra = run(tmp_path / "lib", "roots", "list", "photos", check=False)  # was ignored
     assert extra.returncode == 2 and "roots list takes no PATH" in extra.stderr
     none = run(tmp_path / "lib", "roots", check=False)  # "list" by default; said nothing
