@@ -74,7 +74,7 @@ def _say_waiting(holder) -> None:  # noqa: ANN001 - indexer.lock.WriterInfo | No
 
 
 def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
-    from searchapp.indexer.commands import Index, absolute
+    from searchapp.indexer.commands import Index, absolute, covered_note
     from searchapp.indexer.writer import submit
 
     settings = settings.with_overrides(
@@ -108,6 +108,10 @@ def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
         )
     stats = outcome.stats
     assert stats is not None  # an Index command always reports its run
+    for asked, shown, root in zip(command.add_roots, args.paths, outcome.roots, strict=False):
+        note = covered_note(asked, root, shown=shown)  # as roots add says it
+        if note:
+            print(printable(note))
     by = f" [done by the watcher, pid {outcome.done_by}]" if outcome.done_by else ""
     print(f"{stats.summary()} ({stats.seconds:.1f} s){by}")
     _say_failed_files(settings)

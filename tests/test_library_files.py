@@ -305,6 +305,10 @@ def test_roots_never_nest_and_the_data_folder_is_never_indexed(tmp_path):
     for _ in range(2):
         again = cli(data, "index")
         assert "added 0" in again.stdout and "unchanged 5" in again.stdout, again.stdout
+    inside = cli(data, "index", str(photos / "b"))  # said only its counts
+    assert inside.stdout.startswith(
+        f"{photos / 'b'} is inside the photo folder {photos}, which covers it already\n"
+    ), inside.stdout
     store = Store(data / "library.sqlite3", readonly=True)
     try:
         assert store.counts()["photos"] == 5
