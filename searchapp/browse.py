@@ -83,6 +83,7 @@ class PhotoInfo:
     root: str | None
     copies: list[str] = field(default_factory=list)
     gps: tuple[float, float] | None = None
+    on_disk: bool = True  # False: the original is gone, moved or offline (not yet re-indexed)
 
 
 def month_label(taken_at: float | None) -> str:
@@ -249,7 +250,7 @@ def photo_info(store: Store, record: PhotoRecord, original: Path | None) -> Phot
     copies = store.copies_of(record.content_hash) if record.content_hash else [record]
     gps = read_gps(original) if original is not None else None
     rel = relative_path(record.path, root)
-    return PhotoInfo(record, rel, root, [c.path for c in copies], gps)
+    return PhotoInfo(record, rel, root, [c.path for c in copies], gps, original is not None)
 
 
 def read_gps(path: Path) -> tuple[float, float] | None:

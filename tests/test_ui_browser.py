@@ -460,6 +460,37 @@ def test_a_photo_gone_from_the_library_refuses_the_zip_in_words(
         )
 
 
+def test_the_viewer_says_when_a_photo_s_file_is_gone(page, served, pixel_embedder) -> None:  # noqa: ANN001
+    """Deleted on disk, then out of the library (the watcher's run), while the page shows
+    it: the viewer says which, and offers no original (its camera stayed "…" for good and
+    its links answered 404)."""
+    expect = expect_()
+    with _one_more_photo(served, pixel_embedder, "leaving.png") as leaving:
+        index_once(served.settings, pixel_embedder, leaving.parent)
+        page.goto(served.url)
+        tile = page.locator(".tile", has=page.get_by_role("button", name="Open leaving.png"))
+        viewer = page.get_by_role("dialog", name="Photo viewer")
+        note, original = viewer.locator(".vnote"), viewer.get_by_role("link", name="Download")
+        leaving.unlink()  # still in the library: not on disk
+        tile.locator(".open").click()
+        expect(note).to_have_text(re.compile(r"^The original is not on disk now \(deleted, "))
+        expect(original).to_be_hidden()
+        expect(viewer.get_by_role("button", name="More like this")).to_be_visible()
+        index_once(served.settings, pixel_embedder, leaving.parent)  # as the watcher would
+        page.keyboard.press("Escape")
+        tile.locator(".open").click()
+        expect(note).to_have_text(re.compile(r"^This photo has left the library \(deleted "))
+        expect(viewer.locator(".facts")).to_contain_text("Cameraunknown")
+        expect(original).to_be_hidden()
+        page.keyboard.press("Escape")
+        there = page.locator(".tile").filter(
+            has_not=page.get_by_role("button", name="Open leaving.png")
+        )
+        there.first.locator(".open").click()
+        expect(note).to_have_text("")
+        expect(original).to_be_visible()
+
+
 def test_a_photo_s_date_reads_as_its_camera_wrote_it_in_any_time_zone(
     browser, served, pixel_embedder
 ) -> None:  # noqa: ANN001

@@ -186,6 +186,7 @@ def info(request: Request) -> Response:
             "format": r.format,
             "copies": details.copies,
             "gps": list(details.gps) if details.gps else None,
+            "on_disk": details.on_disk,
         },  # fmt: skip
         headers={"Cache-Control": "no-store"},
     )

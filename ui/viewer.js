@@ -156,10 +156,28 @@ function showInViewer(st, index) {
   v.querySelector("[data-act=download]").setAttribute("download", baseName(tile.path));
   v.querySelector(".vnote").textContent = "";
   facts(v, tile, null);
+  fileGone(v, "");
   fetch(`/photo/info/${tile.photo_id}`, { credentials: "same-origin" })
-    .then((r) => (r.ok ? r.json() : null))
-    .then((info) => { if (info && st.index === index) facts(v, tile, info); })
+    .then((r) => (r.status === 404 ? { gone: true } : r.ok ? r.json() : null))
+    .then((info) => {
+      if (!info || st.index !== index) return;
+      facts(v, tile, info.gone ? { camera: null, folder: dirName(tile.relative), copies: [] } : info);
+      if (info.gone || info.on_disk === false) fileGone(v, info.gone ? GONE : MISSING);
+    })
     .catch(() => {});
+}
+
+// A photo deleted or moved since the grid was drawn still shows its cached picture; the
+// panel says so and offers no original (its camera stayed "…", its links answered 404).
+const GONE = "This photo has left the library (deleted or moved since the page was drawn).";
+const MISSING = "The original is not on disk now (deleted, moved, or on a drive that is offline).";
+
+function fileGone(v, text) {
+  note(v.querySelector(".vnote"), text);
+  for (const act of ["original", "download", "reveal"]) {
+    const el = v.querySelector(`[data-act=${act}]`);
+    el.toggleAttribute("hidden", !!text);
+  }
 }
 
 function facts(v, tile, info) {
