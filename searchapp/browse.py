@@ -117,19 +117,19 @@ def tile_of(record: PhotoRecord, roots: dict[int, str], copies: int = 1, **extra
 
 
 def fold_copies(store: Store, ranked: list[tuple[PhotoRecord, float | None]]) -> list[Tile]:
-    """Ranked photos as tiles, each content once (at its best rank), with its copy count."""
+    """Ranked photos as tiles, each content once (at its best rank), with its copy count.
+    The copy shown is the one indexed first among those ranked: most often the original
+    (the newest-first timeline showed the last copy made, "dupes/copy 2.jpg")."""
     roots = root_paths(store)
     hashes = sorted({r.content_hash for r, _ in ranked if r.content_hash})
     counts = store.copy_counts(hashes) if hashes else {}
-    seen: set[str] = set()
-    tiles = []
+    first: dict[str, tuple[PhotoRecord, float | None]] = {}
     for record, score in ranked:
         key = record.content_hash or f"id:{record.id}"
-        if key in seen:
-            continue
-        seen.add(key)
-        tiles.append(tile_of(record, roots, counts.get(key, 1), score=score))
-    return tiles
+        kept = first.get(key)
+        if kept is None or record.id < kept[0].id:
+            first[key] = (record, score if kept is None else kept[1])
+    return [tile_of(r, roots, counts.get(k, 1), score=s) for k, (r, s) in first.items()]
 
 
 SIMILAR_COSINE = 0.95  # resized or re-encoded copies and bursts; not merely the same scene
@@ -178,7 +178,7 @@ def timeline(
     newest: bool = True,
 ) -> TimelinePage:
     """One page of every photo newest (or oldest) first, each content once (at its first
-    file in that order).
+    file in that order, shown by its copy indexed first, as :func:`fold_copies`).
 
     Reads rows in date order until the page (and one more, for ``has_more``) is folded
     together; ``total`` (distinct contents) is the caller's, which caches it.
@@ -189,7 +189,9 @@ def timeline(
         rows = store.timeline_rows(flt, fetch, newest)
         firsts: dict[str, int] = {}
         for pid, content_hash in rows:
-            firsts.setdefault(content_hash or f"id:{pid}", pid)
+            key = content_hash or f"id:{pid}"
+            if pid < firsts.get(key, pid + 1):  # a dict keeps the first position
+                firsts[key] = pid
         if len(firsts) >= want or len(rows) < fetch:
             break
         fetch *= 4

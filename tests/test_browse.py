@@ -66,6 +66,13 @@ def test_timeline_is_newest_first_copies_folded_undated_last(shelf) -> None:  # 
     oldest = [Path(t.path).name for t in library.timeline(newest=False).tiles]
     assert oldest[:3] == ["loose.jpg", "IMG_2041.jpg", "IMG_2042.jpg"]
     assert oldest[3] in ("beach.jpg", "beach copy.jpg") and oldest[4] == "old_100%.jpg"
+    # the copy indexed first stands for the content, most often the original, whatever
+    # the order (newest first showed the last copy made)
+    copies = library.search_image(root / "2024" / "beach.jpg", k=2)  # itself and its copy
+    assert sorted(Path(r.path).name for r in copies) == ["beach copy.jpg", "beach.jpg"]
+    first = min(r.photo_id for r in copies)
+    assert page.tiles[0].photo_id == first
+    assert library.timeline(newest=False).tiles[3].photo_id == first
 
 
 def test_search_results_fold_byte_identical_files(shelf) -> None:  # noqa: ANN001
@@ -74,6 +81,7 @@ def test_search_results_fold_byte_identical_files(shelf) -> None:  # noqa: ANN00
     tiles = library.tiles(results)
     assert len(results) == 6 and len(tiles) == 5
     assert tiles[0].copies == 2 and tiles[0].score == results[0].score
+    assert tiles[0].photo_id == min(r.photo_id for r in results[:2])  # the first indexed
     info = library.photo_info(tiles[0].photo_id)
     assert info is not None and sorted(Path(p).name for p in info.copies) == [
         "beach copy.jpg",
