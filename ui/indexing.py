@@ -191,8 +191,11 @@ def _add_folder(settings: Settings, path: str, key: str) -> None:
     if not Path(path).expanduser().is_dir():
         st.error(f"{md_escape(path)} is not a folder on this computer; check the path.")
         return
-    anyway = st.session_state.get(f"{key}-anyway", False)
-    if not anyway and holds_photos(str(Path(path).expanduser())) is False:
+    empty = False
+    if not st.session_state.get(f"{key}-anyway", False):
+        with st.spinner(f"Looking for photos in {md_escape(path)}..."):  # a big tree takes a while
+            empty = holds_photos(str(Path(path).expanduser())) is False
+    if empty:
         st.warning(
             f"No photos found in {md_escape(path)}, so it was not added. Pick the folder "
             "that holds your photos, or tick 'Add it anyway' to keep it for photos to come."
