@@ -152,6 +152,14 @@ def test_landing_timeline_then_search_then_back(monkeypatch, shared_library) -> 
     at.text_input(key="negative").input("")
     at.text_input(key="query").input("0:coffee").run()  # typed: runs as written, and says
     assert any("cancel out" in e.value for e in at.error)  # why it finds nothing
+    at.text_input(key="query").input("a cat").run()
+    at.text_input(key="negative").input("people").run()
+    at.query_params["like"] = str(_tiles(at)[0]["photo_id"])
+    at.run()
+    at.button(key="clear-search").click().run()  # one click back to the timeline
+    assert _grid(at)["groups"] and len(_tiles(at)) == 16
+    assert at.text_input(key="query").value == at.text_input(key="negative").value == ""
+    assert not {"q", "neg", "like"} & set(at.query_params)
 
 
 def test_a_folded_grid_says_its_count_is_of_photos(monkeypatch, shared_library) -> None:  # noqa: ANN001

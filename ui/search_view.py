@@ -100,6 +100,14 @@ def start_like(ids: tuple[int, ...]) -> None:
     ss["upload_gen"] = ss.get("upload_gen", 0) + 1
 
 
+def clear_search() -> None:
+    """Back to the timeline: the box, 'less of' and every example photo cleared (the text
+    box has no clear button of its own)."""
+    ss = st.session_state
+    ss["query"], ss["negative"], ss["like"], ss["pages"] = "", "", (), 1
+    clear_upload()
+
+
 def clear_like() -> None:
     st.session_state["like"] = ()
 
@@ -262,10 +270,14 @@ def _summary(
         text = f"{named} by file or folder name, then {text}"
     if hidden and not show_all:
         text += f"; {hidden:,} weaker {'match' if hidden == 1 else 'matches'} hidden"
-    left, right = st.columns([5, 1], vertical_alignment="center")
+    # keyed, so that on a phone the two buttons share a row (app.py)
+    row = st.container(key="summary")
+    left, mid, right = row.columns([8, 2, 2], vertical_alignment="center")
     left.caption(text)
     if hidden and not show_all:
-        right.button("Show all", key="show-all-inline", on_click=_show_all, width="stretch")
+        mid.button("Show all", key="show-all-inline", on_click=_show_all, width="stretch")
+    right.button("Clear search", key="clear-search", on_click=clear_search, width="stretch",
+                 icon=":material/close:", type="tertiary", help="Back to the timeline")  # fmt: skip
 
 
 def _show_all() -> None:
