@@ -116,20 +116,43 @@ def tile_of(record: PhotoRecord, roots: dict[int, str], copies: int = 1, **extra
     )  # fmt: skip
 
 
-def fold_copies(store: Store, ranked: list[tuple[PhotoRecord, float | None]]) -> list[Tile]:
-    """Ranked photos as tiles, each content once (at its best rank), with its copy count.
-    The copy shown is the one indexed first among those ranked: most often the original
-    (the newest-first timeline showed the last copy made, "dupes/copy 2.jpg")."""
+def fold_copies(
+    store: Store,
+    ranked: list[tuple[PhotoRecord, float | None]],
+    flt: PhotoFilter | None = None,
+    *,
+    as_ranked: bool = False,
+) -> list[Tile]:
+    """Ranked photos as tiles, each content once (at its best rank), with its copy count,
+    shown by :func:`shown_copies` (``as_ranked``: by the copy ranked first, as a name
+    match must be)."""
     roots = root_paths(store)
     hashes = sorted({r.content_hash for r, _ in ranked if r.content_hash})
     counts = store.copy_counts(hashes) if hashes else {}
-    first: dict[str, tuple[PhotoRecord, float | None]] = {}
+    firsts: dict[str, tuple[PhotoRecord, float | None]] = {}
     for record, score in ranked:
-        key = record.content_hash or f"id:{record.id}"
-        kept = first.get(key)
-        if kept is None or record.id < kept[0].id:
-            first[key] = (record, score if kept is None else kept[1])
-    return [tile_of(r, roots, counts.get(k, 1), score=s) for k, (r, s) in first.items()]
+        firsts.setdefault(record.content_hash or f"id:{record.id}", (record, score))
+    shown = [r for r, _ in firsts.values()]
+    if not as_ranked:
+        shown = shown_copies(store, shown, flt)
+    scores = [s for _, s in firsts.values()]
+    return [
+        tile_of(r, roots, counts.get(r.content_hash or "", 1), score=s)
+        for r, s in zip(shown, scores, strict=True)
+    ]
+
+
+def shown_copies(
+    store: Store, records: list[PhotoRecord], flt: PhotoFilter | None
+) -> list[PhotoRecord]:
+    """Each content by its copy indexed first (among those passing ``flt``): most often the
+    original, where the newest-first timeline showed the last copy made ("dupes/copy
+    2.jpg"); and the same copy however much of a list is read, so "load more" keeps it."""
+    hashes = [r.content_hash for r in records if r.content_hash]
+    firsts = store.first_copies(hashes, flt) if hashes else {}
+    wanted = [firsts.get(r.content_hash or "", r.id) for r in records]
+    found = store.get_photos([i for i, r in zip(wanted, records, strict=True) if i != r.id])
+    return [found.get(i, r) for i, r in zip(wanted, records, strict=True)]
 
 
 SIMILAR_COSINE = 0.95  # resized or re-encoded copies and bursts; not merely the same scene
@@ -178,7 +201,7 @@ def timeline(
     newest: bool = True,
 ) -> TimelinePage:
     """One page of every photo newest (or oldest) first, each content once (at its first
-    file in that order, shown by its copy indexed first, as :func:`fold_copies`).
+    file in that order, shown by :func:`shown_copies`).
 
     Reads rows in date order until the page (and one more, for ``has_more``) is folded
     together; ``total`` (distinct contents) is the caller's, which caches it.
@@ -189,22 +212,16 @@ def timeline(
         rows = store.timeline_rows(flt, fetch, newest)
         firsts: dict[str, int] = {}
         for pid, content_hash in rows:
-            key = content_hash or f"id:{pid}"
-            if pid < firsts.get(key, pid + 1):  # a dict keeps the first position
-                firsts[key] = pid
+            firsts.setdefault(content_hash or f"id:{pid}", pid)
         if len(firsts) >= want or len(rows) < fetch:
             break
         fetch *= 4
     page_ids = list(firsts.values())[offset : offset + limit]
-    records = store.get_photos(page_ids)
-    hashes = [records[i].content_hash for i in page_ids if i in records]
-    counts = store.copy_counts([h for h in hashes if h])
+    found = store.get_photos(page_ids)
+    records = shown_copies(store, [found[i] for i in page_ids if i in found], flt)
+    counts = store.copy_counts([r.content_hash for r in records if r.content_hash])
     roots = root_paths(store)
-    tiles = [
-        tile_of(records[i], roots, counts.get(records[i].content_hash or "", 1))
-        for i in page_ids
-        if i in records
-    ]
+    tiles = [tile_of(r, roots, counts.get(r.content_hash or "", 1)) for r in records]
     return TimelinePage(tiles, max(total, offset + len(tiles)), offset)
 
 
@@ -237,7 +254,7 @@ def name_tiles(store: Store, fragment: str, flt: PhotoFilter | None, limit: int)
         for i in ids
         if i in records and needle in _below_root(records[i], roots).lower()
     ]
-    return [replace(t, by_name=True) for t in fold_copies(store, ranked)]
+    return [replace(t, by_name=True) for t in fold_copies(store, ranked, as_ranked=True)]
 
 
 def _below_root(record: PhotoRecord, roots: dict[int, str]) -> str:

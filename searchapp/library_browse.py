@@ -63,11 +63,12 @@ class BrowseReads:
             self._totals = dict(list({key: total, **self._totals}.items())[:16])
         return total
 
-    def tiles(self, results: list[SearchResult]) -> list[Tile]:
-        """Search results as grid tiles: files with the same content folded into the first."""
+    def tiles(self, results: list[SearchResult], flt: PhotoFilter | None = None) -> list[Tile]:
+        """Search results (filtered by ``flt``) as grid tiles: files with the same content
+        folded into one, shown by the copy indexed first."""
         records = self.store.get_photos([r.photo_id for r in results])
         ranked = [(records[r.photo_id], r.score) for r in results if r.photo_id in records]
-        return browse.fold_copies(self.store, ranked)
+        return browse.fold_copies(self.store, ranked, flt)
 
     def fold_similar(self, tiles: list[Tile]) -> list[Tile]:
         """Near-identical photos (resized, re-encoded, bursts) folded into one tile each."""

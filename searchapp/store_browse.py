@@ -71,6 +71,18 @@ class BrowseQueries:
                 out.update({h: int(n) for h, n in s.execute(q)})
         return out
 
+    def first_copies(self, hashes: Sequence[str], flt: PhotoFilter | None) -> dict[str, int]:
+        """The lowest id (the file indexed first) holding each content, among the indexed
+        photos that pass ``flt``."""
+        out: dict[str, int] = {}
+        with self._session() as s:
+            for i in range(0, len(hashes), 500):
+                chunk = list(hashes[i : i + 500])
+                q = filtered(select(PhotoRow.content_hash, func.min(PhotoRow.id)), flt)
+                q = q.where(PhotoRow.content_hash.in_(chunk)).group_by(PhotoRow.content_hash)
+                out.update({h: int(n) for h, n in s.execute(q)})
+        return out
+
     def copies_of(self, content_hash: str) -> list[PhotoRecord]:
         """Every indexed file with this content, by path."""
         q = (

@@ -190,3 +190,27 @@ def test_near_identical_photos_fold_into_one_tile(settings, embedder, tmp_path) 
     assert len(folded) == 2
     assert sorted(t.similar for t in folded) == [0, 1]
     assert {Path(t.path).name for t in folded if t.similar} <= {"a.jpg", "a small.jpg"}
+
+
+def test_a_content_keeps_its_shown_copy_however_much_is_read(settings, embedder, tmp_path) -> None:  # noqa: ANN001
+    """Undated photos come newest id first, so a copy made later (a high id) is read long
+    before its original: the shown copy is the one indexed first in the whole library, on
+    a short page and a long one alike (a choice among the rows read so far flipped when
+    "load more" read further, and the page redrew its grid)."""
+    from tests.helpers import write_jpegs
+
+    photos = tmp_path / "photos"
+    original = write_jpegs(photos / "a", 1, seed=7)[0]
+    write_jpegs(photos / "b", 90, seed=8)  # more than the first read of a short page
+    index_once(settings, embedder, photos)
+    (photos / "z").mkdir()
+    shutil.copy(original, photos / "z" / "copy.jpg")
+    index_once(settings, embedder, photos)
+    with service(settings, embedder) as library:
+        short, long = library.timeline(limit=2).tiles, library.timeline(limit=200).tiles
+        assert short[0].path == long[0].path == str(original) and short[0].copies == 2
+        assert [t.photo_id for t in long[:2]] == [t.photo_id for t in short]
+        only_z = library.timeline(PhotoFilter(folder=str(photos / "z"))).tiles
+        assert [t.path for t in only_z] == [str(photos / "z" / "copy.jpg")]  # in the filter
+        found = library.tiles(library.search_image(original, k=2))
+        assert [t.path for t in found] == [str(original)]

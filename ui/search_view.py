@@ -213,7 +213,7 @@ def _results(
     except SearchAppError as err:
         st.error(md_escape(str(err)))
         return
-    by_meaning = library.tiles(page.results)
+    by_meaning = library.tiles(page.results, flt)
     tiles = _merge(by_name, by_meaning)
     tiles = library.fold_similar(tiles) if state.fold else tiles
     shown, hidden = _counts_beside(by_name, by_meaning, page.contents, page.hidden_contents)
