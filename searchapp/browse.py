@@ -83,7 +83,7 @@ class PhotoInfo:
     root: str | None
     copies: list[str] = field(default_factory=list)
     gps: tuple[float, float] | None = None
-    on_disk: bool = True  # False: the original is gone, moved or offline (not yet re-indexed)
+    unavailable: str | None = None  # why the original cannot be read now (gone, offline)
 
 
 def month_label(taken_at: float | None) -> str:
@@ -262,14 +262,16 @@ def _below_root(record: PhotoRecord, roots: dict[int, str]) -> str:
     return record.path[len(root) :] if root and record.path.startswith(root) else record.path
 
 
-def photo_info(store: Store, record: PhotoRecord, original: Path | None) -> PhotoInfo:
+def photo_info(
+    store: Store, record: PhotoRecord, original: Path | None, unavailable: str | None = None
+) -> PhotoInfo:
     """The viewer's details: relative path, the other copies, GPS read from the original."""
     roots = root_paths(store)
     root = roots.get(record.root_id)
     copies = store.copies_of(record.content_hash) if record.content_hash else [record]
     gps = read_gps(original) if original is not None else None
     rel = relative_path(record.path, root)
-    return PhotoInfo(record, rel, root, [c.path for c in copies], gps, original is not None)
+    return PhotoInfo(record, rel, root, [c.path for c in copies], gps, unavailable)
 
 
 def read_gps(path: Path) -> tuple[float, float] | None:

@@ -90,8 +90,8 @@ class BrowseReads:
             return None
         try:
             original: Path | None = self.photo_file(record.path)
-        except SearchAppError:  # gone or offline: the details still show, without GPS
-            original = None
+        except SearchAppError as err:  # gone, offline, refused: the details still show
+            return browse.photo_info(self.store, record, None, unavailable=str(err))
         return browse.photo_info(self.store, record, original)
 
     def missing_thumbnails(self) -> list[str]:

@@ -166,8 +166,8 @@ def info(request: Request) -> Response:
     photo_id = _photo_id(request.path_params["photo_id"])
     try:
         details = None if photo_id is None else _library().photo_info(photo_id)
-    except SearchAppError:
-        details = None
+    except SearchAppError as err:  # the library cannot be read: not "no such photo"
+        return _refused(503, str(err))
     if details is None:
         return _refused(404, "no such photo")
     r = details.record
@@ -186,7 +186,7 @@ def info(request: Request) -> Response:
             "format": r.format,
             "copies": details.copies,
             "gps": list(details.gps) if details.gps else None,
-            "on_disk": details.on_disk,
+            "unavailable": details.unavailable,
         },  # fmt: skip
         headers={"Cache-Control": "no-store"},
     )

@@ -100,6 +100,7 @@ function buildViewer(st) {
         <button type="button" data-act="copy">Copy path</button>
         <button type="button" data-act="reveal">Open folder</button>
       </div>
+      <p class="vgone" role="status"></p>
       <p class="vnote" role="status"></p>
       <div class="copylist"></div>
     </aside>`;
@@ -156,27 +157,28 @@ function showInViewer(st, index) {
   v.querySelector("[data-act=download]").setAttribute("download", baseName(tile.path));
   v.querySelector(".vnote").textContent = "";
   facts(v, tile, null);
-  fileGone(v, "");
+  fileGone(v, "", false);
+  const id = String(tile.photo_id);  // a late answer for a photo no longer shown is dropped
   fetch(`/photo/info/${tile.photo_id}`, { credentials: "same-origin" })
     .then((r) => (r.status === 404 ? { gone: true } : r.ok ? r.json() : null))
     .then((info) => {
-      if (!info || st.index !== index) return;
+      if (!info || v.dataset.id !== id) return;
       facts(v, tile, info.gone ? { camera: null, folder: dirName(tile.relative), copies: [] } : info);
-      if (info.gone || info.on_disk === false) fileGone(v, info.gone ? GONE : MISSING);
+      if (info.gone || info.unavailable) fileGone(v, info.gone ? GONE : info.unavailable, !!info.gone);
     })
     .catch(() => {});
 }
 
 // A photo deleted or moved since the grid was drawn still shows its cached picture; the
-// panel says so and offers no original (its camera stayed "…", its links answered 404).
+// panel says why (the server's one line where it is still indexed) and offers no original
+// (its camera stayed "…", its links answered 404).
 const GONE = "This photo has left the library (deleted or moved since the page was drawn).";
-const MISSING = "The original is not on disk now (deleted, moved, or on a drive that is offline).";
 
-function fileGone(v, text) {
-  note(v.querySelector(".vnote"), text);
-  for (const act of ["original", "download", "reveal"]) {
-    const el = v.querySelector(`[data-act=${act}]`);
-    el.toggleAttribute("hidden", !!text);
+function fileGone(v, text, left) {
+  note(v.querySelector(".vgone"), text);
+  for (const act of ["original", "download", "reveal", "like"]) {
+    // "more like this" needs the photo in the library, not its file
+    v.querySelector(`[data-act=${act}]`).toggleAttribute("hidden", act === "like" ? left : !!text);
   }
 }
 
@@ -294,7 +296,8 @@ function neighbour(st, tile, key) {
 }
 
 function trapFocus(st, e) {
-  const items = [...st.viewer.querySelectorAll("button:not([disabled]), a[href]")];
+  const items = [...st.viewer.querySelectorAll(
+    "button:not([disabled]):not([hidden]), a[href]:not([hidden])")];
   const active = st.root.activeElement || document.activeElement;
   const at = items.indexOf(active);
   const next = e.shiftKey ? (at <= 0 ? items.length - 1 : at - 1) : (at + 1) % items.length;
