@@ -8,12 +8,12 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from searchapp.cli.parser import build_parser
 from searchapp.cli.search import cmd_search
-from searchapp.config import Settings, command_for, load_settings
+from searchapp.config import UI_PORT, Settings, command_for, load_settings
 from searchapp.errors import SearchAppError
 from searchapp.text import printable
 
@@ -73,8 +73,20 @@ def _say_waiting(holder) -> None:  # noqa: ANN001 - indexer.lock.WriterInfo | No
     print(f"{who} is writing this library; waiting for it...", file=sys.stderr)
 
 
+def _say_covered(asked: Sequence[str], shown: Sequence[str], roots: Sequence[str]) -> bool:
+    """Say of each folder asked to be added that lies inside a photo folder that the
+    photo folder covers it already; True if any did."""
+    from searchapp.indexer.commands import covered_note
+
+    notes = [covered_note(a, r, shown=s) for a, s, r in zip(asked, shown, roots, strict=False)]
+    for note in notes:
+        if note:
+            print(printable(note))
+    return any(notes)
+
+
 def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
-    from searchapp.indexer.commands import Index, absolute, covered_note
+    from searchapp.indexer.commands import Index, absolute
     from searchapp.indexer.writer import submit
 
     settings = settings.with_overrides(
@@ -108,10 +120,7 @@ def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
         )
     stats = outcome.stats
     assert stats is not None  # an Index command always reports its run
-    for asked, shown, root in zip(command.add_roots, args.paths, outcome.roots, strict=False):
-        note = covered_note(asked, root, shown=shown)  # as roots add says it
-        if note:
-            print(printable(note))
+    _say_covered(command.add_roots, args.paths, outcome.roots)
     by = f" [done by the watcher, pid {outcome.done_by}]" if outcome.done_by else ""
     print(f"{stats.summary()} ({stats.seconds:.1f} s){by}")
     _say_failed_files(settings)
@@ -191,12 +200,12 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     print("\n".join(printable(line) for line in lines))  # names may hold ESC, CR
     if not exists:
         print(f"no library in {printable(str(settings.data_dir))} yet; start one with: "
-              "searchapp index PATH", file=sys.stderr)  # fmt: skip
+              f"{command_for(settings.data_dir)} index PATH", file=sys.stderr)  # fmt: skip
     return 0
 
 
 def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
-    from searchapp.indexer.commands import AddRoots, RemoveRoot, absolute, covered_note
+    from searchapp.indexer.commands import AddRoots, RemoveRoot, absolute
     from searchapp.indexer.writer import submit, watcher_running
     from searchapp.library import Library
 
@@ -221,14 +230,12 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
             command = AddRoots((absolute(path),))
             outcome = submit(settings, command, wait_s=3600, on_wait=_say_waiting)
             root = outcome.roots[0]
-            covered = covered_note(command.paths[0], root, shown=path)
-            if covered:
-                print(printable(covered))
+            if _say_covered(command.paths, [path], outcome.roots):
                 continue
             holder = watcher_running(settings)
-            then = f"the running watcher (pid {holder.pid}) indexes it" if holder else ""
             done = "added" if root in outcome.new_roots else "already a photo folder:"
-            then = then or f"run: {command_for(settings.data_dir)} index"
+            then = (f"the running watcher (pid {holder.pid}) indexes it" if holder
+                    else f"run: {command_for(settings.data_dir)} index")  # fmt: skip
             print(f"{done} {printable(root)}; {then}")
             continue
         command = RemoveRoot(absolute(path))
@@ -306,7 +313,11 @@ def cmd_ui(settings: Settings, args: argparse.Namespace) -> int:
     elif secret:
         print("searchapp: the page asks for the secret in SEARCHAPP_UI_SECRET", file=sys.stderr)
     cmd = launch.page_command(args.host, args.port, settings.max_upload_mb)
-    return launch.run_page(cmd, launch.page_env(settings, secret), on_started=_opener(args))
+    restart = f"{command_for(settings.data_dir)} ui" + (
+        f" --port {args.port}" if args.port != UI_PORT else ""
+    )
+    return launch.run_page(cmd, launch.page_env(settings, secret), on_started=_opener(args),
+                           restart=restart)  # fmt: skip
 
 
 def _opener(args: argparse.Namespace):  # noqa: ANN202 - Callable[[], None] | None

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from searchapp.config import Settings
+from searchapp.config import Settings, command_for
 from searchapp.text import printable
 
 if TYPE_CHECKING:  # imported where used: a search through the watcher needs no Library
@@ -87,7 +87,7 @@ def _check_folder(settings: Settings, folder: str) -> None:
         roots = [r.path for r in library.roots()]
     if roots and not any(is_under(folder, r) or is_under(r, folder) for r in roots):
         raise UsageError(f"{folder} is not in a photo folder of this library; "
-                         "see: searchapp roots list")  # fmt: skip
+                         f"see: {command_for(settings.data_dir)} roots list")  # fmt: skip
 
 
 def _print_rows(settings: Settings, args: argparse.Namespace, rows: list[dict]) -> None:

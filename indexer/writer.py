@@ -289,7 +289,7 @@ def _hand_to_watcher(
         return None
     raise WriterBusyError(
         f"the running watcher (pid {holder.pid}) did not finish in {wait_s:.0f} s; "
-        "it will still do the work; see: searchapp status"
+        f"it will still do the work; see: {command_for(settings.data_dir)} status"
     )
 
 

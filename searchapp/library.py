@@ -22,7 +22,7 @@ from searchapp import browse
 from searchapp.access import PREVIEW_SIDE, guarded_original, preview_jpeg, upload_preview
 from searchapp.activity import WriterInfo
 from searchapp.browse import FolderOption, PhotoInfo, Tile, TimelinePage
-from searchapp.config import Settings, data_dir_flag
+from searchapp.config import Settings, command_for, data_dir_flag
 from searchapp.errors import PhotoNotFoundError, QueryError
 from searchapp.library_browse import BrowseReads
 from searchapp.library_status import StatusReads
@@ -313,6 +313,9 @@ class Library(StatusReads, BrowseReads):
                 f"this one: {self._index_command()}"
             )
 
+    def _no_photo(self, pid: int) -> str:
+        return f"no photo with id {pid}; see {command_for(self.settings.data_dir)} search --json."
+
     def _index_command(self) -> str:
         """The command that embeds this library with this library's model."""
         from searchapp.model import PIXELS_MODEL_ID, model_flags
@@ -347,7 +350,7 @@ class Library(StatusReads, BrowseReads):
             return vec
         record = self.store.get_photos([pid]).get(pid)
         if record is None:
-            raise PhotoNotFoundError(f"no photo with id {pid}; see searchapp search --json.")
+            raise PhotoNotFoundError(self._no_photo(pid))
         if record.failure_reason:
             raise PhotoNotFoundError(
                 f"{record.path} could not be indexed ({record.failure_reason}), so it has "
@@ -360,7 +363,7 @@ class Library(StatusReads, BrowseReads):
         if isinstance(photo, int) or str(photo).isdigit():
             pid = int(photo)
             if not self.store.get_photos([pid]):
-                raise PhotoNotFoundError(f"no photo with id {pid}; see searchapp search --json.")
+                raise PhotoNotFoundError(self._no_photo(pid))
             return pid
         record = self.store.find_photo_by_path(str(photo))
         if record is None:

@@ -60,10 +60,10 @@ def decode_path(text: str) -> str:
 
 
 def shell_quote(text: str) -> str:
-    """``text`` quoted for a POSIX shell, so a suggested command can be pasted as it is;
-    a name with bytes that are not UTF-8 as bash's ``$'...\\xNN'`` (no other spelling
-    survives a UTF-8 page or terminal)."""
-    if not any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
+    """``text`` quoted for the shell, so a suggested command can be pasted as it is; a
+    name with bytes that are not UTF-8 as ``$'...\\xNN'`` (bash, zsh and ksh: no other
+    spelling survives a UTF-8 page or terminal)."""
+    if not any(0xDC80 <= ord(ch) <= 0xDCFF for ch in text):  # os.fsdecode's escapes
         return shlex.quote(text)
     body = "".join(
         chr(b) if 0x20 <= b < 0x7F and b not in b"\\'" else f"\\x{b:02x}" for b in os.fsencode(text)

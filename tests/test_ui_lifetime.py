@@ -91,5 +91,8 @@ def test_a_server_killed_from_outside_is_said_in_one_line(capsys) -> None:  # no
     suicide = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
     assert run_page([sys.executable, "-c", suicide], dict(os.environ)) == 1
     said = capsys.readouterr().err
-    assert said.startswith("searchapp: the page's server was stopped by SIGKILL (out of memory")
+    assert said == (
+        "searchapp: the page's server was stopped by SIGKILL (out of memory, or "
+        "kill -9); start it again: searchapp ui\n"
+    )
     assert said.count("\n") == 1

@@ -74,10 +74,12 @@ def run_page(
     env: dict[str, str],
     grace_s: float = GRACE_S,
     on_started: Callable[[], object] | None = None,
+    restart: str = "searchapp ui",
 ) -> int:
     """Run the server until it exits or we are told to stop; 0 when stopped by a signal.
     ``on_started`` runs once the child exists (a thread started before a ``preexec_fn``
-    fork could hold a lock the child then waits on forever)."""
+    fork could hold a lock the child then waits on forever). ``restart`` is the command
+    said when the server is killed from outside."""
     proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent())  # noqa: PLW1509
     if on_started is not None:
         on_started()
@@ -104,9 +106,9 @@ def run_page(
     if stop.is_set():
         return 0
     if code < 0:  # killed from outside (the kernel's out-of-memory killer, kill -9): say so
-        print(f"searchapp: the page's server was stopped by {_signal_name(-code)} (out of "
-              "memory, or killed by another program); start searchapp ui again",
-              file=sys.stderr)  # fmt: skip
+        why = " (out of memory, or kill -9)" if -code == signal.SIGKILL else ""
+        print(f"searchapp: the page's server was stopped by {_signal_name(-code)}{why}; "
+              f"start it again: {restart}", file=sys.stderr)  # fmt: skip
         return 1
     return code
 

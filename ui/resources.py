@@ -15,7 +15,8 @@ from searchapp.model import ClipEmbedder
 log = logging.getLogger(__name__)
 
 # Streamlit hashes a cached function's arguments as UTF-8; a data folder whose name is not
-# UTF-8 (lone surrogates) stopped the page. repr() escapes them.
+# UTF-8 (lone surrogates) stopped the page. repr() escapes them; it leaves out the fields
+# marked repr=False (the UI secret), which must never decide which model or library loads.
 BY_REPR = {Settings: repr}
 
 

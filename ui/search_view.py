@@ -102,7 +102,7 @@ def start_like(ids: tuple[int, ...]) -> None:
 
 def clear_search() -> None:
     """Back to the timeline: the box, 'less of' and every example photo cleared (the text
-    box has no clear button of its own)."""
+    box has no clear button of its own); the filters and "show all" are settings, kept."""
     ss = st.session_state
     ss["query"], ss["negative"], ss["like"], ss["pages"] = "", "", (), 1
     clear_upload()
