@@ -583,8 +583,8 @@ def test_cli_ui_runs_streamlit_on_localhost(monkeypatch, tmp_path) -> None:  # n
 
     seen = {}
 
-    def fake_run(cmd, env, on_started=None):  # noqa: ANN001, ANN202
-        seen["cmd"], seen["env"] = cmd, env
+    def fake_run(cmd, env, on_started=None, restart=""):  # noqa: ANN001, ANN202
+        seen["cmd"], seen["env"], seen["restart"] = cmd, env, restart
         return 0
 
     monkeypatch.setattr(launch, "run_page", fake_run)
@@ -594,6 +594,7 @@ def test_cli_ui_runs_streamlit_on_localhost(monkeypatch, tmp_path) -> None:  # n
     assert rc == 0
     cmd = seen["cmd"]
     assert cmd[1:4] == ["-m", "searchapp.ui.page_process", "run"] and cmd[4].endswith("server.py")
+    assert seen["restart"] == f"searchapp --data-dir {tmp_path / 'lib'} ui --port 9999"
 
     def flag(name: str) -> str:
         return cmd[cmd.index(name) + 1]
@@ -627,7 +628,7 @@ def test_cli_ui_open_without_a_graphical_browser_says_so_and_serves(
     monkeypatch.setenv("TERM", "xterm")  # where webbrowser would pick lynx or w3m, if any
     started = []
     monkeypatch.setattr(
-        launch, "run_page", lambda cmd, env, on_started: started.append(on_started) or 0
+        launch, "run_page", lambda cmd, env, on_started, restart: started.append(on_started) or 0
     )
     argv = ["--data-dir", str(tmp_path / "lib"), "--weights", "random", "ui", "--open"]
     assert cli.main(argv) == 0
