@@ -8,6 +8,7 @@ Pure functions over the store's browsing reads (:mod:`searchapp.store_browse`);
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path, PurePath
@@ -227,20 +228,33 @@ def timeline(
 
 def folder_options(store: Store) -> list[FolderOption]:
     """Every folder holding photos and every parent up to its root, with photo counts
-    (its own and below), sorted by label so a type-ahead finds ``2023/Juli`` by ``juli``."""
+    (its own and below, copies once, as the grid filtered to it counts them), sorted by
+    label so a type-ahead finds ``2023/Juli`` by ``juli``."""
     totals: dict[str, int] = {}
     labels: dict[str, str] = {}
     for root, folder, n in store.folder_counts():
-        path = PurePath(folder)
-        while True:
-            key = str(path)
+        for key in _folder_and_parents(folder, root):
             totals[key] = totals.get(key, 0) + n
             labels.setdefault(key, relative_path(key, root))
-            if key == root or path.parent == path or not str(path).startswith(root):
-                break
-            path = path.parent
+    # a content held by k files at or below a folder was summed k times there: once
+    below: dict[tuple[str, str], int] = {}
+    for root, folder, content_hash, files in store.copies_by_folder():
+        for key in _folder_and_parents(folder, root):
+            below[key, content_hash] = below.get((key, content_hash), 0) + files
+    for (key, _), k in below.items():
+        totals[key] -= k - 1
     options = [FolderOption(p, labels[p], totals[p]) for p in totals]
     return sorted(options, key=lambda o: o.label.lower())
+
+
+def _folder_and_parents(folder: str, root: str) -> Iterator[str]:
+    path = PurePath(folder)
+    while True:
+        key = str(path)
+        yield key
+        if key == root or path.parent == path or not key.startswith(root):
+            return
+        path = path.parent
 
 
 def name_tiles(store: Store, fragment: str, flt: PhotoFilter | None, limit: int) -> list[Tile]:

@@ -104,6 +104,24 @@ class BrowseQueries:
         with self._session() as s:
             return [(r, f, int(n)) for r, f, n in s.execute(q)]
 
+    def copies_by_folder(self) -> list[tuple[str, str, str, int]]:
+        """``(root path, folder, content hash, files)`` of the contents held by more than
+        one file (a few percent of a library), per folder holding them."""
+        copied = (
+            select(PhotoRow.content_hash)
+            .where(PhotoRow.status == STATUS_INDEXED)
+            .group_by(PhotoRow.content_hash)
+            .having(func.count() > 1)
+        )
+        q = (
+            select(RootRow.path, PhotoRow.folder, PhotoRow.content_hash, func.count())
+            .join(RootRow, RootRow.id == PhotoRow.root_id)
+            .where(PhotoRow.status == STATUS_INDEXED, PhotoRow.content_hash.in_(copied))
+            .group_by(RootRow.path, PhotoRow.folder, PhotoRow.content_hash)
+        )
+        with self._session() as s:
+            return [(r, f, h, int(n)) for r, f, h, n in s.execute(q)]
+
     def name_matches(self, fragment: str, flt: PhotoFilter | None, limit: int) -> list[int]:
         """Ids of photos whose path contains ``fragment`` (case-insensitive), by path."""
         pattern = "%" + _like_escape(encode_path(fragment)) + "%"

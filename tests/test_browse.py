@@ -93,7 +93,7 @@ def test_folder_options_count_photos_below_and_include_parents(shelf) -> None:  
     library, root = shelf
     options = {o.label: o.count for o in library.folder_options()}
     assert options == {
-        "Pictures": 6,
+        "Pictures": 5,  # beach.jpg and its copy in scans/ are one photo, as in the grid
         "Pictures/2023": 2,
         "Pictures/2023/Juli": 2,
         "Pictures/2024": 1,
@@ -101,6 +101,26 @@ def test_folder_options_count_photos_below_and_include_parents(shelf) -> None:  
     }
     juli = [o for o in library.folder_options() if "juli" in o.label.lower()]
     assert [o.path for o in juli] == [str(root / "2023" / "Juli")]
+
+
+def test_a_folder_s_count_is_what_its_grid_shows(settings, embedder, tmp_path) -> None:  # noqa: ANN001
+    """Copies in one folder, in a folder below it and in a sibling: each folder's count
+    is the number of tiles the grid filtered to it shows (it counted files: "photos (46)"
+    above 43 photos)."""
+    root = tmp_path / "photos"
+    x = _photo(root / "a" / "x.jpg", 1)
+    _photo(root / "c" / "y.jpg", 2)
+    for copy in ("a/x copy.jpg", "a/b/x.jpg", "c/x.jpg"):
+        (root / copy).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(x, root / copy)
+    index_once(settings, embedder, root)
+    with service(settings, embedder) as library:
+        options = {o.label: o for o in library.folder_options()}
+        assert {k: o.count for k, o in options.items()} == {
+            "photos": 2, "photos/a": 1, "photos/a/b": 1, "photos/c": 2,
+        }  # fmt: skip
+        for o in options.values():
+            assert o.count == library.timeline(PhotoFilter(folder=o.path)).total, o.label
 
 
 def test_name_like_queries_match_file_and_folder_names(shelf) -> None:  # noqa: ANN001
