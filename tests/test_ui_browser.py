@@ -311,6 +311,12 @@ def test_select_photos_then_zip_or_more_like_these(page, served) -> None:  # noq
 
     with zipfile.ZipFile(download.value.path()) as archive:
         assert len(archive.namelist()) == 2
+    page.keyboard.press("Escape")  # drops the selection, as in a photo app
+    expect(page.locator(".selbar")).to_be_hidden()
+    expect(tiles.nth(0).locator(".pick input")).not_to_be_checked()
+    for i in range(2):
+        tiles.nth(i).hover()
+        tiles.nth(i).locator(".pick input").check()
     page.get_by_role("button", name="More like these").click()
     expect(page).to_have_url(re.compile(rf"[?&]like={ids[0]}%2C{ids[1]}|like={ids[0]},{ids[1]}"))
     expect(page.get_by_text("More like these 2 photos")).to_be_visible()

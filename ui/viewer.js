@@ -252,6 +252,10 @@ function onKey(st, e) {
       e.preventDefault();
       box.focus();
     }
+  } else if (e.key === "Escape" && st.selected.size && !isTyping(e)) {
+    st.selected.clear();  // as in a photo app: Escape drops the selection
+    updateSelection(st);
+    e.preventDefault();
   } else {
     tileKey(st, e);
   }
