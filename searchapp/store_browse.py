@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
-from sqlalchemy import asc, desc, func, select
+from sqlalchemy import ColumnElement, asc, desc, func, select
 from sqlalchemy.orm import Session
 
 from searchapp.records import STATUS_INDEXED, PhotoFilter, PhotoRecord
@@ -59,26 +59,22 @@ class BrowseQueries:
 
     def copy_counts(self, hashes: Sequence[str]) -> dict[str, int]:
         """How many indexed files hold each content hash (1 for a photo without copies)."""
-        out: dict[str, int] = {}
-        with self._session() as s:
-            for i in range(0, len(hashes), 500):
-                chunk = list(hashes[i : i + 500])
-                q = (
-                    select(PhotoRow.content_hash, func.count())
-                    .where(PhotoRow.content_hash.in_(chunk), PhotoRow.status == STATUS_INDEXED)
-                    .group_by(PhotoRow.content_hash)
-                )
-                out.update({h: int(n) for h, n in s.execute(q)})
-        return out
+        return self._per_content(hashes, func.count(), None)
 
     def first_copies(self, hashes: Sequence[str], flt: PhotoFilter | None) -> dict[str, int]:
         """The lowest id (the file indexed first) holding each content, among the indexed
         photos that pass ``flt``."""
+        return self._per_content(hashes, func.min(PhotoRow.id), flt)
+
+    def _per_content(
+        self, hashes: Sequence[str], value: ColumnElement[int], flt: PhotoFilter | None
+    ) -> dict[str, int]:
+        """``value`` (an aggregate) over the indexed files of each content that pass ``flt``."""
         out: dict[str, int] = {}
         with self._session() as s:
             for i in range(0, len(hashes), 500):
                 chunk = list(hashes[i : i + 500])
-                q = filtered(select(PhotoRow.content_hash, func.min(PhotoRow.id)), flt)
+                q = filtered(select(PhotoRow.content_hash, value), flt)
                 q = q.where(PhotoRow.content_hash.in_(chunk)).group_by(PhotoRow.content_hash)
                 out.update({h: int(n) for h, n in s.execute(q)})
         return out
