@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from searchapp.cli.parser import build_parser
 from searchapp.cli.search import cmd_search
-from searchapp.config import UI_PORT, Settings, command_for, load_settings
+from searchapp.config import Settings, command_for, load_settings, ui_command
 from searchapp.errors import SearchAppError
 from searchapp.text import printable
 
@@ -313,11 +313,8 @@ def cmd_ui(settings: Settings, args: argparse.Namespace) -> int:
     elif secret:
         print("searchapp: the page asks for the secret in SEARCHAPP_UI_SECRET", file=sys.stderr)
     cmd = launch.page_command(args.host, args.port, settings.max_upload_mb)
-    restart = f"{command_for(settings.data_dir)} ui" + (
-        f" --port {args.port}" if args.port != UI_PORT else ""
-    )
     return launch.run_page(cmd, launch.page_env(settings, secret), on_started=_opener(args),
-                           restart=restart)  # fmt: skip
+                           restart=ui_command(settings.data_dir, args.port))  # fmt: skip
 
 
 def _opener(args: argparse.Namespace):  # noqa: ANN202 - Callable[[], None] | None

@@ -53,6 +53,11 @@ def command_for(data_dir: Path) -> str:
     return "searchapp" + data_dir_flag(data_dir)
 
 
+def ui_command(data_dir: Path, port: int) -> str:
+    """``searchapp ui`` for that library on that port (``--port`` only where not the default)."""
+    return f"{command_for(data_dir)} ui" + (f" --port {port}" if port != UI_PORT else "")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a run needs to know; immutable, pass it around."""

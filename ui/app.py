@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from searchapp.config import UI_PORT, Settings, command_for, load_settings
+from searchapp.config import UI_PORT, Settings, command_for, load_settings, ui_command
 from searchapp.errors import SearchAppError
 from searchapp.ui.filters_view import forget_library as forget_filters
 from searchapp.ui.indexing import add_folder_form, show_flash
@@ -140,14 +140,13 @@ def random_banner(settings: Settings) -> str:
         "Random model weights (chosen by `--weights random` or `SEARCHAPP_WEIGHTS=random`): "
         "searches by words or images mean nothing. Fix: stop this page, then start it without "
         # a block of its own: a long data folder scrolls there instead of out of the page
-        f"either:\n\n```\n{command_for(settings.data_dir)} ui{_port_flag()}\n```"
+        f"either:\n\n```\n{ui_command(settings.data_dir, _port())}\n```"
     )
 
 
-def _port_flag() -> str:
-    """`` --port N`` where this page was started on another port than the default."""
-    port = st.get_option("server.port")
-    return f" --port {port}" if port and int(port) != UI_PORT else ""
+def _port() -> int:
+    """The port this page was started on."""
+    return int(st.get_option("server.port") or UI_PORT)
 
 
 def index_command(settings: Settings) -> str:
