@@ -6,8 +6,6 @@ the viewer's details, thumbnails missing from the cache, and the recent searches
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from searchapp import browse, recent
@@ -89,7 +87,7 @@ class BrowseReads:
         if record is None:
             return None
         try:
-            original: Path | None = self.photo_file(record.path)
+            original = self.photo_file(record.path)
         except SearchAppError as err:  # gone, offline, refused: the details still show
             return browse.photo_info(self.store, record, None, unavailable=str(err))
         return browse.photo_info(self.store, record, original)

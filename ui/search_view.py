@@ -321,7 +321,7 @@ def _search_bar(
         key = f"upload_weight-{upload_key[:16]}"
         st.session_state.setdefault(key, kept.get("weight", 1.0))
         title = f"Like {kept['name']}"
-        weight = _weight_card(key, title, kept["preview"], on_clear=clear_upload)
+        weight = _weight_card(key, title, [kept["preview"]], on_clear=clear_upload)
         kept["weight"] = weight
         parts.append(QueryPart("image", kept["data"], weight))
     names = _like_parts(library, parts)
@@ -381,22 +381,22 @@ def _like_parts(library: Library, parts: list[QueryPart]) -> dict[int, str]:
     title = f"More like {names[records[0].id]}" if len(records) == 1 else (
         f"More like these {len(records)} photos")  # fmt: skip
     thumbs = [library.thumbnail(r.content_hash) for r in records[:LIKE_THUMBS]]
-    shown = [str(t) for t in thumbs if t] or None  # the examples, not only the first
+    shown = [str(t) for t in thumbs if t]  # the examples, not only the first
     weight = _weight_card("like_weight", title, shown, on_clear=clear_like)
     parts += [QueryPart("photo", r.id, weight) for r in records]
     return names
 
 
 def _weight_card(
-    key: str, title: str, image: bytes | str | list[str] | None, on_clear: Callable[[], None]
+    key: str, title: str, images: list[bytes] | list[str], on_clear: Callable[[], None]
 ) -> float:
     """A small card for an example image (or several): picture, title, weight (less /
     more like it), and a button that drops the example."""
     pic, body, end = st.columns([1, 6, 1], vertical_alignment="center")
-    if isinstance(image, list) and len(image) > 1:
-        pic.image(image, width=72 // 2)  # side by side, two a row
-    elif image is not None:
-        pic.image(image[0] if isinstance(image, list) else image, width=72)
+    if len(images) > 1:
+        pic.image(images, width=72 // 2)  # side by side, two a row
+    elif images:
+        pic.image(images[0], width=72)
     with body:
         st.markdown(f"**{md_escape(title)}**")
         st.session_state.setdefault(key, 1.0)

@@ -196,7 +196,7 @@ def _show_failures(status: StatusReport, settings: Settings) -> None:
         width="stretch",
     )
     if status.failed > len(status.failures):
-        command = web_text(command_for(settings.data_dir))
+        command = command_for(settings.data_dir)  # shell-quoted: a name's odd bytes as \xNN
         st.caption(f"Showing the first {len(status.failures)}; see `{command} status`.")
     if st.button("Retry failed files", key="retry", help="Read and index them again"):
         # a list cut at FAILURES_SHOWN would retry only some: then retry every failed file
