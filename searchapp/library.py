@@ -126,7 +126,8 @@ class Library(StatusReads, BrowseReads):
                     self.settings.index_path, self._open_store(), self.model_id, dim,
                     check_every=RELOAD_MIN_S, threshold=self.settings.ann_threshold,
                 )  # fmt: skip
-        return self._live.get()
+            live = self._live  # a reopen or close may clear it once the lock is let go
+        return live.get()
 
     def _open_store(self) -> Store:
         # under self._lock; read-only: a missing library raises StoreError ("index first")
