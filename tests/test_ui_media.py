@@ -51,7 +51,7 @@ def server(tmp_path_factory, pixel_embedder):  # noqa: ANN001, ANN201
     with pytest.MonkeyPatch.context() as env:
         for name, value in {**PIXELS_ENV, "SEARCHAPP_DATA_DIR": str(settings.data_dir)}.items():
             env.setenv(name, value)
-        media._library.cache_clear()  # the route's library comes from these settings
+        media._open_library.cache_clear()  # the route's library comes from these settings
         port = free_port()
         web = uvicorn.Server(
             uvicorn.Config(Starlette(routes=media.media_routes()), host="127.0.0.1", port=port,
@@ -68,7 +68,7 @@ def server(tmp_path_factory, pixel_embedder):  # noqa: ANN001, ANN201
         finally:
             web.should_exit = True
             thread.join(timeout=30)
-            media._library.cache_clear()
+            media._open_library.cache_clear()
 
 
 def _call(server, method: str, path: str) -> tuple[int, str, bytes]:  # noqa: ANN001
@@ -356,3 +356,26 @@ def test_a_name_that_is_not_utf8_is_served_everywhere(server) -> None:  # noqa: 
     (server.photos / "odd" / os.fsdecode(b"caf\xe9.png")).unlink()  # a refusal naming it
     status, _, body = _call(server, "GET", f"/photo/preview/{pid}")
     assert status == 404 and "caf\ufffd.png" in body.decode(), body
+
+
+def test_the_routes_let_go_of_a_library_that_was_replaced(
+    tmp_path, pixel_embedder, monkeypatch
+) -> None:  # noqa: ANN001
+    """Ids restart at 1 in a new library file: the routes' long-lived library kept reading
+    the deleted one, so photo 1 named the old library's first photo."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, name in ((first, "rocket.jpg"), (second, "coffee.png")):
+        folder.mkdir()
+        shutil.copy(DATA / name, folder / name)
+    settings = load_settings(data_dir=tmp_path / "lib", encoder="pixels", weights="random")
+    for name, value in {**PIXELS_ENV, "SEARCHAPP_DATA_DIR": str(settings.data_dir)}.items():
+        monkeypatch.setenv(name, value)
+    media._open_library.cache_clear()
+    try:
+        index_once(settings, pixel_embedder, first)
+        assert Path(media._library().photo(1).path).name == "rocket.jpg"
+        shutil.rmtree(settings.data_dir)  # the user starts over with another folder
+        index_once(settings, pixel_embedder, second)
+        assert Path(media._library().photo(1).path).name == "coffee.png"
+    finally:
+        media._open_library.cache_clear()

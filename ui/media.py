@@ -65,9 +65,17 @@ _ORIGINAL_HEADERS = {
 
 
 @functools.cache
-def _library() -> Library:
-    """The server process's own read-only library (the settings ``searchapp ui`` passed)."""
+def _open_library() -> Library:
     return Library(load_settings())
+
+
+def _library() -> Library:
+    """The server process's own read-only library (the settings ``searchapp ui`` passed);
+    one stat a request lets go of a library file that was deleted or replaced, whose ids
+    would now name other photos."""
+    library = _open_library()
+    library.reopen_if_replaced()
+    return library
 
 
 @functools.lru_cache(maxsize=48)
@@ -138,9 +146,7 @@ def preview(request: Request) -> Response:
         data = _preview(record.path, record.mtime_ns, record.content_hash)
     except SearchAppError as err:
         return _refused(404, str(err))
-    return Response(
-        data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=600"}
-    )
+    return Response(data, media_type="image/jpeg", headers=PREVIEW_CACHE)
 
 
 def original(request: Request) -> Response:
@@ -188,7 +194,7 @@ def info(request: Request) -> Response:
             "gps": list(details.gps) if details.gps else None,
             "unavailable": details.unavailable,
         },  # fmt: skip
-        headers={"Cache-Control": "no-store"},
+        headers=NO_STORE,
     )
 
 
@@ -211,7 +217,10 @@ def zip_photos(request: Request) -> Response:
         )  # fmt: skip
     library, names, files = _library(), set(), []
     for pid in ids:
-        record = library.photo(pid)
+        try:
+            record = library.photo(pid)
+        except SearchAppError as err:  # no library, or a damaged one, as the info route
+            return _refused(503, str(err))
         if record is None:
             return _refused(404, f"Photo {pid} is no longer in the library; clear the selection.")
         try:
