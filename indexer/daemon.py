@@ -190,7 +190,7 @@ class Daemon:
     def serve_requests(self) -> None:
         for request in take_requests(self.settings):
             if self.stop.is_set():
-                return  # the caller sees us gone and does it itself
+                return  # unanswered: the caller sees us gone and does it itself
             self.sync_roots()
             log.info("watch: doing a request: %s", request.command)
             outcome, error = self.do_request(request)

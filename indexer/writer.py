@@ -282,13 +282,20 @@ def _hand_to_watcher(
         now = read_writer(settings)
         return now is not None and now.pid == holder.pid
 
-    outcome = wait_for_answer(settings, request, alive, max(wait_s, 1.0))
+    waited = max(wait_s, 1.0)
+    outcome = wait_for_answer(settings, request, alive, waited)
     if outcome is not None:
         return replace(outcome, done_by=holder.pid)
-    if withdraw_request(settings, request) and not alive():
+    withdrawn = withdraw_request(settings, request)
+    if not alive():  # it stopped, with the request taken or not, and never answered
         return None
+    if withdrawn:
+        raise WriterBusyError(
+            f"the running watcher (pid {holder.pid}) did not take the request in "
+            f"{waited:.0f} s; see: {command_for(settings.data_dir)} status"
+        )
     raise WriterBusyError(
-        f"the running watcher (pid {holder.pid}) did not finish in {wait_s:.0f} s; "
+        f"the running watcher (pid {holder.pid}) did not finish in {waited:.0f} s; "
         f"it will still do the work; see: {command_for(settings.data_dir)} status"
     )
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import threading
 import uuid
 from pathlib import Path
 
@@ -17,6 +19,9 @@ from searchapp.indexer.commands import (
     command_to_json,
 )
 from searchapp.indexer.handoff import requests_folder, submit_request, take_requests
+from searchapp.indexer.lock import WriterLock
+from searchapp.indexer.writer import submit
+from tests.conftest import DATA
 from tests.test_watcher_daemon import Daemon, daemons, photo_count, searchapp, wait_for
 
 __all__ = ["daemons"]  # the fixture, used by name below
@@ -106,3 +111,32 @@ def test_daemon_survives_hostile_requests_and_still_serves(tmp_path, photos, dae
     assert "malformed request" in daemon.output()
     assert "Traceback" not in daemon.output()
     assert daemon.terminate() == 0
+
+
+def test_a_request_taken_by_a_watcher_that_stops_is_done_by_the_caller(
+    tmp_path, pixel_embedder
+) -> None:  # noqa: ANN001
+    """The watcher took the request (its file is gone) and stopped before running it: the
+    caller was told the watcher "will still do the work", which it never would."""
+    settings = load_settings(data_dir=tmp_path / "lib", weights="random", encoder="pixels")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(DATA / "rocket.jpg", photos / "rocket.jpg")
+    holding = threading.Event()
+
+    def watch_take_then_stop() -> None:  # the lock is its thread's (filelock counts per thread)
+        with WriterLock(settings, "watch"):
+            holding.set()
+            wait_for(lambda: take_requests(settings), "the request")
+        # stopped: what it took is never answered
+
+    thread = threading.Thread(target=watch_take_then_stop)
+    thread.start()
+    try:
+        holding.wait(30)
+        outcome = submit(
+            settings, Index(add_roots=(str(photos),)), embedder=pixel_embedder, wait_s=30
+        )
+    finally:
+        thread.join()
+    assert outcome.done_by is None and outcome.stats.added == 1  # done here, after all
