@@ -757,3 +757,24 @@ def test_a_data_folder_whose_name_is_not_utf8_opens_the_page(
     at.run()
     assert not at.exception, at.exception
     assert f"Library: {tmp_path}/lib\ufffd" in [t.value for t in at.text]  # in Status
+
+
+def test_a_library_error_in_a_view_is_its_one_line_not_a_traceback() -> None:
+    def page() -> None:
+        import streamlit as st
+
+        from searchapp.errors import StoreError
+        from searchapp.ui.markdown import say_errors
+
+        @say_errors
+        def view() -> None:
+            st.write("before")
+            raise StoreError("the library file is damaged; see: searchapp status")
+
+        view()
+        st.caption("the rest of the page")
+
+    at = st_testing.AppTest.from_function(page).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["the library file is damaged; see: searchapp status"]
+    assert [c.value for c in at.caption] == ["the rest of the page"]

@@ -21,7 +21,7 @@ from searchapp.library import Library, PhotoFilter, QueryPart, Tile, describe_pa
 from searchapp.library import parse_query as parse_text
 from searchapp.ui.filters_view import explain_empty, show_filters
 from searchapp.ui.gallery import show_gallery, take_action
-from searchapp.ui.markdown import md_escape
+from searchapp.ui.markdown import md_escape, say_errors
 from searchapp.ui.url_state import WEIGHTS, SearchState, from_params, to_params
 
 PAGE = 60  # tiles a "load more" adds: about two screens on a laptop
@@ -138,6 +138,7 @@ def _pick_recent(recent: list[dict[str, str]]) -> None:
 # tabs above it are neither rebuilt nor sent again (interleaved A/B, 100,000 photos: a
 # query's complete grid 0.535 s against 0.562 s as a whole-page rerun).
 @st.fragment
+@say_errors
 def show_photos(library: Library) -> None:
     """Search bar, then the timeline or the results."""
     sync_from_url()

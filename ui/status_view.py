@@ -12,7 +12,7 @@ from searchapp.config import Settings, command_for
 from searchapp.library import Library, PendingFiles, RunRecord, StatusReport, WriterInfo
 from searchapp.paths import encode_path
 from searchapp.ui.indexing import add_folder_form, run_indexing, set_flash
-from searchapp.ui.markdown import web_text
+from searchapp.ui.markdown import say_errors, web_text
 
 LIVE_EVERY_S = 1.0
 PENDING_TTL_S = 15  # new files on disk show up in the count within this long
@@ -20,6 +20,7 @@ FAILURES_SHOWN = 200
 _CHECKS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="searchapp-status")
 
 
+@say_errors
 def show_status(library: Library, settings: Settings) -> None:
     """Everything about the library; refreshes itself while an indexing run is going."""
     status = library.status(failures=FAILURES_SHOWN, pending=False)
@@ -39,6 +40,7 @@ def _is_running(run: RunRecord | None, writer: WriterInfo | None) -> bool:
 
 
 @st.fragment(run_every=LIVE_EVERY_S)
+@say_errors
 def _live_progress(library: Library) -> None:
     """Polls the runs table; when the run ends, the whole page reruns with fresh counts."""
     run, holder = library.last_run(), library.writer()
