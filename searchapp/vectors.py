@@ -102,12 +102,8 @@ class VectorIndex:
 
     def describe(self) -> str:
         """What kind of index this is, for status output."""
-        if self.kind == KIND_FLAT:
-            return "exact: faiss IndexIDMap2(IndexFlatIP)"
-        return (
-            f"approximate: faiss IndexIVFScalarQuantizer (SQ8, {self.index.nlist} lists,"
-            f" nprobe {self.nprobe})"
-        )
+        lists = None if self.kind == KIND_FLAT else self.index.nlist
+        return describe_kind(self.kind, self.nprobe, lists)
 
     def _known_ids(self) -> np.ndarray:
         if self._ids_cache is None:
@@ -249,14 +245,13 @@ class VectorIndex:
             raise
         except Exception as err:  # noqa: BLE001 - struct, json and faiss all fail differently
             raise IndexFileError(f"damaged ({err})") from None
-        if header.get("model_id") != model_id:
-            raise IndexFileError(f"built for another model ({header.get('model_id')})")
-        if index.ntotal != header.get("count"):
-            raise IndexFileError("count does not match its header")
-        out = cls(int(header["dim"]), model_id, int(header["generation"]))
-        out.kind = header.get("kind", KIND_FLAT)
-        out.nprobe = int(header.get("nprobe", 0))
-        out.trained_on = int(header.get("trained_on", 0))
+        info = _header_info(header, len(raw))
+        if info.model_id != model_id:
+            raise IndexFileError(f"built for another model ({info.model_id})")
+        if index.ntotal != info.count or index.d != info.dim:
+            raise IndexFileError("count or length does not match its header")
+        out = cls(info.dim, model_id, info.generation)
+        out.kind, out.nprobe, out.trained_on = info.kind, info.nprobe, info.trained_on
         out.index = index
         return out
 
@@ -388,11 +383,38 @@ class IndexFileInfo:
     kind: str
     nprobe: int
     size_bytes: int
+    dim: int
+    trained_on: int
 
     def describe(self) -> str:
-        if self.kind == KIND_FLAT:
-            return "exact: faiss IndexIDMap2(IndexFlatIP)"
-        return f"approximate: faiss IndexIVFScalarQuantizer (SQ8, nprobe {self.nprobe})"
+        return describe_kind(self.kind, self.nprobe)
+
+
+def describe_kind(kind: str, nprobe: int, lists: int | None = None) -> str:
+    """An index's kind in words, for status output."""
+    if kind == KIND_FLAT:
+        return "exact: faiss IndexIDMap2(IndexFlatIP)"
+    lists_text = f"{lists} lists, " if lists else ""
+    return f"approximate: faiss IndexIVFScalarQuantizer (SQ8, {lists_text}nprobe {nprobe})"
+
+
+def _header_info(header: object, size: int) -> IndexFileInfo:
+    """A parsed header's fields, checked: a header that is JSON but not ours is damage."""
+    if not isinstance(header, dict):
+        raise IndexFileError("damaged (header: not an object)")
+    try:
+        return IndexFileInfo(
+            str(header["model_id"]),
+            int(header["generation"]),
+            int(header["count"]),
+            str(header.get("kind", KIND_FLAT)),
+            int(header.get("nprobe", 0)),
+            size,
+            int(header["dim"]),
+            int(header.get("trained_on", 0)),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise IndexFileError(f"damaged (header: {err})") from None
 
 
 def read_index_info(path: Path) -> IndexFileInfo:
@@ -420,14 +442,4 @@ def read_index_info(path: Path) -> IndexFileInfo:
         raise IndexFileError(f"damaged ({err})") from None
     if size != 20 + hlen + blen:
         raise IndexFileError("truncated")
-    try:
-        return IndexFileInfo(
-            str(header["model_id"]),
-            int(header["generation"]),
-            int(header["count"]),
-            str(header.get("kind", KIND_FLAT)),
-            int(header.get("nprobe", 0)),
-            size,
-        )
-    except (KeyError, TypeError, ValueError) as err:
-        raise IndexFileError(f"damaged (header: {err})") from None
+    return _header_info(header, size)

@@ -97,6 +97,25 @@ def test_save_load_round_trip(tmp_path: Path, ivf, data) -> None:  # noqa: ANN00
         assert loaded.search(q, 10)[1].tolist() == ivf.search(q, 10)[1].tolist()
 
 
+@pytest.mark.parametrize("header", [b'{"model_id": "test-model"}', b"[1, 2]", b'"text"'])
+def test_a_header_that_is_json_but_not_ours_is_damage(tmp_path: Path, header: bytes) -> None:
+    """It raised KeyError or AttributeError past ``load``'s checks: no rebuild, no search."""
+    import struct
+
+    from searchapp.vectors import MAGIC, IndexFileError
+
+    path = tmp_path / "vectors.faiss"
+    vecs = clustered(4)
+    VectorIndex.build(np.arange(1, 5), vecs, MODEL, DIM, generation=1).save(path, 1)
+    raw = path.read_bytes()
+    body = raw[20 + struct.unpack_from("<I", raw, 8)[0] :]  # the vectors, kept whole
+    path.write_bytes(MAGIC + struct.pack("<I", len(header)) + header
+                     + struct.pack("<Q", len(body)) + body)  # fmt: skip
+    for read in (lambda: VectorIndex.load(path, MODEL), lambda: read_index_info(path)):
+        with pytest.raises(IndexFileError, match="damaged"):
+            read()
+
+
 def test_add_remove_reconstruct_on_the_approximate_index(data) -> None:  # noqa: ANN001
     ids, vecs, _ = data
     index = VectorIndex.build(ids, vecs, MODEL, DIM, threshold=THRESHOLD)
