@@ -336,7 +336,7 @@ def rebuild_thumbnails(store: Store, thumbs_dir: Path, hashes: list[str]) -> tup
     """
     from searchapp.access import guarded_original
     from searchapp.decoder import load_photo
-    from searchapp.errors import SearchAppError
+    from searchapp.errors import SearchAppError, StoreError
     from searchapp.thumbnails import THUMB_SIZE, write_thumbnail
 
     done = failed = 0
@@ -346,7 +346,10 @@ def rebuild_thumbnails(store: Store, thumbs_dir: Path, hashes: list[str]) -> tup
                 image = load_photo(guarded_original(store, record.path), THUMB_SIZE).image
             except (SearchAppError, OSError, ValueError):
                 continue
-            write_thumbnail(thumbs_dir, content_hash, image)
+            try:
+                write_thumbnail(thumbs_dir, content_hash, image)
+            except OSError as err:  # a full disk, a cache folder made read-only
+                raise StoreError(f"cannot write thumbnails in {thumbs_dir}: {err}") from None
             done += 1
             break
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from searchapp.atomic import atomic_writer
 
 THUMB_SIZE = 384
 THUMB_QUALITY = 82
+STALE_TEMP_S = 600  # a temp file this old has no live writer (one takes milliseconds)
 
 
 def thumbnail_path(thumbs_dir: Path, content_hash: str) -> Path:
@@ -57,16 +59,27 @@ def thumbnails_missing(thumbs_dir: Path, hashes: Iterable[str]) -> list[str]:
 
 
 def remove_orphan_thumbnails(thumbs_dir: Path, keep: Iterable[str]) -> int:
-    """Delete thumbnails (and stale temp files) whose hash no photo references."""
+    """Delete thumbnails whose hash no photo references, and temp files left by a killed
+    writer (only old ones: the page may be writing one while it rebuilds thumbnails)."""
     keep_set = set(keep)
     removed = 0
     if not thumbs_dir.is_dir():
         return 0
+    stale_before = time.time() - STALE_TEMP_S
     for sub in thumbs_dir.iterdir():
         if not sub.is_dir():
             continue
         for f in sub.iterdir():
+            if f.name.startswith(".") and not _modified_before(f, stale_before):
+                continue
             if f.name.startswith(".") or f.stem not in keep_set:
                 f.unlink(missing_ok=True)
                 removed += 1
     return removed
+
+
+def _modified_before(path: Path, when: float) -> bool:
+    try:
+        return path.stat().st_mtime < when
+    except OSError:
+        return False  # gone meanwhile: its writer renamed it

@@ -234,3 +234,23 @@ def test_a_content_keeps_its_shown_copy_however_much_is_read(settings, embedder,
         assert [t.path for t in only_z] == [str(photos / "z" / "copy.jpg")]  # in the filter
         found = library.tiles(library.search_image(original, k=2))
         assert [t.path for t in found] == [str(original)]
+
+
+def test_the_orphan_sweep_spares_a_thumbnail_being_written(tmp_path: Path) -> None:
+    """The page rebuilds thumbnails while the writer sweeps: a fresh temp file is a write in
+    progress (deleting it failed the page's rename); an old one is a killed writer's."""
+    import os
+    import time
+
+    from searchapp.thumbnails import STALE_TEMP_S, remove_orphan_thumbnails, write_thumbnail
+
+    image = Image.new("RGB", (40, 30), "red")
+    kept = write_thumbnail(tmp_path, "ab" + "0" * 62, image)
+    orphan = write_thumbnail(tmp_path, "ab" + "1" * 62, image)
+    writing, killed = kept.parent / f".{orphan.name}.x.tmp", kept.parent / f".{kept.name}.y.tmp"
+    writing.write_bytes(b"half")
+    killed.write_bytes(b"half")
+    old = time.time() - STALE_TEMP_S - 60
+    os.utime(killed, (old, old))
+    assert remove_orphan_thumbnails(tmp_path, [kept.stem]) == 2
+    assert sorted(p.name for p in kept.parent.iterdir()) == sorted([kept.name, writing.name])
