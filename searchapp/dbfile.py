@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from urllib.parse import quote
 
@@ -117,12 +118,8 @@ def backup_database(db_path: Path, backup: Path) -> None:
     """Copy ``db_path`` to a new private file; a failed copy leaves nothing behind."""
     try:
         create_private_file(backup)
-        src, dst = sqlite3.connect(db_path), sqlite3.connect(backup)
-        try:
+        with closing(sqlite3.connect(db_path)) as src, closing(sqlite3.connect(backup)) as dst:
             src.backup(dst)
-        finally:
-            dst.close()
-            src.close()
     except (sqlite3.Error, OSError) as err:
         for leftover in (backup, backup.with_name(f"{backup.name}-journal")):
             leftover.unlink(missing_ok=True)
