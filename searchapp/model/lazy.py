@@ -1,17 +1,10 @@
-"""An encoder whose model loads only once something needs it, and can be let go when idle."""
+"""An encoder whose model loads only once something needs it."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import gc
-import logging
-import sys
 import threading
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image
@@ -20,11 +13,9 @@ from searchapp.config import Settings
 from searchapp.model.device import device_and_precision
 from searchapp.model.encoder import ImageEncoder
 from searchapp.model.hub import check_weights
-from searchapp.model.loader import forget_embedder, load_embedder
+from searchapp.model.loader import load_embedder
 from searchapp.model.preprocess import prepare_pixels
 from searchapp.model.spec import ModelSpec, resolve_spec, warn_if_meaningless
-
-log = logging.getLogger("searchapp.model")
 
 
 class LazyEmbedder:
@@ -33,9 +24,9 @@ class LazyEmbedder:
     Its identity, dimension and preprocessing come from the spec, so a run can scan, diff
     and decode before any weights load. ``start_loading()`` (the indexer calls it when a
     run has files to read) loads them in a background thread while the first batches
-    decode; a run over an unchanged library never loads them at all. The watcher calls
-    :meth:`unload_if_idle`: after that long unused the model is dropped and its memory
-    given back, and the next photo or query loads it again.
+    decode; a run over an unchanged library never loads them at all. (The watcher's model
+    lives in a child process instead, :class:`~searchapp.model.host.ModelHost`, which
+    gives its memory back when idle.)
     """
 
     def __init__(
@@ -58,8 +49,6 @@ class LazyEmbedder:
         check_weights(settings, self.spec, self.device, self.precision)
         self._lock = threading.Lock()
         self._future: Future[ImageEncoder] | None = None
-        self._busy = 0  # calls running now: the model is never dropped under one
-        self._last_used = time.monotonic()
 
     @property
     def load_started(self) -> bool:
@@ -67,14 +56,13 @@ class LazyEmbedder:
 
     @property
     def is_loaded(self) -> bool:
-        """Whether the model is in memory now (loaded, and not unloaded since)."""
+        """Whether the model is in memory (its load finished without an error)."""
         future = self._future
         return future is not None and future.done() and future.exception() is None
 
     def start_loading(self) -> None:
-        """Begin loading the model in the background (once, or again after an unload)."""
+        """Begin loading the model in the background (once)."""
         with self._lock:
-            self._last_used = time.monotonic()
             if self._future is None:
                 pool = ThreadPoolExecutor(1, thread_name_prefix="model-load")
                 self._future = pool.submit(
@@ -98,60 +86,14 @@ class LazyEmbedder:
         assert future is not None
         return future.result()
 
-    def unload_if_idle(self, idle_s: float) -> bool:
-        """Drop the model if unused for ``idle_s`` seconds (0: never); True if dropped."""
-        with self._lock:
-            future = self._future
-            if idle_s <= 0 or future is None or not future.done() or self._busy:
-                return False
-            if time.monotonic() - self._last_used < idle_s:
-                return False
-            self._future = None
-        forget_embedder(self.settings)
-        del future
-        release_memory()
-        log.info("model: unloaded after %.0f s idle; the next photo or query loads it", idle_s)
-        return True
-
-    @contextmanager
-    def _in_use(self) -> Iterator[ImageEncoder]:
-        with self._lock:
-            self._busy += 1
-        try:
-            yield self.loaded()
-        finally:
-            with self._lock:
-                self._busy -= 1
-                self._last_used = time.monotonic()
-
     def prepare(self, image: Image.Image) -> np.ndarray:
         return prepare_pixels(image, self.preprocess_config)
 
     def encode_prepared(self, pixels: np.ndarray) -> np.ndarray:
-        with self._in_use() as encoder:
-            return encoder.encode_prepared(pixels)
+        return self.loaded().encode_prepared(pixels)
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        with self._in_use() as encoder:
-            return encoder.encode_images(images)
+        return self.loaded().encode_images(images)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        with self._in_use() as encoder:
-            return encoder.encode_texts(texts)
-
-
-def release_memory() -> None:
-    """Collect the dropped model and hand freed memory back: torch's CUDA cache, and the
-    heap pages glibc keeps (other allocators keep their own)."""
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.empty_cache()
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return
-    try:
-        trim = ctypes.CDLL(libc_name).malloc_trim
-    except (OSError, AttributeError):
-        return  # not glibc (macOS, musl): the allocator keeps its own pages
-    trim(0)
+        return self.loaded().encode_texts(texts)

@@ -28,12 +28,6 @@ def load_embedder(
         return _cache[key]
 
 
-def forget_embedder(settings: Settings) -> None:
-    """Drop this process's cached encoder of these settings, so its memory can be freed."""
-    with _cache_lock:
-        _cache.pop(_key(settings), None)
-
-
 def _key(settings: Settings) -> tuple:
     return (
         settings.encoder,
