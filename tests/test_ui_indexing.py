@@ -112,7 +112,7 @@ def _wait_a_commit(*_args: object) -> None:
 
 
 def test_a_reload_during_a_run_from_the_page_lets_the_run_finish(
-    monkeypatch, settings, embedder, photos
+    monkeypatch, settings, photos
 ) -> None:  # noqa: ANN001
     """Streamlit stops a script by raising from its next st.* call: a reload during a run
     from the page raised it in the progress bar's update, and the run stopped half-way,
@@ -126,7 +126,6 @@ def test_a_reload_during_a_run_from_the_page_lets_the_run_finish(
             raise StopException()
 
     monkeypatch.setattr(indexing.st, "progress", lambda *_, **__: ReloadedBar())
-    monkeypatch.setattr(indexing, "get_embedder", lambda _: embedder)
     with pytest.raises(StopException):
         indexing.run_indexing(settings, add_roots=[str(photos)])
     store = Store(settings.db_path)

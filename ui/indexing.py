@@ -18,7 +18,7 @@ from searchapp.indexer.pipeline import Progress
 from searchapp.indexer.writer import submit
 from searchapp.scanner import holds_photos
 from searchapp.ui.markdown import md_escape
-from searchapp.ui.resources import get_embedder, get_library
+from searchapp.ui.resources import get_library
 
 FLASH = "flash"
 # Streamlit stops or reruns a script by raising these from its next st.* call (a reload,
@@ -106,7 +106,6 @@ def run_indexing(
             command,
             kind="ui",
             progress=on_progress,
-            embedder=None if wait_s else get_embedder(settings),  # the watcher has its own
             wait_s=wait_s,
             on_handoff=on_handoff,
         )

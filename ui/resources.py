@@ -1,4 +1,4 @@
-"""Objects the page shares across reruns and sessions: the model, the library."""
+"""Objects the page shares across reruns and sessions: the library and its warm-up."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import streamlit as st
 from searchapp.config import Settings
 from searchapp.errors import SearchAppError
 from searchapp.library import Library
-from searchapp.model import ClipEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -18,14 +17,6 @@ log = logging.getLogger(__name__)
 # UTF-8 (lone surrogates) stopped the page. repr() escapes them; it leaves out the fields
 # marked repr=False (the UI secret), which must never decide which model or library loads.
 BY_REPR = {Settings: repr}
-
-
-@st.cache_resource(show_spinner="Loading the model...", hash_funcs=BY_REPR)
-def get_embedder(settings: Settings) -> ClipEmbedder:
-    """One embedder per model configuration, shared by every session."""
-    from searchapp.model import load_embedder
-
-    return load_embedder(settings)
 
 
 @st.cache_resource(show_spinner=False, hash_funcs=BY_REPR)
