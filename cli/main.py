@@ -66,7 +66,7 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _say_waiting(holder) -> None:  # noqa: ANN001 - indexer.lock.WriterInfo | None
+def _say_waiting(holder) -> None:  # noqa: ANN001 - searchapp.activity.WriterInfo | None
     from searchapp.activity import describe_writer
 
     who = describe_writer(holder, "another process")

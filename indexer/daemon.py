@@ -10,8 +10,8 @@ turns the debounced filesystem events (``debounce``, ``watches``) into small ind
 - A full reconcile runs every ``settings.reconcile_interval_s`` and after the kernel
   reports lost events, to catch anything the events missed.
 
-Every write to the library goes through the few ``write_*`` / ``reload_if_changed``
-methods of ``Daemon`` (the "library access" section); the loop itself only decides when.
+Every write to the library goes through ``Daemon.writer`` (the one ``Writer``), and its
+reads through the "library access" section; the loop itself only decides when.
 """
 
 from __future__ import annotations

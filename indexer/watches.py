@@ -137,10 +137,6 @@ class Watches:
         """True when the watched folder is gone or another folder now has its path."""
         return folder_identity(root) != self._by_root[root].identity
 
-    def polled(self) -> list[str]:
-        """The roots watched by polling (the OS was out of watches)."""
-        return [r for r, w in self._by_root.items() if w.observer is self.polling]
-
     def stop(self) -> None:
         for name in WATCHDOG_LOGGERS:
             logging.getLogger(name).removeHandler(self._overflow)

@@ -49,9 +49,6 @@ class Tile:
         """The timeline's group header: "March 2024", or "No date"."""
         return month_label(self.taken_at)
 
-    def as_dict(self) -> dict:
-        return {**self.__dict__, "month": self.month}
-
 
 @dataclass(frozen=True)
 class TimelinePage:

@@ -6,10 +6,12 @@ write that changes what is searchable; the FAISS file records the generation it 
 built from, so readers can tell a stale index from a fresh one.
 
 The plain records live in :mod:`searchapp.records`, the tables and migrations in
-:mod:`searchapp.schema`; three mixins of :class:`Store` hold groups of its
-queries: :mod:`searchapp.store_runs` (the runs table), :mod:`searchapp.store_facets`
-(filter and facet reads), :mod:`searchapp.store_embeddings` (vectors). The moved names are
-re-exported here so ``from searchapp.store import ...`` keeps working.
+:mod:`searchapp.schema`; five mixins of :class:`Store` hold groups of its
+queries: :mod:`searchapp.store_runs` (the runs table), :mod:`searchapp.store_roots` (photo
+folders), :mod:`searchapp.store_facets` (filter and facet reads),
+:mod:`searchapp.store_embeddings` (vectors) and :mod:`searchapp.store_browse` (the timeline's
+reads). The moved names are re-exported here so ``from searchapp.store import ...`` keeps
+working.
 """
 
 from __future__ import annotations
@@ -213,7 +215,6 @@ class Store(RunsTable, RootsTable, FacetQueries, EmbeddingQueries, BrowseQueries
         s.merge(MetaRow(key="generation", value=str(value)))
         return value
 
-    # ------------------------------------------------------------ roots
     # ------------------------------------------------------------ reading photos
     def known_files(self, root_id: int, model_id: str) -> dict[str, KnownFile]:
         """Every stored file under a root, by path, with whether it has this model's vector."""
@@ -359,14 +360,6 @@ class Store(RunsTable, RootsTable, FacetQueries, EmbeddingQueries, BrowseQueries
             q = q.where(PhotoRow.path.in_(list(paths)))
         with self._session() as s:
             return s.execute(q).rowcount or 0
-
-    # ------------------------------------------------------------ maintenance
-    def integrity_check(self) -> str:
-        try:
-            with self.engine.connect() as conn:
-                return str(conn.exec_driver_sql("PRAGMA integrity_check").scalar())
-        except DatabaseError as err:
-            raise store_error(err, self.db_path) from err
 
 
 __all__ = [

@@ -7,7 +7,7 @@ A mixin of :class:`searchapp.store.Store`; like the store, the only code that ru
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
 import numpy as np
@@ -22,19 +22,6 @@ class EmbeddingQueries:
     """Vector reads and pruning; the host class provides ``_session`` (one transaction)."""
 
     _session: Callable[[], AbstractContextManager[Session]]
-
-    def embedded_hashes(self, hashes: Iterable[str], model_id: str) -> set[str]:
-        """The subset of ``hashes`` that already have a vector for ``model_id``."""
-        wanted = list(set(hashes))
-        found: set[str] = set()
-        with self._session() as s:
-            for i in range(0, len(wanted), 500):
-                chunk = wanted[i : i + 500]
-                q = select(EmbeddingRow.content_hash).where(
-                    EmbeddingRow.model_id == model_id, EmbeddingRow.content_hash.in_(chunk)
-                )
-                found.update(s.scalars(q))
-        return found
 
     def vectors_for_hashes(self, hashes: Sequence[str], model_id: str) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}

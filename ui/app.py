@@ -1,6 +1,7 @@
 """Streamlit page for searchapp: a photo library to browse and search; its status.
 
-Run it with ``searchapp ui`` (or ``streamlit run ui/app.py``). Settings come from
+Run it with ``searchapp ui``: a bare ``streamlit run ui/app.py`` has neither the access
+guard nor the ``/photo/*`` routes the grid loads its photos from. Settings come from
 ``load_settings()``, so ``SEARCHAPP_DATA_DIR``, ``SEARCHAPP_WEIGHTS`` etc. apply. The page
 reads the library only through ``searchapp.library.Library`` and indexes only through
 ``submit`` (under the writer lock, like the CLI). It opens on the library's timeline at
