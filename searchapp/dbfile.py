@@ -18,6 +18,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from searchapp.config import command_for
 from searchapp.datadir import create_private_file
 from searchapp.errors import DamagedLibraryError, DiskFullError, ReadOnlyLibraryError, StoreError
 
@@ -81,7 +82,7 @@ def damaged(db_path: Path, detail: str) -> DamagedLibraryError:
     return DamagedLibraryError(
         f"the library database {db_path} is damaged ({detail}); keep that file, then either "
         f"{restore}, or rebuild the library from your photo folders in a fresh data folder: "
-        f"move {db_path.parent} aside and run: searchapp index FOLDER..."
+        f"move {db_path.parent} aside and run: {command_for(db_path.parent)} index FOLDER..."
     )
 
 

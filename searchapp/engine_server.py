@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from searchapp import errors
 from searchapp.atomic import write_atomic
-from searchapp.config import Settings
+from searchapp.config import Settings, command_for
 from searchapp.datadir import PRIVATE_FILE_MODE
 from searchapp.engine_client import (
     API,
@@ -295,7 +295,8 @@ def bind_private_socket(path: Path) -> socket.socket:
     """
     if _answers(path):
         raise errors.WriterBusyError(
-            f"another process already serves {path}; stop it first (see searchapp status)."
+            f"another process already serves {path}; stop it first (see: "
+            f"{command_for(path.parent)} status)."
         )
     _remove_socket(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from searchapp.config import command_for
 from searchapp.dbfile import backup_database, read_only
 from searchapp.errors import SchemaTooNewError, StoreError
 from searchapp.paths import PATH_ESCAPE, decode_path, encode_path
@@ -160,8 +161,8 @@ def prepare_schema(engine: Engine, db_path: Path, *, readonly: bool = False) -> 
     if readonly:
         raise StoreError(
             f"{read_only(db_path)} It also needs setting up or a schema upgrade "
-            f"({current or 'empty'} -> {head}): run searchapp status once as a user who can "
-            "write it."
+            f"({current or 'empty'} -> {head}): run {command_for(db_path.parent)} status once "
+            "as a user who can write it."
         )
     if current is not None:
         backup_database(

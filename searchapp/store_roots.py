@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from searchapp.config import command_for
 from searchapp.errors import RootError
 from searchapp.paths import is_under
 from searchapp.records import RootRecord
@@ -26,8 +27,9 @@ def _root_device_key(root_id: int) -> str:
 
 class RootsTable:
     """Photo folders; the host class provides ``_session`` (one transaction), the meta
-    key-value pairs and the library's generation."""
+    key-value pairs, the library's generation and its file (for messages)."""
 
+    db_path: Path
     _session: Callable[[], AbstractContextManager[Session]]
     get_meta: Callable[..., str | None]
     set_meta: Callable[[str, str | None], None]
@@ -76,7 +78,8 @@ class RootsTable:
         """Forget a folder and its photos; returns the removed photo ids."""
         root = self.find_root(path)
         if root is None:
-            raise RootError(f"{path} is not an indexed folder; see: searchapp roots list")
+            command = command_for(self.db_path.parent)
+            raise RootError(f"{path} is not an indexed folder; see: {command} roots list")
         with self._session() as s:
             ids = list(s.scalars(select(PhotoRow.id).where(PhotoRow.root_id == root.id)))
             s.execute(delete(PhotoRow).where(PhotoRow.root_id == root.id))

@@ -108,6 +108,8 @@ def test_cli_index_search_status_roots(tmp_path, photos):
 
     run(lib, "roots", "remove", str(photos))
     assert json.loads(run(lib, "status", "--json").stdout)["photos"] == 0
+    again = run(lib, "roots", "remove", str(photos), check=False)  # the command for this library
+    assert again.stderr.strip().endswith(f"see: searchapp --data-dir {lib} roots list"), again
 
 
 def test_cli_errors_are_one_line(tmp_path):
