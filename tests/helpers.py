@@ -198,3 +198,12 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def integrity(db_path: Path) -> str:
+    """SQLite's own check of a library file: "ok", or what is wrong."""
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(db_path)) as db:
+        return db.execute("PRAGMA integrity_check").fetchone()[0]

@@ -24,7 +24,7 @@ from searchapp.decoder import decode_photo, hash_bytes
 from searchapp.errors import ImageDecodeError
 from searchapp.store import STATUS_FAILED, STATUS_INDEXED, Store
 from searchapp.vectors import open_index
-from tests.helpers import PIXELS_ENV, index_once, without_root_powers
+from tests.helpers import PIXELS_ENV, index_once, integrity, without_root_powers
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -188,7 +188,7 @@ def test_hostile_inputs_are_recorded_or_indexed(settings, embedder, tmp_path, mo
     index = open_index(settings.index_path, store, embedder.model_id, embedder.dim)
     indexed_ids = sorted(r.id for r in rows.values() if r.status == STATUS_INDEXED)
     assert sorted(index.ids().tolist()) == indexed_ids
-    assert store.integrity_check() == "ok"
+    assert integrity(store.db_path) == "ok"
     store.close()
 
     monkeypatch.setattr(stages, "read_file", real_read)
