@@ -197,7 +197,7 @@ class Daemon:
             answer_request(self.settings, request, outcome, error)
             self.sync_roots()  # roots it added or removed
 
-    def do_request(self, request: Request) -> tuple[Outcome | None, str | None]:
+    def do_request(self, request: Request) -> tuple[Outcome | None, SearchAppError | None]:
         """Run a handed-over command; its failure is the caller's answer, never our end."""
         started = time.time()
         try:
@@ -205,10 +205,10 @@ class Daemon:
         except StopRequested:
             raise
         except SearchAppError as err:
-            return None, str(err)
+            return None, err
         except Exception as err:  # noqa: BLE001 - the caller gets the reason, we keep running
             log.exception("watch: request %s failed", request.command)
-            return None, f"the watcher failed: {err}"
+            return None, SearchAppError(f"the watcher failed: {err}")
         if outcome.stats is not None:
             self.runs += 1
             self.report(outcome.stats, "requested index", started)

@@ -28,7 +28,7 @@ from pathlib import Path
 from searchapp.atomic import write_atomic
 from searchapp.config import Settings
 from searchapp.datadir import make_private_dir
-from searchapp.errors import HandoffError, SearchAppError
+from searchapp.errors import HandoffError, SearchAppError, error_class
 from searchapp.indexer.commands import Command, Outcome, command_from_json, command_to_json
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def wait_for_answer(
 ) -> Outcome | None:
     """The watcher's outcome; None when it died or ``timeout_s`` passed without one.
 
-    Raises the watcher's error as a ``SearchAppError`` when the command failed there.
+    Raises the watcher's error (its own class) when the command failed there.
     """
     path = _answer_path(settings, request.id)
     deadline = time.monotonic() + timeout_s
@@ -102,7 +102,8 @@ def _read_answer(path: Path) -> dict | None:
 
 def _outcome(answer: dict) -> Outcome:
     if not answer.get("ok"):
-        raise SearchAppError(str(answer.get("error") or "the watcher could not do the work"))
+        message = str(answer.get("error") or "the watcher could not do the work")
+        raise error_class(answer.get("kind"))(message)  # its exit code, e.g. 2 for usage
     return Outcome.from_json(answer.get("outcome") or {})
 
 
@@ -124,7 +125,7 @@ def take_requests(settings: Settings) -> list[Request]:
         except HandoffError as err:
             log.warning("watch: ignored a malformed request %r: %s", path.name, err)
             if _ID.fullmatch(request_id):
-                _write_answer(settings, request_id, {"ok": False, "error": str(err)})
+                _write_answer(settings, request_id, _failed(err))
         finally:
             path.unlink(missing_ok=True)  # exactly the file read, whatever it held
     return out
@@ -160,14 +161,21 @@ def _read_small_file(path: Path) -> bytes:
 
 
 def answer_request(
-    settings: Settings, request: Request, outcome: Outcome | None, error: str | None = None
+    settings: Settings,
+    request: Request,
+    outcome: Outcome | None,
+    error: SearchAppError | None = None,
 ) -> None:
-    """Publish what the command did (or why it failed) for the waiting caller."""
+    """Publish what the command did (or why it failed, with its kind) for the caller."""
     if error is not None:
-        answer: dict = {"ok": False, "error": error}
+        answer = _failed(error)
     else:
         answer = {"ok": True, "outcome": (outcome or Outcome()).to_json()}
     _write_answer(settings, request.id, answer)
+
+
+def _failed(error: SearchAppError) -> dict:
+    return {"ok": False, "error": str(error), "kind": type(error).__name__}
 
 
 def _write_answer(settings: Settings, request_id: str, answer: dict) -> None:

@@ -234,14 +234,7 @@ def _decode(status: int, raw: bytes, other_model: bool) -> dict | None:
     if status in (401, 409) or status >= 500 or not message:  # not ours to answer: work here
         log.info("engine: HTTP %d %s %s; working in this process", status, kind, message)
         return None
-    raise _error_class(kind)(message)
-
-
-def _error_class(kind: str) -> type[errors.SearchAppError]:
-    found = getattr(errors, kind, None)
-    if isinstance(found, type) and issubclass(found, errors.SearchAppError):
-        return found
-    return errors.QueryError
+    raise errors.error_class(kind, errors.QueryError)(message)
 
 
 __all__ = [

@@ -109,3 +109,14 @@ class RayClusterError(RayError):
 
 class RayVersionError(RayError):
     """A Ray worker's Python, torch, open_clip or searchapp differs from this machine's."""
+
+
+def error_class(
+    name: object, default: type[SearchAppError] = SearchAppError
+) -> type[SearchAppError]:
+    """The error class an answer from another process names (its exit code and handling
+    follow it), or ``default`` for a name that is not one of ours."""
+    found = globals().get(name) if isinstance(name, str) else None
+    if isinstance(found, type) and issubclass(found, SearchAppError):
+        return found
+    return default

@@ -9,6 +9,8 @@ import threading
 import uuid
 from pathlib import Path
 
+import pytest
+
 from searchapp.config import load_settings
 from searchapp.errors import HandoffError
 from searchapp.indexer.commands import (
@@ -140,3 +142,19 @@ def test_a_request_taken_by_a_watcher_that_stops_is_done_by_the_caller(
     finally:
         thread.join()
     assert outcome.done_by is None and outcome.stats.added == 1  # done here, after all
+
+
+def test_the_watcher_s_error_reaches_the_caller_as_its_own_kind(tmp_path) -> None:  # noqa: ANN001
+    """Every error came back a plain SearchAppError: a usage error's exit code 2 was lost."""
+    from searchapp.errors import RootError, SearchAppError, UsageError
+    from searchapp.indexer.handoff import answer_request, wait_for_answer
+
+    settings = load_settings(data_dir=tmp_path / "lib", weights="random")
+    for error, kind in ((UsageError("bad"), UsageError), (RootError("gone"), RootError),
+                        (ValueError("not ours"), SearchAppError)):  # fmt: skip
+        request = submit_request(settings, Index())
+        sent = error if isinstance(error, SearchAppError) else SearchAppError(str(error))
+        answer_request(settings, request, None, sent)
+        with pytest.raises(kind, match=str(error)) as raised:
+            wait_for_answer(settings, request, lambda: True, 5)
+        assert type(raised.value) is kind
