@@ -13,7 +13,6 @@ import errno
 import logging
 import time
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from dataclasses import replace
 
 from searchapp.activity import WriterInfo, read_writer
@@ -144,9 +143,13 @@ class Writer:
         a process that is stopping leaves the file stale (the next open brings it up to date
         from the store); one that lives on (the watcher) does that now, or at its next save.
         """
-        with suppress(Exception):
-            if not (stopping and self._index_behind):
-                self.save()  # rebuilds first where the index is behind
+        if stopping and self._index_behind:
+            return
+        try:
+            self.save()  # rebuilds first where the index is behind
+        except Exception as err:  # noqa: BLE001 - the run's own error is the one to raise
+            log.warning("index: could not save the vector index after a failed run (%s); "
+                        "the next open rebuilds it from the library", err)  # fmt: skip
 
     def _catch_up(self) -> None:
         """Reopen FAISS from its file, brought up to date from the store (and saved), if a
