@@ -30,7 +30,7 @@ def status_lines(report: StatusReport, searches: str | None = None) -> list[str]
     if searches:
         lines.append(f"search:  {searches}")
     w = report.writer
-    if w is not None and w.kind != "watch":
+    if w is not None and not w.is_watcher:
         lines.append(f"writing: 'searchapp {w.kind}' (pid {w.pid}) since {_clock(w.since)}")
     lines += [f"root:    {r.path}{'' if r.online else '  (offline)'}" for r in report.roots]
     return lines + failure_lines(report)

@@ -320,7 +320,7 @@ def acquire_watch_lock(settings: Settings, stop: threading.Event) -> WriterLock 
             return lock.acquire()
         except WriterBusyError:
             holder = read_writer(settings)
-            if holder is not None and holder.kind == "watch":
+            if holder is not None and holder.is_watcher:
                 started = time.strftime("%Y-%m-%d %H:%M", time.localtime(holder.since))
                 raise WriterBusyError(
                     f"a watcher is already running on {settings.data_dir} (pid {holder.pid}, "

@@ -309,14 +309,14 @@ def _watcher(settings: Settings) -> WriterInfo | None:
     while True:
         holder = read_writer(settings)
         if holder is not None or time.monotonic() >= deadline:
-            return holder if holder is not None and holder.kind == "watch" else None
+            return holder if holder is not None and holder.is_watcher else None
         time.sleep(0.1)
 
 
 def watcher_running(settings: Settings) -> WriterInfo | None:
     """The running watcher, if any (for messages such as "the watcher indexes it")."""
     holder = read_writer(settings)
-    return holder if holder is not None and holder.kind == "watch" else None
+    return holder if holder is not None and holder.is_watcher else None
 
 
 __all__ = ["Writer", "submit", "watcher_running"]

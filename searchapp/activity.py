@@ -25,6 +25,11 @@ class WriterInfo:
     last_activity: float
     activity: str = ""  # what the holder last did, e.g. "added 3, removed 1"
 
+    @property
+    def is_watcher(self) -> bool:
+        """Whether the holder is ``searchapp watch`` (which takes requests from others)."""
+        return self.kind == "watch"
+
 
 def writer_info_path(settings: Settings) -> Path:
     return settings.data_dir / "writer.json"

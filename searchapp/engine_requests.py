@@ -14,8 +14,8 @@ from pathlib import Path
 
 from searchapp.errors import RequestError
 from searchapp.records import PhotoFilter
+from searchapp.results import SORTS
 
-SORTS = ("relevance", "newest", "oldest")
 MAX_K = 10_000
 _FILTER_FIELDS = {
     "roots": list,

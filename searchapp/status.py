@@ -89,7 +89,7 @@ class StatusReport:
     def daemon(self) -> dict:
         """Whether a watcher runs, and since when; ``{"running": False}`` otherwise."""
         w = self.writer
-        if w is None or w.kind != "watch":
+        if w is None or not w.is_watcher:
             return {"running": False}
         return {"running": True, "pid": w.pid, "since": w.since,
                 "last_activity": w.last_activity, "activity": w.activity}  # fmt: skip

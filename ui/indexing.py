@@ -10,7 +10,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 from streamlit.runtime.scriptrunner import RerunException, StopException
 
-from searchapp.activity import WriterInfo, read_writer
+from searchapp.activity import WriterInfo
 from searchapp.config import Settings
 from searchapp.errors import SearchAppError
 from searchapp.indexer.commands import Index, Outcome, StopRequested, absolute, covered_note
@@ -91,8 +91,8 @@ def run_indexing(
 
     # A running watcher does the work for us (and we wait for it); any other writer
     # means "busy", said at once rather than freezing the page.
-    holder = read_writer(settings)
-    wait_s = WATCHER_WAIT_S if holder is not None and holder.kind == "watch" else 0.0
+    holder = get_library(settings).writer()
+    wait_s = WATCHER_WAIT_S if holder is not None and holder.is_watcher else 0.0
     # the watcher's runs are its own: the page only waits for them
     stop = st.empty() if wait_s else _stop_button(stop_clicked)
     command = Index(

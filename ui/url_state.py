@@ -12,8 +12,8 @@ from dataclasses import dataclass, fields, replace
 from datetime import date
 
 from searchapp.paths import decode_path, encode_path
+from searchapp.results import SORTS
 
-SORTS = ("relevance", "newest", "oldest")
 WHEN = ("", "this-month", "this-year", "last-year", "custom")  # or a year: "2023"
 # the example photos' weights the page offers (less like ... more like); a link's weight
 # snaps to the nearest, keeping its sign, so the slider shows what the query uses
