@@ -146,7 +146,8 @@ def _parse_request(path: Path, request_id: str) -> Request:
 def _read_small_file(path: Path) -> bytes:
     """A regular file's bytes, never following a link, blocking or reading past the cap."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise  # withdrawn: not malformed
     except OSError as err:

@@ -75,7 +75,8 @@ def create_private_file(path: Path) -> None:
     SQLite gives the ``-wal`` and ``-shm`` files the mode of the database file.
     """
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE_MODE)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(path, flags, PRIVATE_FILE_MODE)
     except FileExistsError:
         return
     os.close(fd)
@@ -88,6 +89,8 @@ def secure_data_dir(data_dir: Path) -> bool:
     (someone else's library, a read-only folder or mount) is left as it is. Returns
     True when anything changed.
     """
+    if os.name == "nt":
+        return False  # no POSIX modes; the per-user profile folder's ACL keeps it private
     try:
         st = data_dir.stat()
     except OSError:

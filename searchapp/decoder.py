@@ -15,7 +15,6 @@ one-line reason stored for the file.
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import os
 import stat
@@ -116,7 +115,7 @@ def read_file(path: str | Path) -> bytes:
     """
     try:
         _require_regular(os.stat(path).st_mode)
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        fd = os.open(path, _OPEN_FLAGS)
     except OSError as err:
         raise ImageDecodeError(_open_failure(path, err)) from None
     try:
@@ -124,12 +123,21 @@ def read_file(path: str | Path) -> bytes:
         _require_regular(st.st_mode)
         if st.st_size > MAX_FILE_BYTES:
             raise ImageDecodeError(f"file too large ({st.st_size // 2**20} MB)")
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        if _NONBLOCK:
+            os.set_blocking(fd, True)  # a regular file, checked: reads may wait for the disk
         return _read_at_most(fd, st.st_size)
     except OSError as err:
         raise ImageDecodeError(f"cannot read file ({err.strerror or err})") from None
     finally:
         os.close(fd)
+
+
+# the flags Windows lacks are left out there (it has no FIFOs to hang an open)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_OPEN_FLAGS = (
+    os.O_RDONLY | _NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)  # fmt: skip
 
 
 def _require_regular(mode: int) -> None:

@@ -106,7 +106,7 @@ def run_page(
     if stop.is_set():
         return 0
     if code < 0:  # killed from outside (the kernel's out-of-memory killer, kill -9): say so
-        why = " (out of memory, or kill -9)" if -code == signal.SIGKILL else ""
+        why = " (out of memory, or kill -9)" if -code == getattr(signal, "SIGKILL", None) else ""
         print(f"searchapp: the page's server was stopped by {_signal_name(-code)}{why}; "
               f"start it again: {restart}", file=sys.stderr)  # fmt: skip
         return 1

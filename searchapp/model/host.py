@@ -279,4 +279,5 @@ def _ending(code: int | None) -> str:
         name = signal.Signals(-code).name
     except ValueError:
         name = f"signal {-code}"
-    return f"killed by {name}" + (", out of memory?" if -code == signal.SIGKILL else "")
+    killed = -code == getattr(signal, "SIGKILL", None)  # Windows has no SIGKILL
+    return f"killed by {name}" + (", out of memory?" if killed else "")
