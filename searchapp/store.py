@@ -194,11 +194,13 @@ class Store(RunsTable, RootsTable, FacetQueries, EmbeddingQueries, BrowseQueries
 
     # ------------------------------------------------------------ meta
     def get_meta(self, key: str, default: str | None = None) -> str | None:
+        """A value of the library's small key/value table (settings it remembers)."""
         with self._session() as s:
             row = s.get(MetaRow, key)
             return row.value if row else default
 
     def set_meta(self, key: str, value: str | None) -> None:
+        """Set (or with None, delete) a value of the key/value table."""
         with self._session() as s:
             if value is None:
                 s.execute(delete(MetaRow).where(MetaRow.key == key))
@@ -206,6 +208,7 @@ class Store(RunsTable, RootsTable, FacetQueries, EmbeddingQueries, BrowseQueries
                 s.merge(MetaRow(key=key, value=value))
 
     def generation(self) -> int:
+        """Grows with every write that changes what is searchable (see the module doc)."""
         return int(self.get_meta("generation", "0") or 0)
 
     @staticmethod
@@ -240,6 +243,7 @@ class Store(RunsTable, RootsTable, FacetQueries, EmbeddingQueries, BrowseQueries
             }
 
     def get_photos(self, ids: Sequence[int]) -> dict[int, PhotoRecord]:
+        """The photos of ``ids`` that exist, by id (indexed or failed rows alike)."""
         out: dict[int, PhotoRecord] = {}
         with self._session() as s:
             for i in range(0, len(ids), 500):
@@ -250,6 +254,7 @@ class Store(RunsTable, RootsTable, FacetQueries, EmbeddingQueries, BrowseQueries
         return out
 
     def find_photo_by_path(self, path: str | Path) -> PhotoRecord | None:
+        """The photo stored for a file, by its path as given or resolved, or None."""
         text = str(Path(path).expanduser().absolute())
         with self._session() as s:
             row = s.scalar(select(PhotoRow).where(PhotoRow.path == text))
@@ -259,6 +264,7 @@ class Store(RunsTable, RootsTable, FacetQueries, EmbeddingQueries, BrowseQueries
             return photo_record(row) if row else None
 
     def referenced_hashes(self) -> set[str]:
+        """Every content hash a photo row holds (what thumbnails and vectors must keep)."""
         q = select(PhotoRow.content_hash).where(PhotoRow.content_hash.is_not(None)).distinct()
         with self._session() as s:
             return set(s.scalars(q))
