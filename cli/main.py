@@ -86,7 +86,7 @@ def _say_covered(asked: Sequence[str], shown: Sequence[str], roots: Sequence[str
 
 
 def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
-    from searchapp.indexer.commands import Index, absolute
+    from searchapp.indexer.commands import Index, absolute_folder
     from searchapp.indexer.writer import submit
 
     settings = settings.with_overrides(
@@ -107,7 +107,7 @@ def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
             )
 
     command = Index(
-        add_roots=tuple(absolute(p) for p in args.paths), retry_failed=args.retry_failed
+        add_roots=tuple(absolute_folder(p) for p in args.paths), retry_failed=args.retry_failed
     )
     with _progress_bar() as on_progress:
         outcome = submit(
@@ -205,7 +205,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
-    from searchapp.indexer.commands import AddRoots, RemoveRoot, absolute
+    from searchapp.indexer.commands import AddRoots, RemoveRoot, absolute, absolute_folder
     from searchapp.indexer.writer import submit, watcher_running
     from searchapp.library import Library
 
@@ -227,7 +227,7 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     for path in args.paths:
         if args.action == "add":
-            command = AddRoots((absolute(path),))
+            command = AddRoots((absolute_folder(path),))
             outcome = submit(settings, command, wait_s=3600, on_wait=_say_waiting)
             root = outcome.roots[0]
             if _say_covered(command.paths, [path], outcome.roots):
@@ -247,7 +247,7 @@ def cmd_roots(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
-    from searchapp.indexer.commands import AddRoots, absolute
+    from searchapp.indexer.commands import AddRoots, absolute_folder
     from searchapp.indexer.daemon import run_watch
     from searchapp.indexer.writer import submit
     from searchapp.library import Library
@@ -256,7 +256,7 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
         reconcile_interval_s=args.reconcile_interval, idle_unload_s=args.idle_unload
     )
     if args.paths:
-        roots = AddRoots(tuple(absolute(p) for p in args.paths))
+        roots = AddRoots(tuple(absolute_folder(p) for p in args.paths))
         submit(settings, roots, wait_s=3600, on_wait=_say_waiting)
     with Library(settings) as library:
         has_roots = bool(library.roots())

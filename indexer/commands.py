@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from searchapp.errors import HandoffError
+from searchapp.errors import HandoffError, not_a_folder
 from searchapp.indexer.pipeline import IndexStats
 from searchapp.paths import is_under
 
@@ -92,6 +92,15 @@ class Outcome:
 def absolute(path: str | Path) -> str:
     """The form roots and paths travel in: absolute, ``~`` expanded, links resolved."""
     return str(Path(path).expanduser().resolve())
+
+
+def absolute_folder(path: str | Path) -> str:
+    """:func:`absolute` of a photo folder to add, checked here first: a typo is said at
+    once, not after waiting for the writer (the store checks again where it adds it)."""
+    resolved = absolute(path)
+    if not os.path.isdir(resolved):
+        raise not_a_folder(resolved)
+    return resolved
 
 
 def command_to_json(command: Command) -> dict:

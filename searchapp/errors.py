@@ -120,3 +120,8 @@ def error_class(
     if isinstance(found, type) and issubclass(found, SearchAppError):
         return found
     return default
+
+
+def not_a_folder(resolved: str) -> RootError:
+    """The error for a photo folder to add that is not a folder."""
+    return RootError(f"{resolved} is not a folder; give the path of a photo folder.")

@@ -315,7 +315,8 @@ class Library(StatusReads, BrowseReads):
             )
 
     def _no_photo(self, pid: int) -> str:
-        return f"no photo with id {pid}; see {command_for(self.settings.data_dir)} search --json."
+        command = command_for(self.settings.data_dir)
+        return f"no photo with id {pid}; ids are in: {command} search TEXT --json"
 
     def _index_command(self) -> str:
         """The command that embeds this library with this library's model."""

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from searchapp.config import command_for
-from searchapp.errors import RootError
+from searchapp.errors import RootError, not_a_folder
 from searchapp.paths import is_under
 from searchapp.records import RootRecord
 from searchapp.schema import MetaRow, PhotoRow, RootRow
@@ -44,7 +44,7 @@ class RootsTable:
         """
         resolved = str(Path(path).expanduser().resolve())
         if not os.path.isdir(resolved):
-            raise RootError(f"{resolved} is not a folder; give the path of a photo folder.")
+            raise not_a_folder(resolved)
         with self._session() as s:
             roots = s.scalars(select(RootRow)).all()
             row = next((r for r in roots if is_under(resolved, r.path)), None)

@@ -158,3 +158,29 @@ def test_the_watcher_s_error_reaches_the_caller_as_its_own_kind(tmp_path) -> Non
         with pytest.raises(kind, match=str(error)) as raised:
             wait_for_answer(settings, request, lambda: True, 5)
         assert type(raised.value) is kind
+
+
+def test_a_folder_that_is_not_there_is_said_before_any_hand_off(tmp_path) -> None:  # noqa: ANN001
+    """With a watcher running, ``index /typo`` said "the watcher is indexing for us;
+    waiting..." and handed the typo over before saying it is not a folder."""
+    from tests.helpers import run_cli
+
+    settings = load_settings(data_dir=tmp_path / "lib", weights="random")
+    holding, done = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        with WriterLock(settings, "watch"):
+            holding.set()
+            done.wait(30)
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    try:
+        holding.wait(30)
+        for args in (["index", str(tmp_path / "typo")], ["roots", "add", str(tmp_path / "x")]):
+            proc = run_cli(settings.data_dir, *args)
+            assert proc.returncode == 1 and "is not a folder" in proc.stderr, proc.stderr
+            assert "waiting" not in proc.stderr and not list(requests_folder(settings).glob("*"))
+    finally:
+        done.set()
+        thread.join()
