@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from searchapp.query import fold_name
 from searchapp.records import PhotoFilter, PhotoRecord
 
 if TYPE_CHECKING:
@@ -259,11 +260,11 @@ def name_tiles(store: Store, fragment: str, flt: PhotoFilter | None, limit: int)
     ids = store.name_matches(fragment, flt, limit)
     records = store.get_photos(ids)
     roots = root_paths(store)
-    needle = fragment.lower().replace("\\", "/")
+    needle = fold_name(fragment.replace("\\", "/"))
     ranked = [
         (records[i], None)
         for i in ids
-        if i in records and needle in _below_root(records[i], roots).lower()
+        if i in records and needle in fold_name(_below_root(records[i], roots))
     ]
     return [replace(t, by_name=True) for t in fold_copies(store, ranked, as_ranked=True)]
 

@@ -8,6 +8,7 @@ in one query. Parsing is pure: nothing here reads the library or runs the model.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from searchapp.errors import QueryError
@@ -85,6 +86,22 @@ def describe_parts(parts: list[QueryPart], names: dict[int, str] | None = None) 
     return " ".join(out)
 
 
+VARIATION_SELECTOR = "\ufe0f"  # "emoji style": some keyboards type it, some do not
+
+
+def name_variants(fragment: str) -> tuple[str, ...]:
+    """``fragment`` as a file name may spell it: accents composed (NFC) or decomposed (NFD,
+    as macOS writes names), without emoji variation selectors (compared on both sides)."""
+    plain = fragment.replace(VARIATION_SELECTOR, "")
+    return tuple(dict.fromkeys(unicodedata.normalize(f, plain) for f in ("NFC", "NFD")))
+
+
+def fold_name(text: str) -> str:
+    """A name as :func:`name_variants` compares it: composed, no variation selectors,
+    lower case."""
+    return unicodedata.normalize("NFC", text.replace(VARIATION_SELECTOR, "")).lower()
+
+
 def name_fragment(text: str) -> str | None:
     """The part of a query to match against file and folder names, if it looks like one."""
     text = text.strip()
@@ -93,4 +110,12 @@ def name_fragment(text: str) -> str | None:
     return text if _SPACED_NAME.match(text) and " - " not in text else None
 
 
-__all__ = ["QueryPart", "describe_parts", "name_fragment", "parse_query"]
+__all__ = [
+    "VARIATION_SELECTOR",
+    "QueryPart",
+    "describe_parts",
+    "fold_name",
+    "name_fragment",
+    "name_variants",
+    "parse_query",
+]

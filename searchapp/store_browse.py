@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
-from sqlalchemy import ColumnElement, asc, desc, func, select
+from sqlalchemy import ColumnElement, asc, desc, func, or_, select
 from sqlalchemy.orm import Session
 
+from searchapp.query import VARIATION_SELECTOR, name_variants
 from searchapp.records import STATUS_INDEXED, PhotoFilter, PhotoRecord
 from searchapp.schema import PhotoRow, RootRow, encode_path, photo_record
 from searchapp.store_facets import filtered
@@ -119,9 +120,13 @@ class BrowseQueries:
             return [(r, f, h, int(n)) for r, f, h, n in s.execute(q)]
 
     def name_matches(self, fragment: str, flt: PhotoFilter | None, limit: int) -> list[int]:
-        """Ids of photos whose path contains ``fragment`` (case-insensitive), by path."""
-        pattern = "%" + _like_escape(encode_path(fragment)) + "%"
-        q = filtered(select(PhotoRow.id), flt).where(PhotoRow.path.ilike(pattern, escape="\\"))
+        """Ids of photos whose path contains ``fragment`` (ASCII case-insensitive), by path:
+        an accent composed or decomposed (names from macOS are), an emoji with or without
+        its variation selector, are the same letter either way (:func:`name_variants`)."""
+        path = func.replace(PhotoRow.path, VARIATION_SELECTOR, "")
+        patterns = ("%" + _like_escape(encode_path(v)) + "%" for v in name_variants(fragment))
+        matches = or_(*(path.ilike(p, escape="\\") for p in patterns))
+        q = filtered(select(PhotoRow.id), flt).where(matches)
         q = q.order_by(PhotoRow.path).limit(min(limit, NAME_MATCH_CAP))
         with self._session() as s:
             return [int(i) for i in s.scalars(q)]

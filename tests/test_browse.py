@@ -146,6 +146,29 @@ def test_name_like_queries_match_file_and_folder_names(shelf) -> None:  # noqa: 
     assert library.name_tiles(str(library.roots()[0].path)[1:]) == []
 
 
+def test_a_name_matches_however_its_accents_and_emoji_are_spelled(
+    settings, embedder, tmp_path
+) -> None:  # noqa: ANN001
+    """Names from macOS are decomposed (NFD), typed queries composed; keyboards type an
+    emoji with or without its variation selector. Each missed the other."""
+    import unicodedata
+
+    root = tmp_path / "photos"
+    nfd = unicodedata.normalize("NFD", "Crème brûlée.jpg")
+    _photo(root / nfd, 1)
+    _photo(root / "Café au lait.jpg", 2)  # composed
+    _photo(root / "Strand \U0001f3d6\ufe0f Abend.jpg", 3)
+    index_once(settings, embedder, root)
+    with service(settings, embedder) as library:
+        for typed, name in (
+            ("Crème brûlée.jpg", nfd),
+            ("brûlée.jpg", nfd),
+            (unicodedata.normalize("NFD", "Café au lait.jpg"), "Café au lait.jpg"),
+            ("Strand \U0001f3d6 Abend.jpg", "Strand \U0001f3d6\ufe0f Abend.jpg"),
+        ):
+            assert [Path(t.path).name for t in library.name_tiles(typed)] == [name], typed
+
+
 def test_viewer_details_read_gps_and_the_relative_folder(shelf) -> None:  # noqa: ANN001
     library, root = shelf
     gps = read_gps(root / "2023" / "Juli" / "IMG_2041.jpg")
