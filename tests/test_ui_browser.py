@@ -293,6 +293,15 @@ def _focused(page) -> tuple[str, str | None]:  # noqa: ANN001
     )
 
 
+def _pixel(element, x: int, y: int) -> tuple[int, ...]:  # noqa: ANN001
+    """The colour drawn at (x, y) of an element, from a screenshot of it."""
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(element.screenshot())).convert("RGB").getpixel((x, y))
+
+
 def test_select_photos_then_zip_or_more_like_these(page, served) -> None:  # noqa: ANN001
     expect = expect_()
     page.goto(served.url)
@@ -303,6 +312,9 @@ def test_select_photos_then_zip_or_more_like_these(page, served) -> None:  # noq
         tiles.nth(i).hover()
         tiles.nth(i).locator(".pick input").check()
     expect(page.locator(".selcount")).to_have_text("2 selected")
+    page.mouse.move(5, 5)  # away: the frame, not the hover, shows the selection
+    frame = _pixel(tiles.nth(1), 2, 2)  # on top of the photo (the outline lay under it)
+    assert frame[0] > 180 and frame[1] < 120 and frame[2] < 140, frame
     zip_link = page.locator("[data-sel=zip]")
     expect(zip_link).to_have_attribute("href", f"/photo/zip?ids={ids[0]},{ids[1]}")
     with page.expect_download() as download:
