@@ -106,6 +106,9 @@ class BrowseReads:
         """The last searches made on this library, newest first (see :mod:`recent`)."""
         return recent.read_recent(self.settings.data_dir)
 
-    def remember_search(self, search: dict[str, str]) -> list[dict[str, str]]:
-        """Keep ``search`` (the page's URL state) first among the recent searches."""
-        return recent.remember(self.settings.data_dir, search)
+    def remember_search(
+        self, search: dict[str, str], refines: tuple[str, ...] = ()
+    ) -> list[dict[str, str]]:
+        """Keep ``search`` (the page's URL state) first among the recent searches; one that
+        differs from it only in ``refines`` (a weight) is replaced, not kept beside it."""
+        return recent.remember(self.settings.data_dir, search, refines)

@@ -33,13 +33,21 @@ def read_recent(data_dir: Path) -> list[dict[str, str]]:
     return [_clean(item) for item in raw if isinstance(item, dict)][:KEEP]
 
 
-def remember(data_dir: Path, search: dict[str, str]) -> list[dict[str, str]]:
+def remember(
+    data_dir: Path, search: dict[str, str], refines: tuple[str, ...] = ()
+) -> list[dict[str, str]]:
     """Put ``search`` first (once), keep the last ``KEEP``; nothing is written for an empty
-    search or a library that has no data folder yet. Returns the new list."""
+    search or a library that has no data folder yet. A kept search that differs from it
+    only in ``refines`` (a weight stepped through) is the same search: it is replaced.
+    Returns the new list."""
     search = _clean(search)
     if not search or not data_dir.is_dir():
         return read_recent(data_dir)
-    kept = [search] + [s for s in read_recent(data_dir) if s != search]
+
+    def same(item: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in item.items() if k not in refines}
+
+    kept = [search] + [s for s in read_recent(data_dir) if same(s) != same(search)]
     try:
         write_atomic(recent_path(data_dir), json.dumps(kept[:KEEP]).encode())
     except OSError as err:  # a read-only data folder keeps searching, without a history

@@ -186,10 +186,14 @@ def test_more_like_this_from_the_url_and_clear(monkeypatch, shared_library) -> N
     assert any(m.value.replace("\\", "") == f"**More like {name}**" for m in at.markdown)
     ids = [t["photo_id"] for t in _tiles(at)]
     assert ids and target["photo_id"] not in ids, "the photo itself is left out"
+    for weight in ("0.5", "3"):  # the weight stepped through: one recent search, not three
+        at.query_params["lw"] = weight
+        at.run()
     at.button(key="clear-like").click().run()
     assert _grid(at)["groups"] and "like" not in at.query_params
     [recent] = [e for e in at.get("button_group") if e.key == "recent"]
-    assert f"more like {name}" in recent.proto.options[0].content.replace("\\", "")
+    chips = [o.content.replace("\\", "") for o in recent.proto.options]
+    assert [c for c in chips if name in c] == [f"much more like {name}"], chips
 
 
 def test_a_hand_made_link_shows_what_it_asks_and_never_breaks(monkeypatch, shared_library) -> None:  # noqa: ANN001

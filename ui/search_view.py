@@ -164,7 +164,8 @@ def show_photos(library: Library) -> None:
         return
     if state.searching and st.session_state.get("_remembered") != to_params(state.without_paging()):
         st.session_state["_remembered"] = to_params(state.without_paging())
-        library.remember_search(to_params(state.without_paging()))
+        # a weight stepped through replaces its search, not eight chips that read alike
+        library.remember_search(to_params(state.without_paging()), refines=("lw",))
     if len(parts) > 1:
         st.caption("Query: " + md_escape(describe_parts(parts, names)))
     _results(library, parts, flt, state, upload_key)
@@ -425,8 +426,9 @@ def _recent_label(library: Library, params: dict[str, str]) -> str:
     if state.like and not state.q:
         first = library.photo(state.like[0]) if len(state.like) == 1 else None
         count = len(state.like)
-        text = f"more like {Path(first.path).name}" if first else (
-            f"more like {count} photo" + ("s" if count > 1 else ""))  # fmt: skip
+        how = "more like" if state.lw == 1 else WEIGHT_LABELS.get(state.lw, "like this")[:-5]
+        text = f"{how} {Path(first.path).name}" if first else (
+            f"{how} {count} photo" + ("s" if count > 1 else ""))  # fmt: skip
     if state.neg:
         text += f" − {state.neg}"
     text = text if len(text) <= 40 else text[:39] + "…"
