@@ -87,6 +87,14 @@ def damaged(db_path: Path, detail: str) -> DamagedLibraryError:
 
 
 def read_only(db_path: Path) -> ReadOnlyLibraryError:
+    """The error for a data folder this user cannot write: searching an existing library
+    still works there; where there is none yet, nothing does until another is chosen."""
+    if not db_path.exists():
+        return ReadOnlyLibraryError(
+            f"cannot create a library in {db_path.parent}: this user cannot write there "
+            "(a read-only folder or disk); choose a data folder you can write to with "
+            "--data-dir (or SEARCHAPP_DATA_DIR), or fix that folder's permissions."
+        )
     return ReadOnlyLibraryError(
         f"the library in {db_path.parent} is read-only for this user; searching works, "
         "but indexing needs write access to that folder and its files "

@@ -143,6 +143,10 @@ def test_read_only_library_still_answers_status_and_search(library, tmp_path):
         assert sorted(p.name for p in data.iterdir()) == sorted(
             p.name for p in library[0].iterdir()
         )
+        empty = tmp_path / "empty"  # no library yet: it said "searching works" there too
+        empty.mkdir(mode=0o555)
+        line = one_line_error(cli(empty, "index", str(library[1]), prefix=prefix))
+        assert f"cannot create a library in {empty}: this user cannot write there" in line
     finally:
         for path in [data, *data.rglob("*")]:
             path.chmod(0o700 if path.is_dir() else 0o600)
