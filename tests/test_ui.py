@@ -94,14 +94,14 @@ def test_empty_library_offers_to_add_a_folder_and_index_it(
     empty = tmp_path / "no photos here"
     empty.mkdir()
     (empty / "notes.txt").write_text("hello")
-    at.text_input(key="add-path").input(str(empty))
+    at.text_input(key="add-path").input(empty.as_uri())  # a file manager's link: file:///...%20
     at.button(key="add-index").click().run()
     assert not at.exception
     assert any("No photos found in" in w.value for w in at.warning), _texts(at)
     assert not (settings.data_dir / "library.sqlite3").exists(), "nothing was added"
     assert at.checkbox(key="add-anyway")  # the box the warning names, in the same run
 
-    at.text_input(key="add-path").input(str(photos))
+    at.text_input(key="add-path").input(f'"{photos}"')  # pasted with its quotes
     with WriterLock(settings, "index"):  # another writer: one line, no waiting
         at.button(key="add-index").click().run()
     assert not at.exception
@@ -782,3 +782,16 @@ def test_a_library_error_in_a_view_is_its_one_line_not_a_traceback() -> None:
     assert not at.exception
     assert [e.value for e in at.error] == ["the library file is damaged; see: searchapp status"]
     assert [c.value for c in at.caption] == ["the rest of the page"]
+
+
+def test_a_pasted_folder_is_read_as_the_folder_it_names(tmp_path) -> None:
+    from searchapp.ui.indexing import typed_folder
+
+    spaced = tmp_path / "Urlaub Italien"
+    spaced.mkdir()
+    for pasted in (f" '{spaced}' ", f'"{spaced}"', spaced.as_uri(),
+                   str(spaced).replace(" ", "\\ "), str(spaced)):  # fmt: skip
+        assert typed_folder(pasted) == str(spaced), pasted
+    odd = tmp_path / "a\\ b"  # a real name with a backslash stays as it is
+    odd.mkdir()
+    assert typed_folder(str(odd)) == str(odd)

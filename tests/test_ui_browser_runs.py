@@ -40,8 +40,10 @@ def test_a_run_started_on_the_page_stops_cleanly(browser, tmp_path, how) -> None
         page = context.new_page()
         page.set_default_timeout(STEP_MS)
         page.goto(f"http://127.0.0.1:{port}/")
-        page.get_by_role("textbox", name="Photo folder to add").fill(str(photos))
-        page.get_by_role("button", name="Add and index").click()
+        box = page.get_by_role("textbox", name="Photo folder to add")
+        box.fill(str(photos))
+        expect(page.get_by_role("button", name="Add and index")).to_be_enabled()
+        box.press("Enter")  # as the button: a person types a path and presses Enter
         expect(page.get_by_text(re.compile(r"Indexed [1-9]\d* of 24 files"))).to_be_visible()
         if how == "button":
             page.screenshot(path=str(shots_dir() / "indexing-1280x720.png"))

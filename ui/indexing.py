@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
@@ -169,16 +171,32 @@ def show_flash() -> None:
 def add_folder_form(settings: Settings, *, key: str = "add") -> None:
     """A folder box and an "Add and index" button; a folder without photos is refused
     unless "add it anyway" is ticked (a camera folder that fills later)."""
-    folder = st.text_input(
-        "Photo folder to add",
-        key=f"{key}-path",
-        placeholder=str(Path.home() / "Pictures"),
-        help="A folder on this computer; every photo below it is indexed.",
-    )
-    if st.button("Add and index", key=f"{key}-index", type="primary"):
-        _add_folder(settings, folder.strip(), key)
+    with st.form(f"{key}-form", border=False, enter_to_submit=True):  # Enter adds it too
+        folder = st.text_input(
+            "Photo folder to add",
+            key=f"{key}-path",
+            placeholder=f"e.g. {Path.home() / 'Pictures'}",
+            help="A folder on this computer; every photo below it is indexed. A pasted "
+            "path may keep its quotes, or be a file:// link.",
+        )
+        added = st.form_submit_button("Add and index", key=f"{key}-index", type="primary")
+    if added:
+        _add_folder(settings, typed_folder(folder), key)
     if st.session_state.get(f"{key}-empty"):
         st.checkbox("Add it anyway (photos added later are indexed)", key=f"{key}-anyway")
+
+
+def typed_folder(text: str) -> str:
+    """The folder a person pasted: a path copied with its quotes ("Copy as path", a
+    terminal), a ``file://`` link from a file manager, or a shell-escaped name."""
+    text = text.strip()
+    if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]
+    if text.startswith("file://"):
+        text = unquote(urlsplit(text).path)
+    if "\\ " in text and not Path(text).expanduser().exists():
+        text = re.sub(r"\\(.)", r"\1", text)  # Urlaub\ Italien, as a shell completes it
+    return text
 
 
 def _add_folder(settings: Settings, path: str, key: str) -> None:
