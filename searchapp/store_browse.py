@@ -29,8 +29,9 @@ class BrowseQueries:
         self, flt: PhotoFilter | None, limit: int, newest: bool = True
     ) -> list[tuple[int, str | None]]:
         """The first ``limit`` ``(photo id, content hash)`` of every photo by date taken,
-        newest (or oldest) first, then the undated ones in the order they were added;
-        read along the date index."""
+        newest (or oldest) first, read along the date index; then the undated ones by
+        their file's time the same way (screenshots, scans: in the order they were made,
+        where the order they were indexed looked random), then by path."""
         order = desc if newest else asc
         base = filtered(select(PhotoRow.id, PhotoRow.content_hash), flt, by_date=True)
         dated = base.where(PhotoRow.taken_at.is_not(None))
@@ -38,7 +39,8 @@ class BrowseQueries:
         with self._session() as s:
             rows = [(int(i), h) for i, h in s.execute(dated)]
             if len(rows) < limit:
-                undated = base.where(PhotoRow.taken_at.is_(None)).order_by(order(PhotoRow.id))
+                undated = base.where(PhotoRow.taken_at.is_(None))
+                undated = undated.order_by(order(PhotoRow.mtime_ns), order(PhotoRow.path))
                 rows += [(int(i), h) for i, h in s.execute(undated.limit(limit - len(rows)))]
         return rows
 

@@ -123,6 +123,25 @@ def test_a_folder_s_count_is_what_its_grid_shows(settings, embedder, tmp_path) -
             assert o.count == library.timeline(PhotoFilter(folder=o.path)).total, o.label
 
 
+def test_undated_photos_follow_their_file_times(settings, embedder, tmp_path) -> None:  # noqa: ANN001
+    """Screenshots and scans carry no date: they came in the order they were indexed (ids),
+    which read as random; now by the file's time, as the dated ones by theirs."""
+    import os
+
+    root = tmp_path / "photos"
+    made = {"b scan.png": 3, "a shot 10.02.png": 2, "c shot 10.01.png": 1}  # hours ago
+    for seed, (name, hours) in enumerate(made.items()):
+        _photo(root / name, seed)
+        when = 1_700_000_000 - hours * 3600
+        os.utime(root / name, (when, when))
+    index_once(settings, embedder, root)
+    with service(settings, embedder) as library:
+        newest = [Path(t.path).name for t in library.timeline().tiles]
+        assert newest == ["c shot 10.01.png", "a shot 10.02.png", "b scan.png"]
+        oldest = [Path(t.path).name for t in library.timeline(newest=False).tiles]
+        assert oldest == newest[::-1]
+
+
 def test_name_like_queries_match_file_and_folder_names(shelf) -> None:  # noqa: ANN001
     library, _ = shelf
     assert name_fragment("IMG_2041") == "IMG_2041"
