@@ -95,6 +95,11 @@ def test_landing_shows_the_timeline_with_copies_as_one_tile(page, served) -> Non
     first_row = [top for top in widths if abs(top - widths[0]) < 1]
     assert len(first_row) >= 6, f"{len(first_row)} photos in the first row at 1280 px"
     page.screenshot(path=str(shots_dir() / "timeline-1280x720.png"))
+    # the viewer lists both files and says which one the tile, its original and download are
+    page.locator(".tile", has=page.locator(".copies")).locator(".open").click()
+    copies = page.get_by_role("dialog", name="Photo viewer").locator(".copylist li")
+    expect(copies).to_have_count(2)
+    expect(copies.filter(has_text="(shown)")).to_have_count(1)
 
 
 def test_viewer_opens_on_click_and_arrow_keys_step(page, served) -> None:  # noqa: ANN001
@@ -502,7 +507,8 @@ def test_the_viewer_says_when_a_photo_s_file_is_gone(page, served, pixel_embedde
         page.keyboard.press("Escape")
         tile.locator(".open").click()
         expect(note).to_have_text(re.compile(r"^This photo has left the library \(deleted "))
-        expect(viewer.locator(".facts")).to_contain_text("Cameraunknown")
+        expect(viewer.locator(".facts")).to_contain_text("Folder")
+        expect(viewer.locator(".facts")).not_to_contain_text("Camera")  # not "unknown": gone
         expect(like).to_be_hidden()  # "no photo with id N" otherwise
         for link in links.all():
             expect(link).to_be_hidden()

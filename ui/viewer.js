@@ -163,7 +163,7 @@ function showInViewer(st, index) {
     .then((r) => (r.status === 404 ? { gone: true } : r.ok ? r.json() : null))
     .then((info) => {
       if (!info || v.dataset.id !== id) return;
-      facts(v, tile, info.gone ? { camera: null, folder: dirName(tile.relative), copies: [] } : info);
+      facts(v, tile, info.gone ? { gone: true, folder: dirName(tile.relative), copies: [] } : info);
       if (info.gone || info.unavailable) fileGone(v, info.gone ? GONE : info.unavailable, !!info.gone);
     })
     .catch(() => {});
@@ -189,7 +189,7 @@ function facts(v, tile, info) {
     ["Size", tile.width ? `${tile.width} × ${tile.height} px` : "unknown"],
     ["File", `${tile.format || "?"}, ${sizeText(tile.size)}`],
     ["Folder", info ? info.folder : dirName(tile.relative)],
-  ];
+  ].filter(([k]) => !(k === "Camera" && info && info.gone));  // not "unknown": gone
   if (info && info.gps) rows.push(["GPS", `${info.gps[0].toFixed(5)}, ${info.gps[1].toFixed(5)}`]);
   const dl = v.querySelector(".facts");
   dl.replaceChildren();
@@ -209,6 +209,11 @@ function facts(v, tile, info) {
     for (const p of info.copies) {
       const li = document.createElement("li");
       li.textContent = p;
+      if (p === info.path) {  // the one the tile, its original and its download are
+        const mark = document.createElement("b");
+        mark.textContent = " (shown)";
+        li.append(mark);
+      }
       ul.appendChild(li);
     }
     list.append(h, ul);
