@@ -795,3 +795,32 @@ def test_a_pasted_folder_is_read_as_the_folder_it_names(tmp_path) -> None:
     odd = tmp_path / "a\\ b"  # a real name with a backslash stays as it is
     odd.mkdir()
     assert typed_folder(str(odd)) == str(odd)
+
+
+def test_a_photo_folder_is_removed_from_status_after_a_second_click(
+    monkeypatch, settings, embedder, tmp_path
+) -> None:  # noqa: ANN001
+    """Status listed the folders with no way to remove one but the CLI (second trial)."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, names in ((first, ("rocket.jpg", "coffee.png")), (second, ("coins.png",))):
+        folder.mkdir()
+        for name in names:
+            shutil.copy(DATA / name, folder / name)
+    index_once(settings, embedder, first, second)
+    at = _app(monkeypatch, settings.data_dir).run()
+    at.session_state["tab"] = "Status"
+    at.run()
+    at.button(key="remove-root-0").click().run()
+    assert any("Remove " in w.value and "the files stay" in w.value for w in at.warning)
+    at.button(key="remove-root-no").click().run()  # kept: nothing happened
+    assert not any("the files stay" in w.value for w in at.warning)
+    assert not at.exception and str(first) in [t.value for t in at.text]  # still listed
+    at.button(key="remove-root-0").click().run()
+    at.button(key="remove-root-yes").click().run()
+    assert not at.exception
+    said = _texts(at).replace("\\", "")
+    assert f"Removed {first} and its 2 photos from the library; the files are untouched" in said
+    assert (first / "rocket.jpg").exists()
+    at.session_state["tab"] = "Photos"
+    at.run()
+    assert [Path(t["path"]).name for t in _tiles(at)] == ["coins.png"]

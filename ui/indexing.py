@@ -15,7 +15,14 @@ from streamlit.runtime.scriptrunner import RerunException, StopException
 from searchapp.activity import WriterInfo
 from searchapp.config import Settings
 from searchapp.errors import SearchAppError
-from searchapp.indexer.commands import Index, Outcome, StopRequested, absolute, covered_note
+from searchapp.indexer.commands import (
+    Index,
+    Outcome,
+    RemoveRoot,
+    StopRequested,
+    absolute,
+    covered_note,
+)
 from searchapp.indexer.pipeline import Progress
 from searchapp.indexer.writer import submit
 from searchapp.scanner import holds_photos
@@ -145,6 +152,23 @@ def _summary(command: Index, outcome: Outcome, failed: int) -> str:
     if failed:
         text += f" {failed:,} file(s) in the library could not be read: see Status."
     return text
+
+
+def remove_folder(settings: Settings, path: str) -> None:
+    """Forget a photo folder and its photos (their files stay on disk), here or through
+    the running watcher; what happened is the next run's flash."""
+    holder = get_library(settings).writer()
+    wait_s = WATCHER_WAIT_S if holder is not None and holder.is_watcher else 0.0
+    try:
+        with st.spinner(f"Removing {md_escape(path)} from the library..."):
+            outcome = submit(settings, RemoveRoot(path), kind="ui", wait_s=wait_s)
+    except SearchAppError as err:
+        set_flash(md_escape(str(err)), ok=False)
+        return
+    n = outcome.removed_photos
+    set_flash(md_escape(f"Removed {path} and its {n:,} photo{'s' if n != 1 else ''} from the "
+                        "library; the files are untouched. Add the folder again to bring "
+                        "them back."))  # fmt: skip
 
 
 def set_flash(text: str, *, ok: bool = True) -> None:

@@ -11,12 +11,13 @@ import streamlit as st
 from searchapp.config import Settings, command_for
 from searchapp.library import Library, PendingFiles, RunRecord, StatusReport, WriterInfo
 from searchapp.paths import encode_path
-from searchapp.ui.indexing import add_folder_form, run_indexing, set_flash
-from searchapp.ui.markdown import say_errors, web_text
+from searchapp.ui.indexing import add_folder_form, remove_folder, run_indexing, set_flash
+from searchapp.ui.markdown import md_escape, say_errors, web_text
 
 LIVE_EVERY_S = 1.0
 PENDING_TTL_S = 15  # new files on disk show up in the count within this long
 FAILURES_SHOWN = 200
+REMOVING = "removing-root"  # the folder whose "Remove" waits for its confirmation
 _CHECKS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="searchapp-status")
 
 
@@ -27,7 +28,7 @@ def show_status(library: Library, settings: Settings) -> None:
     if _is_running(status.last_run, status.writer):
         _live_progress(library)
     _folder_checks(library, status)
-    _show_library(status)
+    _show_library(status, settings)
     st.text(library.model_source())  # the watcher's model, or the page's own
     _show_failures(status, settings)
     with st.expander("Add a photo folder"):
@@ -138,12 +139,19 @@ def _show_counts(status: StatusReport, pending: PendingFiles | None) -> None:
     cols[3].metric("Photo folders", len(status.roots))
 
 
-def _show_library(status: StatusReport) -> None:
+def _show_library(status: StatusReport, settings: Settings) -> None:
     st.markdown("**Photo folders**")
     if not status.roots:
         st.caption("No folders yet.")
-    for root in status.roots:
-        st.text(web_text(root.path) + ("" if root.online else "  (offline: kept, not scanned)"))
+    for i, root in enumerate(status.roots):
+        text, remove = st.columns([12, 1], vertical_alignment="center")
+        text.text(web_text(root.path) + ("" if root.online else "  (offline: kept, not scanned)"))
+        if remove.button("Remove", key=f"remove-root-{i}", type="tertiary",
+                         help="Take this folder and its photos out of the library; "
+                         "the files stay on disk."):  # fmt: skip
+            st.session_state[REMOVING] = root.path
+    if st.session_state.get(REMOVING) in {r.path for r in status.roots}:
+        _confirm_removal(settings, st.session_state[REMOVING])
     st.markdown("**Model and index**")
     st.text(
         f"Model: {status.model}, weights {status.weights} ({status.model_id}), "
@@ -160,6 +168,24 @@ def _show_library(status: StatusReport) -> None:
         since = datetime.fromtimestamp(holder.since).strftime("%Y-%m-%d %H:%M:%S")
         st.text(f"Writer: searchapp {holder.kind} (pid {holder.pid}) since {since}")
     st.text(_describe_run(status.last_run))  # a run whose process is gone says "stopped"
+
+
+def _confirm_removal(settings: Settings, path: str) -> None:
+    """A second step: removing a folder drops its photos' vectors, which take a new
+    index run to rebuild."""
+    st.warning(
+        md_escape(f"Remove {path} from the library? Its photos leave the timeline and the "
+                  "searches; the files stay where they are."),
+        icon=":material/folder_delete:",
+    )  # fmt: skip
+    yes, no = st.columns(2)
+    if yes.button("Remove the folder", key="remove-root-yes", type="primary"):
+        del st.session_state[REMOVING]
+        remove_folder(settings, path)
+        st.rerun(scope="app")
+    if no.button("Keep it", key="remove-root-no"):
+        del st.session_state[REMOVING]
+        st.rerun(scope="app")
 
 
 def _size_text(n: int) -> str:
