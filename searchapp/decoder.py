@@ -202,7 +202,7 @@ def decode_photo(data: bytes, min_side: int, content_hash: str | None = None) ->
             _reason(f"image too large, refused as a possible decompression bomb ({err})")
         ) from None
     except UnidentifiedImageError:
-        raise ImageDecodeError("not an image, or a format Pillow cannot read") from None
+        raise ImageDecodeError("not an image, or an image format searchapp cannot read") from None
     except MemoryError:
         raise ImageDecodeError("image needs more memory than is available") from None
     except (OSError, SyntaxError, ValueError, TypeError, IndexError, KeyError, EOFError) as err:

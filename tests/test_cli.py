@@ -83,8 +83,8 @@ def test_cli_index_search_status_roots(tmp_path, photos):
     assert results[0]["photo_id"] not in [r["photo_id"] for r in like]
     failed = run(lib, "search", "--like", str(bad), check=False)  # said "index it first"
     assert failed.returncode == 1 and failed.stderr.strip() == (
-        f"searchapp: {bad} could not be indexed (not an image, or a format Pillow cannot read), "
-        "so it has nothing to search by."
+        f"searchapp: {bad} could not be indexed (not an image, or an image format searchapp "
+        "cannot read), so it has nothing to search by."
     )
     for query, said in (
         ("photo:999", "no photo with id 999"),  # said "photo 999 has no vector"

@@ -10,7 +10,7 @@ from searchapp.store import BatchWrite, FailureWrite, Store
 from tests.helpers import index_once, run_cli
 
 REASONS = {
-    "not an image, or a format Pillow cannot read": 30_000,
+    "not an image, or an image format searchapp cannot read": 30_000,
     "damaged image": 15_000,  # each with its own detail, as the decoder writes them
     "file too large": 5_000,
 }
@@ -109,12 +109,13 @@ def test_status_summarizes_50000_failures_by_reason(settings, tmp_path) -> None:
     command = f"searchapp --data-dir {settings.data_dir}"  # commands name this library
     at = lines.index(f"failed:  50000 files; by reason (every file: {command} status --json)")
     assert f"watcher: not running (start it with: {command} watch)" in lines
-    assert lines[at + 1].split(None, 1) == ["30000", "not an image, or a format Pillow cannot read"]
+    unreadable = "not an image, or an image format searchapp cannot read"
+    assert lines[at + 1].split(None, 1) == ["30000", unreadable]
     assert (
         lines[at + 2]
-        == f"           {root}/f00000.jpg: not an image, or a format Pillow cannot read"
+        == f"           {root}/f00000.jpg: not an image, or an image format searchapp cannot read"
     )
-    assert lines[at + 4].endswith("f00002.jpg: not an image, or a format Pillow cannot read")
+    assert lines[at + 4].endswith(f"f00002.jpg: {unreadable}")
     assert lines[at + 5] == "           ... and 29997 more"
     assert lines[at + 6].split(None, 1) == ["15000", "damaged image"]
     assert lines[at + 7].endswith("f30000.jpg: damaged image (bad chunk at byte 30000)")
@@ -135,7 +136,7 @@ def test_few_failures_are_listed_one_a_line(settings, embedder, photos) -> None:
     index_once(settings, embedder, photos)
     failed = [line for line in _status(settings).splitlines() if line.startswith("failed")]
     assert failed == [
-        f"failed:  {photos / 'broken.jpg'}: not an image, or a format Pillow cannot read",
+        f"failed:  {photos / 'broken.jpg'}: not an image, or an image format searchapp cannot read",
         f"failed:  {photos / 'empty.jpg'}: empty file",
     ]
 
