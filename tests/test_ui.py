@@ -189,6 +189,12 @@ def test_more_like_this_from_the_url_and_clear(monkeypatch, shared_library) -> N
     for weight in ("0.5", "3"):  # the weight stepped through: one recent search, not three
         at.query_params["lw"] = weight
         at.run()
+    at.query_params["lw"] = "-1"  # alone, "less like it" is no search: the card says which
+    at.run()
+    assert any(m.value.replace("\\", "") == f"**Less like {name}**" for m in at.markdown)
+    assert "'Less of' and 'less like this' shape a search" in _texts(at)
+    at.query_params["lw"] = "3"
+    at.run()
     at.button(key="clear-like").click().run()
     assert _grid(at)["groups"] and "like" not in at.query_params
     [recent] = [e for e in at.get("button_group") if e.key == "recent"]

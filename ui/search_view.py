@@ -380,8 +380,9 @@ def _like_parts(library: Library, parts: list[QueryPart]) -> dict[int, str]:
         return names
     for r in records:
         names[r.id] = Path(r.path).name
-    title = f"More like {names[records[0].id]}" if len(records) == 1 else (
-        f"More like these {len(records)} photos")  # fmt: skip
+    how = "Less like" if st.session_state.get("like_weight", 1.0) < 0 else "More like"
+    title = f"{how} {names[records[0].id]}" if len(records) == 1 else (
+        f"{how} these {len(records)} photos")  # fmt: skip
     thumbs = [library.thumbnail(r.content_hash) for r in records[:LIKE_THUMBS]]
     shown = [str(t) for t in thumbs if t]  # the examples, not only the first
     weight = _weight_card("like_weight", title, shown, on_clear=clear_like)
