@@ -55,7 +55,9 @@ def _pending_text(report: StatusReport) -> str:
     p = report.pending
     if p is None:
         return ""
-    return f", {p.to_index} new or changed to index, {p.to_remove} gone to remove"
+    other = f", {p.to_embed} with no vector of this model (indexed with another)"
+    other = other if p.to_embed else ""
+    return f", {p.to_index} new or changed to index{other}, {p.to_remove} gone to remove"
 
 
 def _clock(t: float) -> str:

@@ -153,10 +153,13 @@ def _under_any(path: str, folders: list[str]) -> bool:
 
 @dataclass(frozen=True)
 class PendingFiles:
-    """What the next run would do, by stat alone: files to read, photos whose file is gone."""
+    """What the next run would do, by stat alone: files to read (new or changed, and
+    unchanged ones with no vector of this model: the library was indexed with another),
+    photos whose file is gone."""
 
     to_index: int
     to_remove: int
+    to_embed: int = 0
 
 
 def count_pending(store: Store, model_id: str) -> PendingFiles:
@@ -166,4 +169,13 @@ def count_pending(store: Store, model_id: str) -> PendingFiles:
     cost); it uses the caller's open (possibly read-only) store.
     """
     plan = plan_changes(store, model_id)
-    return PendingFiles(len(plan.work), len(plan.missing))
+    to_embed = sum(_only_unembedded(w) for w in plan.work)
+    return PendingFiles(len(plan.work) - to_embed, len(plan.missing), to_embed)
+
+
+def _only_unembedded(item: WorkItem) -> bool:
+    k, f = item.known, item.file
+    return (
+        k is not None and k.size == f.size and k.mtime_ns == f.mtime_ns
+        and k.status == STATUS_INDEXED and not k.embedded
+    )  # fmt: skip

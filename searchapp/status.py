@@ -110,7 +110,11 @@ class StatusReport:
             "failed": self.failed,
             "pending": None
             if pending is None
-            else {"to_index": pending.to_index, "to_remove": pending.to_remove},
+            else {
+                "to_index": pending.to_index,
+                "to_remove": pending.to_remove,
+                "to_embed": pending.to_embed,
+            },
             "failures": [{"path": f.path, "reason": f.reason} for f in self.failures],
             "model": self.model,
             "weights": self.weights,

@@ -96,11 +96,11 @@ def test_cli_index_search_status_roots(tmp_path, photos):
 
     status = json.loads(run(lib, "status", "--json").stdout)
     assert status["photos"] == 16 and status["failed"] == 1
-    assert status["pending"] == {"to_index": 0, "to_remove": 0}
+    assert status["pending"] == {"to_index": 0, "to_remove": 0, "to_embed": 0}
     shutil.copy(photos / "coffee.png", photos / "coffee copy.png")
     (photos / "rocket.jpg").unlink()
-    status = json.loads(run(lib, "status", "--json").stdout)
-    assert status["pending"] == {"to_index": 1, "to_remove": 1}  # by stat, nothing read
+    status = json.loads(run(lib, "status", "--json").stdout)  # by stat, nothing read
+    assert status["pending"] == {"to_index": 1, "to_remove": 1, "to_embed": 0}
     assert status["photos"] == 16
     assert "1 new or changed to index, 1 gone to remove" in run(lib, "status").stdout
     assert status["failures"][0]["path"].endswith("broken.jpg")

@@ -78,7 +78,7 @@ def test_folder_that_cannot_be_entered_keeps_its_photos(library):
         assert _embedded(data, root) == {**everything, "shut": ("failed", False)}
         assert _failures(data) == {"shut": "folder cannot be read (permission denied)"}
         status = json.loads(_cli(prefix, data, "status", "--json").stdout)
-        assert status["pending"] == {"to_index": 0, "to_remove": 0}
+        assert status["pending"] == {"to_index": 0, "to_remove": 0, "to_embed": 0}
     finally:
         shut.chmod(0o755)
     _cli(prefix, data, "index", str(root))

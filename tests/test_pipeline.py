@@ -9,7 +9,7 @@ import pytest
 
 import searchapp.indexer.stages as stages
 from searchapp.indexer.pipeline import IndexRun
-from searchapp.plan import apply_root_observations, count_pending, plan_changes
+from searchapp.plan import PendingFiles, apply_root_observations, count_pending, plan_changes
 from searchapp.store import Store
 from searchapp.vectors import open_index
 from tests.helpers import index_once
@@ -220,3 +220,15 @@ def test_a_watcher_that_could_not_rebuild_saves_no_index_behind_the_store(
         writer.save()  # what the watcher does when it stops
     lock.release()
     _assert_index_file_holds_every_committed_photo(settings, embedder)
+
+
+def test_photos_indexed_with_another_model_are_pending_as_such(settings, embedder, photos):  # noqa: ANN001
+    """status said "16 new or changed to index" of a library indexed with other weights:
+    nothing was new; they only lack this model's vectors."""
+    index_once(settings, embedder, photos)
+    store = Store(settings.db_path, readonly=True)
+    try:
+        assert count_pending(store, embedder.model_id) == PendingFiles(0, 0, 0)
+        assert count_pending(store, "another-model") == PendingFiles(0, 0, 16)
+    finally:
+        store.close()

@@ -151,7 +151,7 @@ def test_status_of_a_library_not_created_yet_writes_nothing(settings) -> None:  
         "bytes": 0,
         "problem": None,
     }
-    assert info["pending"] == {"to_index": 0, "to_remove": 0}
+    assert info["pending"] == {"to_index": 0, "to_remove": 0, "to_embed": 0}
     assert "index:   0 vectors (none yet)" in _status(settings)
     assert not settings.db_path.exists()
 

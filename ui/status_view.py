@@ -130,11 +130,12 @@ def _show_counts(status: StatusReport, pending: PendingFiles | None) -> None:
     cols[1].metric("Failed", status.failed)
     cols[2].metric(
         "Pending",
-        "…" if pending is None else pending.to_index,
+        "…" if pending is None else pending.to_index + pending.to_embed,
         delta=f"{pending.to_remove} to remove" if pending and pending.to_remove else None,
         delta_color="off",
         help="New or changed photos in your folders that are not indexed yet (found by "
-        "size and date; nothing is read). The next indexing run or the watcher picks them up.",
+        "size and date; nothing is read), and photos indexed with another model that have "
+        "no vector of this one. The next indexing run or the watcher picks them up.",
     )
     cols[3].metric("Photo folders", len(status.roots))
 
