@@ -144,9 +144,10 @@ def fold_copies(
 def shown_copies(
     store: Store, records: list[PhotoRecord], flt: PhotoFilter | None
 ) -> list[PhotoRecord]:
-    """Each content by its copy indexed first (among those passing ``flt``): most often the
-    original, where the newest-first timeline showed the last copy made ("dupes/copy
-    2.jpg"); and the same copy however much of a list is read, so "load more" keeps it."""
+    """Each content by its oldest file, then first path (among those passing ``flt``): most
+    often the original, where the newest-first timeline showed the last copy made
+    ("dupes/copy 2.jpg") and the copy indexed first could be a backup; and the same copy
+    however much of a list is read, so "load more" keeps it."""
     hashes = [r.content_hash for r in records if r.content_hash]
     firsts = store.first_copies(hashes, flt) if hashes else {}
     wanted = [firsts.get(r.content_hash or "", r.id) for r in records]

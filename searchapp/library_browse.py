@@ -63,7 +63,7 @@ class BrowseReads:
 
     def tiles(self, results: list[SearchResult], flt: PhotoFilter | None = None) -> list[Tile]:
         """Search results (filtered by ``flt``) as grid tiles: files with the same content
-        folded into one, shown by the copy indexed first."""
+        folded into one, shown by the oldest copy (see ``Store.first_copies``)."""
         records = self.store.get_photos([r.photo_id for r in results])
         ranked = [(records[r.photo_id], r.score) for r in results if r.photo_id in records]
         return browse.fold_copies(self.store, ranked, flt)

@@ -62,24 +62,29 @@ class BrowseQueries:
 
     def copy_counts(self, hashes: Sequence[str]) -> dict[str, int]:
         """How many indexed files hold each content hash (1 for a photo without copies)."""
-        return self._per_content(hashes, func.count(), None)
+        return {h: int(n) for h, n in self._per_content(hashes, (func.count(),), None)}
 
     def first_copies(self, hashes: Sequence[str], flt: PhotoFilter | None) -> dict[str, int]:
-        """The lowest id (the file indexed first) holding each content, among the indexed
-        photos that pass ``flt``."""
-        return self._per_content(hashes, func.min(PhotoRow.id), flt)
+        """The id of the copy that stands for each content, among the indexed photos that
+        pass ``flt``: the oldest file, then the first path; most often the original, not
+        its backup (the file indexed first was whichever the folder walk met first)."""
+        oldest = func.min(func.printf("%020d", PhotoRow.mtime_ns).op("||")(PhotoRow.path))
+        # SQLite gives a bare column the values of the row min() picked
+        rows = self._per_content(hashes, (oldest, PhotoRow.id), flt)
+        return {h: int(i) for h, _, i in rows}
 
     def _per_content(
-        self, hashes: Sequence[str], value: ColumnElement[int], flt: PhotoFilter | None
-    ) -> dict[str, int]:
-        """``value`` (an aggregate) over the indexed files of each content that pass ``flt``."""
-        out: dict[str, int] = {}
+        self, hashes: Sequence[str], values: tuple[ColumnElement, ...], flt: PhotoFilter | None
+    ) -> list[tuple]:
+        """``(hash, *values)`` (aggregates) over the indexed files of each content that pass
+        ``flt``."""
+        out: list[tuple] = []
         with self._session() as s:
             for i in range(0, len(hashes), 500):
                 chunk = list(hashes[i : i + 500])
-                q = filtered(select(PhotoRow.content_hash, value), flt)
+                q = filtered(select(PhotoRow.content_hash, *values), flt)
                 q = q.where(PhotoRow.content_hash.in_(chunk)).group_by(PhotoRow.content_hash)
-                out.update({h: int(n) for h, n in s.execute(q)})
+                out.extend(tuple(row) for row in s.execute(q))
         return out
 
     def copies_of(self, content_hash: str) -> list[PhotoRecord]:

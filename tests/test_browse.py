@@ -66,8 +66,8 @@ def test_timeline_is_newest_first_copies_folded_undated_last(shelf) -> None:  # 
     oldest = [Path(t.path).name for t in library.timeline(newest=False).tiles]
     assert oldest[:3] == ["loose.jpg", "IMG_2041.jpg", "IMG_2042.jpg"]
     assert oldest[3] in ("beach.jpg", "beach copy.jpg") and oldest[4] == "old_100%.jpg"
-    # the copy indexed first stands for the content, most often the original, whatever
-    # the order (newest first showed the last copy made)
+    # the oldest copy (here also the one indexed first) stands for the content, most often
+    # the original, whatever the order (newest first showed the last copy made)
     copies = library.search_image(root / "2024" / "beach.jpg", k=2)  # itself and its copy
     assert sorted(Path(r.path).name for r in copies) == ["beach copy.jpg", "beach.jpg"]
     first = min(r.photo_id for r in copies)
@@ -140,6 +140,36 @@ def test_undated_photos_follow_their_file_times(settings, embedder, tmp_path) ->
         assert newest == ["c shot 10.01.png", "a shot 10.02.png", "b scan.png"]
         oldest = [Path(t.path).name for t in library.timeline(newest=False).tiles]
         assert oldest == newest[::-1]
+
+
+def _ids_by_name(settings) -> dict[str, int]:  # noqa: ANN001
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(settings.db_path)) as db:
+        return {path: i for i, path in db.execute("SELECT id, path FROM photos")}
+
+
+def test_a_content_s_tile_is_its_oldest_file_not_its_backup(settings, embedder, tmp_path) -> None:  # noqa: ANN001
+    """The copy indexed first stood for a content: whichever the folder walk met first,
+    here the backup (the viewer's folder, original, download and path were the backup's)."""
+    import os
+
+    root = tmp_path / "photos"
+    backup = _photo(root / "Backup" / "Handy" / "Rom 1.jpg", 1)
+    index_once(settings, embedder, root)  # the backup was there first
+    original = root / "Urlaub" / "Rom 1.jpg"
+    original.parent.mkdir()
+    shutil.copy(backup, original)
+    os.utime(original, (1_600_000_000, 1_600_000_000))  # its camera time, kept by the import
+    index_once(settings, embedder, root)
+    assert _ids_by_name(settings) == {str(backup): 1, str(original): 2}
+    with service(settings, embedder) as library:
+        [tile] = library.timeline().tiles
+        assert tile.copies == 2 and tile.path == str(original)
+        hits = library.search_image(original, k=3)
+        assert {r.path for r in hits} >= {str(original)}
+        assert library.photo_info(tile.photo_id).record.path == str(original)
 
 
 def test_name_like_queries_match_file_and_folder_names(shelf) -> None:  # noqa: ANN001
