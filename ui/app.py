@@ -35,9 +35,11 @@ h1 { font-size: 1.4rem !important; padding: 0 !important; }
 .st-key-banner p code { white-space: nowrap; } /* a flag never breaks as "--" on a phone */
 @media (max-width: 640px) {
   .st-key-searchbar [data-testid="stHorizontalBlock"],
-  .st-key-summary [data-testid="stHorizontalBlock"] { flex-flow: row wrap; }
+  .st-key-summary [data-testid="stHorizontalBlock"],
+  .st-key-counts [data-testid="stHorizontalBlock"] { flex-flow: row wrap; }
   .st-key-searchbar [data-testid="stColumn"]:nth-child(n+3),
-  .st-key-summary [data-testid="stColumn"]:nth-child(n+2) {
+  .st-key-summary [data-testid="stColumn"]:nth-child(n+2),
+  .st-key-counts [data-testid="stColumn"] {
     flex: 1 1 calc(50% - 1rem) !important; min-width: calc(50% - 1rem) !important; }
   .st-key-searchbar [data-testid="stColumn"]:first-child [data-testid="stWidgetLabel"] {
     display: none; }

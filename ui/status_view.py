@@ -125,7 +125,7 @@ def _explain_copies(photos: int, distinct: int) -> None:
 
 
 def _show_counts(status: StatusReport, pending: PendingFiles | None) -> None:
-    cols = st.columns(4)
+    cols = st.container(key="counts").columns(4)  # keyed: two by two on a phone (app.py)
     cols[0].metric("Indexed", status.photos)
     cols[1].metric("Failed", status.failed)
     cols[2].metric(
