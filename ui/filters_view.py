@@ -12,7 +12,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from searchapp.library import Facets, FolderOption, Library, PhotoFilter
-from searchapp.ui.markdown import web_text
+from searchapp.ui.markdown import md_escape, web_text
 from searchapp.ui.url_state import MAX_SIDE, SORTS
 
 # the default says what it does in both places ("Best match" over a timeline sorted newest
@@ -202,8 +202,28 @@ def explain_empty(library: Library, flt: PhotoFilter | None) -> None:
     if not culprits:
         st.caption("No photo passes these filters together; loosen them under Filters.")
     for name, reset in culprits.items():
-        st.warning(f"No photo here passes {name}.", icon=":material/filter_alt_off:")
+        value = md_escape(_value_text(flt, name))
+        st.warning(f"{name.capitalize()} {value} leaves no photo here.",
+                   icon=":material/filter_alt_off:")  # fmt: skip
         st.button(f"Clear {name}", key=f"clear-{name}", on_click=_reset, args=(reset,))
+
+
+def _value_text(flt: PhotoFilter, name: str) -> str:
+    """A filter's value as the person chose it ("the date" 2023-01-01 to 2023-12-31)."""
+    if name == "the folder":
+        return str(flt.folder)
+    if name == "the date":
+        after, before = flt.taken_after, flt.taken_before
+        start = _day(after) if after is not None else "the first"
+        end = _day(before) if before is not None else "today"  # the end day's last second
+        return start if start == end else f"{start} to {end}"
+    if name == "the file type":
+        return ", ".join(flt.formats)
+    return f"{flt.min_width} px"
+
+
+def _day(timestamp: float) -> str:
+    return date.fromtimestamp(timestamp).isoformat()
 
 
 def _reset(values: dict) -> None:
