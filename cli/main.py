@@ -109,7 +109,7 @@ def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
     command = Index(
         add_roots=tuple(absolute_folder(p) for p in args.paths), retry_failed=args.retry_failed
     )
-    with _progress_bar() as on_progress:
+    with ProgressBar() as on_progress:
         outcome = submit(
             settings,
             command,
@@ -152,7 +152,7 @@ BAR_FORMAT = (
 )
 
 
-class _progress_bar:
+class ProgressBar:
     """tqdm on a terminal, silent when piped."""
 
     def __enter__(self):  # noqa: ANN204

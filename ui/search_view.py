@@ -219,7 +219,7 @@ def _results(
     tiles = _merge(by_name, by_meaning)
     tiles = library.fold_similar(tiles) if state.fold else tiles
     shown, hidden = _counts_beside(by_name, by_meaning, page.contents, page.hidden_contents)
-    _summary(shown, hidden, len(by_name), state.all, filtered=flt is not None,
+    _show_summary(shown, hidden, len(by_name), state.all, filtered=flt is not None,
              folded=state.fold)  # fmt: skip
     if not tiles:
         if flt is not None and not library.timeline(flt, 0, 1).total:
@@ -259,7 +259,7 @@ def _counts_beside(
     return relevant - twice, max(hidden - (len(named) - twice), 0)
 
 
-def _summary(
+def _show_summary(
     total: int, hidden: int, named: int, show_all: bool, *, filtered: bool, folded: bool
 ) -> None:
     results = "result" if total == 1 else "results"
@@ -326,7 +326,7 @@ def _search_bar(
         weight = _weight_card(key, title, [kept["preview"]], on_clear=clear_upload)
         kept["weight"] = weight
         parts.append(QueryPart("image", kept["data"], weight))
-    names = _like_parts(library, parts)
+    names = _add_like_parts(library, parts)
     return parts, upload_key, names
 
 
@@ -370,7 +370,7 @@ def clear_upload() -> None:
     st.session_state["upload_gen"] = st.session_state.get("upload_gen", 0) + 1
 
 
-def _like_parts(library: Library, parts: list[QueryPart]) -> dict[int, str]:
+def _add_like_parts(library: Library, parts: list[QueryPart]) -> dict[int, str]:
     names: dict[int, str] = {}
     records = [library.photo(int(i)) for i in st.session_state.get("like", ())]
     records = [r for r in records if r is not None]

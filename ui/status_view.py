@@ -63,11 +63,11 @@ def _live_progress(library: Library) -> None:
 
 def forget_library() -> None:
     """See ``filters_view.forget_library``."""
-    _checks.clear()
+    _start_checks.clear()
 
 
 @st.cache_resource(ttl=PENDING_TTL_S, show_spinner=False)
-def _checks(_library: Library, data_dir: str, generation: int) -> Future:
+def _start_checks(_library: Library, data_dir: str, generation: int) -> Future:
     """The slow checks, started once per library state in the background: the stat-only
     diff of the folders (pending files) and the thumbnails missing from the cache. The tab
     shows at once; their counts follow when ready. The distinct-image count (a count over
@@ -79,7 +79,7 @@ def _checks(_library: Library, data_dir: str, generation: int) -> Future:
 
 def _folder_checks(library: Library, status: StatusReport) -> None:
     # as the store spells it: Streamlit hashes it as UTF-8, which a name may not be
-    job = _checks(library, encode_path(status.data_dir), library.generation())
+    job = _start_checks(library, encode_path(status.data_dir), library.generation())
     if not job.done():
         _show_counts(status, None)
         _wait_for_checks(job)
@@ -109,7 +109,7 @@ def _offer_thumbnails(library: Library, missing: list[str]) -> None:
                  help="Reads those originals once and writes their thumbnails."):  # fmt: skip
         with st.spinner(f"Rebuilding {len(missing):,} thumbnails..."):
             done, failed = library.rebuild_thumbnails(missing)
-        _checks.clear()
+        _start_checks.clear()
         text = f"Rebuilt {done:,} thumbnails."
         originals = "1 original" if failed == 1 else f"{failed:,} originals"
         set_flash(text + (f" {originals} could not be read." if failed else ""), ok=not failed)
