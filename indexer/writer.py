@@ -252,9 +252,12 @@ def submit(
     try:
         lock.acquire()
     except WriterBusyError:
-        outcome = _hand_to_watcher(settings, command, wait_s, on_handoff)
-        if outcome is not None:
-            return outcome
+        # twice: a watcher that stopped with the request unanswered is most often being
+        # restarted (systemd), and the next one does it; else the lock is waited for
+        for _ in range(2):
+            outcome = _hand_to_watcher(settings, command, wait_s, on_handoff)
+            if outcome is not None:
+                return outcome
         lock.acquire(wait_s, on_wait)
     try:
         with Writer(settings, lock, embedder) as writer:
