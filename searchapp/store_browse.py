@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
-from sqlalchemy import ColumnElement, asc, desc, func, or_, select
+from sqlalchemy import ColumnElement, asc, case, desc, func, or_, select
 from sqlalchemy.orm import Session
 
 from searchapp.query import VARIATION_SELECTOR, name_variants
@@ -30,8 +30,9 @@ class BrowseQueries:
     ) -> list[tuple[int, str | None]]:
         """The first ``limit`` ``(photo id, content hash)`` of every photo by date taken,
         newest (or oldest) first, read along the date index; then the undated ones by
-        their file's time the same way (screenshots, scans: in the order they were made,
-        where the order they were indexed looked random), then by path."""
+        folder and name, a to z (z to a when oldest first: the whole list turns around;
+        screenshots and scans are numbered or timed in their names): in the order they
+        were indexed they looked random."""
         order = desc if newest else asc
         base = filtered(select(PhotoRow.id, PhotoRow.content_hash), flt, by_date=True)
         dated = base.where(PhotoRow.taken_at.is_not(None))
@@ -39,8 +40,8 @@ class BrowseQueries:
         with self._session() as s:
             rows = [(int(i), h) for i, h in s.execute(dated)]
             if len(rows) < limit:
-                undated = base.where(PhotoRow.taken_at.is_(None))
-                undated = undated.order_by(order(PhotoRow.mtime_ns), order(PhotoRow.path))
+                by_name = asc(PhotoRow.path) if newest else desc(PhotoRow.path)  # a to z, or back
+                undated = base.where(PhotoRow.taken_at.is_(None)).order_by(by_name)
                 rows += [(int(i), h) for i, h in s.execute(undated.limit(limit - len(rows)))]
         return rows
 
@@ -66,9 +67,11 @@ class BrowseQueries:
 
     def first_copies(self, hashes: Sequence[str], flt: PhotoFilter | None) -> dict[str, int]:
         """The id of the copy that stands for each content, among the indexed photos that
-        pass ``flt``: the oldest file, then the first path; most often the original, not
-        its backup (the file indexed first was whichever the folder walk met first)."""
-        oldest = func.min(func.printf("%020d", PhotoRow.mtime_ns).op("||")(PhotoRow.path))
+        pass ``flt``: the oldest file, then the first path. The original where the copies
+        were made later (copies that kept its time tie, and the path decides); the file
+        indexed first was whichever the folder walk met first, or an earlier run indexed."""
+        since_1970 = case((PhotoRow.mtime_ns < 0, 0), else_=PhotoRow.mtime_ns)  # sortable text
+        oldest = func.min(func.printf("%020d", since_1970).op("||")(PhotoRow.path))
         # SQLite gives a bare column the values of the row min() picked
         rows = self._per_content(hashes, (oldest, PhotoRow.id), flt)
         return {h: int(i) for h, _, i in rows}
