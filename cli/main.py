@@ -197,7 +197,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         print(RANDOM_WARNING)
     searches = engine.describe() if engine else "each command loads its own model"
     if engine is None and report.writer is not None and report.writer.is_watcher:
-        searches += " (the running watcher answers none for this model and weights)"
+        searches += " (a watcher runs, but its engine does not answer for this model now)"
     lines = status_lines(report, searches)
     print("\n".join(printable(line) for line in lines))  # names may hold ESC, CR
     if not exists:

@@ -57,7 +57,8 @@ def _pending_text(report: StatusReport) -> str:
         return ""
     other = f", {p.to_embed} with no vector of this model (indexed with another)"
     other = other if p.to_embed else ""
-    return f", {p.to_index} new or changed to index{other}, {p.to_remove} gone to remove"
+    new = p.to_index - p.to_embed
+    return f", {new} new or changed to index{other}, {p.to_remove} gone to remove"
 
 
 def _clock(t: float) -> str:

@@ -153,9 +153,9 @@ def _under_any(path: str, folders: list[str]) -> bool:
 
 @dataclass(frozen=True)
 class PendingFiles:
-    """What the next run would do, by stat alone: files to read (new or changed, and
-    unchanged ones with no vector of this model: the library was indexed with another),
-    photos whose file is gone."""
+    """What the next run would do, by stat alone: files to read, photos whose file is gone;
+    ``to_embed`` of the files to read are unchanged but have no vector of this model (the
+    library was indexed with another)."""
 
     to_index: int
     to_remove: int
@@ -170,7 +170,7 @@ def count_pending(store: Store, model_id: str) -> PendingFiles:
     """
     plan = plan_changes(store, model_id)
     to_embed = sum(_only_unembedded(w) for w in plan.work)
-    return PendingFiles(len(plan.work) - to_embed, len(plan.missing), to_embed)
+    return PendingFiles(len(plan.work), len(plan.missing), to_embed)
 
 
 def _only_unembedded(item: WorkItem) -> bool:

@@ -229,6 +229,6 @@ def test_photos_indexed_with_another_model_are_pending_as_such(settings, embedde
     store = Store(settings.db_path, readonly=True)
     try:
         assert count_pending(store, embedder.model_id) == PendingFiles(0, 0, 0)
-        assert count_pending(store, "another-model") == PendingFiles(0, 0, 16)
+        assert count_pending(store, "another-model") == PendingFiles(16, 0, 16)
     finally:
         store.close()
