@@ -199,7 +199,7 @@ def test_more_like_this_from_the_url_and_clear(monkeypatch, shared_library) -> N
     assert _grid(at)["groups"] and "like" not in at.query_params
     [recent] = [e for e in at.get("button_group") if e.key == "recent"]
     chips = [o.content.replace("\\", "") for o in recent.proto.options]
-    assert [c for c in chips if name in c] == [f"much more like {name}"], chips
+    assert [c for c in chips if name in c] == [f"more like {name} ×3"], chips
 
 
 def test_a_hand_made_link_shows_what_it_asks_and_never_breaks(monkeypatch, shared_library) -> None:  # noqa: ANN001
@@ -795,9 +795,10 @@ def test_a_pasted_folder_is_read_as_the_folder_it_names(tmp_path) -> None:
 
     spaced = tmp_path / "Urlaub Italien"
     spaced.mkdir()
-    for pasted in (f" '{spaced}' ", f'"{spaced}"', spaced.as_uri(),
+    for pasted in (f" '{spaced}' ", f'"{spaced}"', spaced.as_uri(), f"file://localhost{spaced}",
                    str(spaced).replace(" ", "\\ "), str(spaced)):  # fmt: skip
         assert typed_folder(pasted) == str(spaced), pasted
+    assert typed_folder(f"file://nas{spaced}") == f"file://nas{spaced}"  # not this computer's
     odd = tmp_path / "a\\ b"  # a real name with a backslash stays as it is
     odd.mkdir()
     assert typed_folder(str(odd)) == str(odd)
@@ -807,6 +808,8 @@ def test_a_photo_folder_is_removed_from_status_after_a_second_click(
     monkeypatch, settings, embedder, tmp_path
 ) -> None:  # noqa: ANN001
     """Status listed the folders with no way to remove one but the CLI (second trial)."""
+    from searchapp.ui.status_view import remove_key
+
     first, second = tmp_path / "first", tmp_path / "second"
     for folder, names in ((first, ("rocket.jpg", "coffee.png")), (second, ("coins.png",))):
         folder.mkdir()
@@ -816,12 +819,12 @@ def test_a_photo_folder_is_removed_from_status_after_a_second_click(
     at = _app(monkeypatch, settings.data_dir).run()
     at.session_state["tab"] = "Status"
     at.run()
-    at.button(key="remove-root-0").click().run()
+    at.button(key=remove_key(str(first))).click().run()
     assert any("Remove " in w.value and "the files stay" in w.value for w in at.warning)
     at.button(key="remove-root-no").click().run()  # kept: nothing happened
     assert not any("the files stay" in w.value for w in at.warning)
     assert not at.exception and str(first) in [t.value for t in at.text]  # still listed
-    at.button(key="remove-root-0").click().run()
+    at.button(key=remove_key(str(first))).click().run()
     at.button(key="remove-root-yes").click().run()
     assert not at.exception
     said = _texts(at).replace("\\", "")

@@ -217,8 +217,11 @@ def typed_folder(text: str) -> str:
     if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
         text = text[1:-1]
     if text.startswith("file://"):
-        text = unquote(urlsplit(text).path)
-    if "\\ " in text and not Path(text).expanduser().exists():
+        url = urlsplit(text)
+        if url.netloc not in ("", "localhost"):
+            return text  # another computer's file: said to be no folder here
+        text = unquote(url.path, errors="surrogateescape")  # a name's bytes as the OS has them
+    if "\\" in text and not Path(text).expanduser().exists():
         text = re.sub(r"\\(.)", r"\1", text)  # Urlaub\ Italien, as a shell completes it
     return text
 

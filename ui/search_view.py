@@ -427,9 +427,10 @@ def _recent_label(library: Library, params: dict[str, str]) -> str:
     if state.like and not state.q:
         first = library.photo(state.like[0]) if len(state.like) == 1 else None
         count = len(state.like)
-        how = "more like" if state.lw == 1 else WEIGHT_LABELS.get(state.lw, "like this")[:-5]
-        text = f"{how} {Path(first.path).name}" if first else (
-            f"{how} {count} photo" + ("s" if count > 1 else ""))  # fmt: skip
+        how = "more like" if state.lw > 0 else "less like"
+        times = "" if abs(state.lw) == 1 else f" ×{abs(state.lw):g}"  # the weight it restores
+        text = f"{how} {Path(first.path).name}{times}" if first else (
+            f"{how} {count} photo" + ("s" if count > 1 else "") + times)  # fmt: skip
     if state.neg:
         text += f" − {state.neg}"
     text = text if len(text) <= 40 else text[:39] + "…"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
@@ -130,7 +131,7 @@ def _show_counts(status: StatusReport, pending: PendingFiles | None) -> None:
     cols[1].metric("Failed", status.failed)
     cols[2].metric(
         "Pending",
-        "…" if pending is None else pending.to_index + pending.to_embed,
+        "…" if pending is None else pending.to_index,
         delta=f"{pending.to_remove} to remove" if pending and pending.to_remove else None,
         delta_color="off",
         help="New or changed photos in your folders that are not indexed yet (found by "
@@ -144,10 +145,10 @@ def _show_library(status: StatusReport, settings: Settings) -> None:
     st.markdown("**Photo folders**")
     if not status.roots:
         st.caption("No folders yet.")
-    for i, root in enumerate(status.roots):
+    for root in status.roots:
         text, remove = st.columns([12, 1], vertical_alignment="center")
         text.text(web_text(root.path) + ("" if root.online else "  (offline: kept, not scanned)"))
-        if remove.button("Remove", key=f"remove-root-{i}", type="tertiary",
+        if remove.button("Remove", key=remove_key(root.path), type="tertiary",
                          help="Take this folder and its photos out of the library; "
                          "the files stay on disk."):  # fmt: skip
             st.session_state[REMOVING] = root.path
@@ -171,12 +172,19 @@ def _show_library(status: StatusReport, settings: Settings) -> None:
     st.text(_describe_run(status.last_run))  # a run whose process is gone says "stopped"
 
 
+def remove_key(path: str) -> str:
+    """The Remove button of one folder: keyed by its path, so a list that changed between
+    drawing and clicking never removes the folder that moved into its place."""
+    return "remove-root-" + hashlib.sha1(encode_path(path).encode()).hexdigest()[:12]
+
+
 def _confirm_removal(settings: Settings, path: str) -> None:
     """A second step: removing a folder drops its photos' vectors, which take a new
     index run to rebuild."""
     st.warning(
         md_escape(f"Remove {path} from the library? Its photos leave the timeline and the "
-                  "searches; the files stay where they are."),
+                  "searches; the files stay where they are (adding the folder back indexes "
+                  "its photos again)."),
         icon=":material/folder_delete:",
     )  # fmt: skip
     yes, no = st.columns(2)
