@@ -20,8 +20,8 @@ from searchapp.ui.markdown import md_escape, web_text
 from searchapp.ui.resources import get_library, start_warm_up
 from searchapp.ui.search_view import SHOWN as PHOTOS_SHOWN
 from searchapp.ui.search_view import show_photos
+from searchapp.ui.status_view import drop_removal, show_status
 from searchapp.ui.status_view import forget_library as forget_status
-from searchapp.ui.status_view import show_status
 
 # A denser page: less padding around the grid, the title small. On a phone Streamlit stacks
 # the search bar's four columns; the two popover buttons then share a row, the search box
@@ -109,6 +109,7 @@ def main() -> None:
     write_url_tab()
     with photos_tab:
         if photos_tab.open:
+            drop_removal()  # a "Remove" left unconfirmed is not asked again later
             show_photos(library)
     with status_tab:
         if status_tab.open:

@@ -172,6 +172,11 @@ def _show_library(status: StatusReport, settings: Settings) -> None:
     st.text(_describe_run(status.last_run))  # a run whose process is gone says "stopped"
 
 
+def drop_removal() -> None:
+    """Forget a folder's Remove that waits for its confirmation (the tab was left)."""
+    st.session_state.pop(REMOVING, None)
+
+
 def remove_key(path: str) -> str:
     """The Remove button of one folder: keyed by its path, so a list that changed between
     drawing and clicking never removes the folder that moved into its place."""
