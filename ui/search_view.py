@@ -220,7 +220,7 @@ def _results(
     tiles = library.fold_similar(tiles) if state.fold else tiles
     shown, hidden = _counts_beside(by_name, by_meaning, page.contents, page.hidden_contents)
     _show_summary(shown, hidden, len(by_name), state.all, filtered=flt is not None,
-             folded=state.fold)  # fmt: skip
+                  folded=state.fold)  # fmt: skip
     if not tiles:
         if flt is not None and not library.timeline(flt, 0, 1).total:
             explain_empty(library, flt)  # no photo passes the filters: name the one to clear
