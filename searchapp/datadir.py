@@ -59,6 +59,17 @@ def check_data_dir(data_dir: Path) -> None:
         )
 
 
+def can_create_in(data_dir: Path) -> bool:
+    """Whether this user could create the library's files: the data folder, or the nearest
+    folder above it that exists, is writable (not a read-only disk or folder)."""
+    folder = data_dir
+    while not folder.exists():
+        if folder.parent == folder:
+            return False
+        folder = folder.parent
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+
+
 def make_private_dir(path: Path) -> None:
     """Create ``path`` and any missing parents, each 0700 (existing ones are left as they are)."""
     missing: list[Path] = []

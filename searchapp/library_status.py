@@ -7,7 +7,8 @@ run, who writes, and the generation the page watches for changes.
 from __future__ import annotations
 
 from searchapp.activity import WriterInfo, read_writer
-from searchapp.datadir import check_data_dir
+from searchapp.datadir import can_create_in, check_data_dir
+from searchapp.dbfile import read_only
 from searchapp.plan import PendingFiles, count_pending
 from searchapp.status import StatusReport, build_status, settle_run
 from searchapp.store import RunRecord
@@ -50,6 +51,13 @@ class StatusReads:
         """The latest indexing run (its live progress while it runs)."""
         runs = self.store.recent_runs(1) if self.exists else []
         return settle_run(runs[0], read_writer(self.settings)) if runs else None
+
+    def cannot_create(self) -> str | None:
+        """Why no library can be started here (a data folder this user cannot write and
+        that holds none), as one line; None where it can, or one exists."""
+        if self.settings.db_path.exists() or can_create_in(self.settings.data_dir):
+            return None
+        return str(read_only(self.settings.db_path))
 
     def writer(self) -> WriterInfo | None:
         """Who holds the writer lock now (``index``, ``watch`` or ``ui``), or None."""

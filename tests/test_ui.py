@@ -838,3 +838,18 @@ def test_a_photo_folder_is_removed_from_status_after_a_second_click(
     at.session_state["tab"] = "Photos"
     at.run()
     assert [Path(t["path"]).name for t in _tiles(at)] == ["coins.png"]
+
+
+def test_a_data_folder_that_cannot_hold_a_library_is_said_at_once(monkeypatch, tmp_path) -> None:  # noqa: ANN001
+    """The page offered "Add and index" there and said why not only after the click (second
+    trial: a read-only disk). Here the folder's parent is a file, which root cannot write
+    into either (the test runs as root, for whom file modes do not count)."""
+    from searchapp.datadir import can_create_in
+
+    (tmp_path / "notes.txt").write_text("not a folder")
+    data = tmp_path / "notes.txt" / "lib"
+    assert can_create_in(tmp_path / "new" / "lib") and not can_create_in(data)
+    at = _app(monkeypatch, data).run()
+    assert not at.exception
+    assert any(f"cannot create a library in {data}" in e.value.replace("\\", "") for e in at.error)
+    assert not [t for t in at.text_input if t.key == "add-path"]  # nothing offered to click

@@ -89,6 +89,10 @@ def main() -> None:
             icon=":material/warning:",
         )  # fmt: skip
     if not library.exists:
+        problem = library.cannot_create()
+        if problem:  # said now, not after "Add and index" was clicked
+            st.error(md_escape(problem), icon=":material/folder_off:")
+            return
         _empty_state(settings)
         return
     try:
