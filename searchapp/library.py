@@ -22,7 +22,7 @@ from searchapp import browse
 from searchapp.access import PREVIEW_SIDE, guarded_original, preview_jpeg, upload_preview
 from searchapp.activity import WriterInfo
 from searchapp.browse import FolderOption, PhotoInfo, Tile, TimelinePage
-from searchapp.config import Settings, command_for, data_dir_flag
+from searchapp.config import Settings, command_for
 from searchapp.errors import PhotoNotFoundError, QueryError
 from searchapp.library_browse import BrowseReads
 from searchapp.library_status import StatusReads
@@ -322,12 +322,12 @@ class Library(StatusReads, BrowseReads):
         """The command that embeds this library with this library's model."""
         from searchapp.model import PIXELS_MODEL_ID, model_flags
 
-        where = data_dir_flag(self.settings.data_dir)
+        command = command_for(self.settings.data_dir)
         if self.model_id == PIXELS_MODEL_ID:
-            return f"SEARCHAPP_ENCODER=pixels searchapp{where} index"
+            return f"SEARCHAPP_ENCODER=pixels {command} index"
         spec = self._spec()  # a checkpoint file's path is known here, resolved
         checkpoint = spec.weights if spec.weights_kind == "file" else None
-        return f"searchapp{where} {model_flags(self.model_id, checkpoint)} index"
+        return f"{command} {model_flags(self.model_id, checkpoint)} index"
 
     def guard_parts(self, parts: list[QueryPart]) -> list[QueryPart]:
         """Parts safe to run for the page: image paths must be indexed photos under a root.
