@@ -98,10 +98,7 @@ def run_indexing(
     def on_handoff(holder: WriterInfo) -> None:
         show(0.0, f"searchapp watch (pid {holder.pid}) is indexing this; waiting...")
 
-    # A running watcher does the work for us (and we wait for it); any other writer
-    # means "busy", said at once rather than freezing the page.
-    holder = get_library(settings).writer()
-    wait_s = WATCHER_WAIT_S if holder is not None and holder.is_watcher else 0.0
+    wait_s = _wait_for_watcher(settings)
     # the watcher's runs are its own: the page only waits for them
     stop = st.empty() if wait_s else _stop_button(stop_clicked)
     command = Index(
@@ -154,11 +151,17 @@ def _summary(command: Index, outcome: Outcome, failed: int) -> str:
     return text
 
 
+def _wait_for_watcher(settings: Settings) -> float:
+    """How long a command may wait: a running watcher does the work for the page (and is
+    waited for); any other writer means "busy", said at once rather than freezing it."""
+    holder = get_library(settings).writer()
+    return WATCHER_WAIT_S if holder is not None and holder.is_watcher else 0.0
+
+
 def remove_folder(settings: Settings, path: str) -> None:
     """Forget a photo folder and its photos (their files stay on disk), here or through
     the running watcher; what happened is the next run's flash."""
-    holder = get_library(settings).writer()
-    wait_s = WATCHER_WAIT_S if holder is not None and holder.is_watcher else 0.0
+    wait_s = _wait_for_watcher(settings)
     try:
         with st.spinner(f"Removing {md_escape(path)} from the library..."):
             outcome = submit(settings, RemoveRoot(path), kind="ui", wait_s=wait_s)
